@@ -1,0 +1,66 @@
+//! Privacy scopes (§4).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::ProtocolError;
+
+/// Who may receive a record. New records default to [`Scope::Private`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Scope {
+    /// Never leaves the instance.
+    #[default]
+    Private,
+    /// Only to peers the operator marked trusted, over a direct connection or a `--for` export.
+    Trusted,
+    /// To any peer, hub or public export.
+    Public,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Private, Scope::Trusted, Scope::Public];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Private => "private",
+            Scope::Trusted => "trusted",
+            Scope::Public => "public",
+        }
+    }
+
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Scope::Private => 0,
+            Scope::Trusted => 1,
+            Scope::Public => 2,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Scope::Private),
+            1 => Some(Scope::Trusted),
+            2 => Some(Scope::Public),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ProtocolError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "private" => Ok(Scope::Private),
+            "trusted" => Ok(Scope::Trusted),
+            "public" => Ok(Scope::Public),
+            _ => Err(ProtocolError::BadScope(s.to_string())),
+        }
+    }
+}
