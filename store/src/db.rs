@@ -1,0 +1,710 @@
+//! The redb store (§7): records, compacted change log, epoch, clock, conflicts, counters.
+//!
+//! Tables (all keys and values are bytes owned by this module):
+//! - `records`: record key bytes → change-log sequence (u64 BE) ++ sealed record bytes
+//! - `log`: sequence → record key bytes; one live entry per key (older ones are removed)
+//! - `meta`: epoch, clock (last issued local version), next sequence, instance name
+//! - `conflicts`: record key ++ version ++ loser hash → JSON [`Conflict`] (idempotent)
+//! - `counters`: name → u64
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Rejection, Result, StoreError};
+use crate::home::random_bytes;
+
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+const META_FORMAT: &str = "format";
+const META_EPOCH: &str = "epoch";
+const META_CLOCK: &str = "clock";
+const META_NEXT_SEQ: &str = "next_seq";
+const META_NAME: &str = "name";
+/// On-disk layout version of this store; bumped on incompatible changes.
+const STORE_FORMAT: u32 = 1;
+
+/// Counter names, stable: `sync status` and tests read them.
+pub mod counter {
+    pub const LOCAL_WRITES: &str = "local_writes";
+    pub const NEW: &str = "received_new";
+    pub const UPDATED: &str = "received_updated";
+    pub const UNCHANGED: &str = "received_unchanged";
+    pub const STALE: &str = "stale";
+    pub const CONFLICTS: &str = "conflicts";
+    pub const REJECTED_SIGNATURE: &str = "rejected_signature";
+    pub const REJECTED_FUTURE: &str = "rejected_future";
+    pub const REJECTED_INVALID: &str = "rejected_invalid";
+}
+
+/// The store's random identity; a cursor from another epoch means "start from 0".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Epoch(pub [u8; 16]);
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// The content of a local record as its operator wants it; the store adds version and signature.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Draft {
+    pub scope: Scope,
+    pub deleted: bool,
+    pub fields: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Draft {
+    /// The draft that reproduces an existing record's content.
+    pub fn from_record(record: &Record) -> Self {
+        Self {
+            scope: record.scope,
+            deleted: record.deleted,
+            fields: record.fields.clone(),
+            body: record.body.clone(),
+        }
+    }
+}
+
+/// What a local write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalChange {
+    Created(Record),
+    Updated {
+        previous: Record,
+        record: Record,
+    },
+    /// The draft equals the current content: no new version was made.
+    Unchanged(Record),
+}
+
+impl LocalChange {
+    pub fn record(&self) -> &Record {
+        match self {
+            LocalChange::Created(r) | LocalChange::Unchanged(r) => r,
+            LocalChange::Updated { record, .. } => record,
+        }
+    }
+}
+
+/// How to apply a batch of incoming versions.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Who the batch came from (peer name, bundle), for the conflict log.
+    pub source: String,
+    /// The receiver's clock, for the future-dating guard.
+    pub now_ms: u64,
+    /// Reject the whole batch if any record is rejected.
+    pub all_or_nothing: bool,
+    /// Unsigned records are accepted only from this origin (the signer of an app bundle whose
+    /// signature the caller verified). `None`: every record must be signed.
+    pub unsigned_origin: Option<PublicKey>,
+    /// Test hook: fail with [`StoreError::InjectedFault`] after this many records were applied
+    /// inside the transaction, as an I/O error would.
+    #[doc(hidden)]
+    pub fail_after: Option<usize>,
+}
+
+impl ApplyOptions {
+    pub fn new(source: impl Into<String>, now_ms: u64) -> Self {
+        Self {
+            source: source.into(),
+            now_ms,
+            all_or_nothing: false,
+            unsigned_origin: None,
+            fail_after: None,
+        }
+    }
+}
+
+/// What applying a batch did, record by record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    #[serde(skip)]
+    pub rejections: Vec<(RecordKey, Rejection)>,
+}
+
+/// One entry of the conflict log: two different contents under the same version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub origin: String,
+    pub entity: String,
+    pub id: String,
+    pub version: String,
+    pub winner_hash: String,
+    pub loser_hash: String,
+    pub source: String,
+    pub at_ms: u64,
+}
+
+/// One live change-log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub seq: u64,
+    pub record: Record,
+}
+
+/// Which records `list` returns.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub entity: Option<Entity>,
+    pub origin: Option<PublicKey>,
+    pub scope: Option<Scope>,
+    pub include_deleted: bool,
+}
+
+/// The store: one redb file, opened by one process at a time.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    epoch: Epoch,
+}
+
+/// Key bytes: origin (32) ++ entity length (u32 BE) ++ entity ++ id. Sorts by origin, entity, id.
+pub(crate) fn key_bytes(key: &RecordKey) -> Vec<u8> {
+    let entity = key.entity.as_str().as_bytes();
+    let mut out = Vec::with_capacity(36 + entity.len() + key.id.len());
+    out.extend_from_slice(key.origin.as_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entity.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(entity);
+    out.extend_from_slice(key.id.as_bytes());
+    out
+}
+
+fn version_bytes(v: Version) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&v.ms.to_be_bytes());
+    out[8..].copy_from_slice(&v.counter.to_be_bytes());
+    out
+}
+
+fn version_from_bytes(b: &[u8]) -> Option<Version> {
+    let ms = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    let counter = u32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
+    Some(Version::new(ms, counter))
+}
+
+impl Store {
+    /// Opens an existing store, or creates it with a fresh epoch.
+    pub fn open_or_create(path: &Path) -> Result<Store> {
+        let db = Database::create(path).map_err(|e| db_open_err(path, e))?;
+        let store = Self::init_meta(db, path)?;
+        Ok(store)
+    }
+
+    /// A store held in memory, for tests that need many stores quickly.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Result<Store> {
+        let path = Path::new("<memory>");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| db_open_err(path, e))?;
+        Self::init_meta(db, path)
+    }
+
+    /// Opens an existing store; a missing file is an error.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::NotInitialized(
+                path.parent().unwrap_or(path).to_path_buf(),
+            ));
+        }
+        let db = Database::open(path).map_err(|e| db_open_err(path, e))?;
+        Self::init_meta(db, path)
+    }
+
+    fn init_meta(db: Database, path: &Path) -> Result<Store> {
+        let err = |e: &dyn std::fmt::Display| StoreError::Database {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let tx = db.begin_write().map_err(|e| err(&e))?;
+        let epoch = {
+            let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
+            // Create every table so read transactions never miss one.
+            tx.open_table(RECORDS).map_err(|e| err(&e))?;
+            tx.open_table(LOG).map_err(|e| err(&e))?;
+            tx.open_table(CONFLICTS).map_err(|e| err(&e))?;
+            tx.open_table(COUNTERS).map_err(|e| err(&e))?;
+            let format = meta
+                .get(META_FORMAT)
+                .map_err(|e| err(&e))?
+                .map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    meta.insert(META_FORMAT, STORE_FORMAT.to_be_bytes().as_slice())
+                        .map_err(|e| err(&e))?;
+                }
+                Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
+                Some(f) => {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        what: format!(
+                            "store format {} is not supported (this wb reads format {STORE_FORMAT})",
+                            hex::encode(f)
+                        ),
+                    });
+                }
+            }
+            let existing = meta
+                .get(META_EPOCH)
+                .map_err(|e| err(&e))?
+                .map(|v| v.value().to_vec());
+            match existing {
+                Some(bytes) => Epoch(bytes.try_into().map_err(|_| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: "epoch".into(),
+                })?),
+                None => {
+                    let epoch = Epoch(random_bytes::<16>()?);
+                    meta.insert(META_EPOCH, epoch.0.as_slice())
+                        .map_err(|e| err(&e))?;
+                    epoch
+                }
+            }
+        };
+        tx.commit().map_err(|e| err(&e))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            epoch,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn decode_value(&self, value: &[u8]) -> Result<(u64, Record)> {
+        let seq = value
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| self.corrupt("record entry too short"))?;
+        let record = Record::from_sealed_bytes(&value[8..])
+            .map_err(|e| self.corrupt(format!("record entry: {e}")))?;
+        Ok((seq, record))
+    }
+
+    /// The instance name, if one was set.
+    pub fn name(&self) -> Result<Option<String>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let name = meta.get(META_NAME).map_err(|e| self.err(e))?;
+        Ok(name.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    pub fn set_name(&self, name: &str) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(META_NAME, name.as_bytes())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The last version this instance issued (its hybrid logical clock).
+    pub fn clock(&self) -> Result<Version> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let v = meta.get(META_CLOCK).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| version_from_bytes(v.value()))
+            .unwrap_or(Version::ZERO))
+    }
+
+    pub fn get(&self, key: &RecordKey) -> Result<Option<Record>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let value = records
+            .get(key_bytes(key).as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| self.decode_value(v.value()).map(|(_, r)| r))
+            .transpose()
+    }
+
+    /// Records matching the filter, ordered by origin, entity, id.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Record>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        let iter = match &filter.origin {
+            Some(origin) => {
+                let start = origin.as_bytes().to_vec();
+                let mut end = start.clone();
+                end.push(0xff);
+                // Keys of one origin are `origin ++ …`; the range below covers exactly them
+                // because the next byte is the first of a u32 length, never 0xff for real data.
+                records.range(start.as_slice()..end.as_slice())
+            }
+            None => records.range::<&[u8]>(..),
+        }
+        .map_err(|e| self.err(e))?;
+        for item in iter {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            let (_, record) = self.decode_value(value.value())?;
+            if filter.entity.as_ref().is_some_and(|e| *e != record.entity)
+                || filter.scope.is_some_and(|s| s != record.scope)
+                || filter.origin.is_some_and(|o| o != record.origin)
+                || (record.deleted && !filter.include_deleted)
+            {
+                continue;
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Changes a local record inside one transaction. `edit` sees the current version (if any)
+    /// and returns the wanted content; a new version is signed only if the content changed.
+    /// The version comes from the persisted clock and always exceeds the current one.
+    pub fn update_local<E: From<StoreError>>(
+        &self,
+        key: &SecretKey,
+        entity: Entity,
+        id: &str,
+        now_ms: u64,
+        edit: impl FnOnce(Option<&Record>) -> Result<Draft, E>,
+    ) -> Result<LocalChange, E> {
+        let record_key = RecordKey {
+            origin: key.public(),
+            entity,
+            id: id.to_string(),
+        };
+        let kb = key_bytes(&record_key);
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let change = {
+            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
+            let current = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                Some(v) => Some(self.decode_value(v.value())?),
+                None => None,
+            };
+            let draft = edit(current.as_ref().map(|(_, r)| r))?;
+            if let Some((_, existing)) = &current {
+                let unchanged = existing.scope == draft.scope
+                    && existing.deleted == draft.deleted
+                    && existing.fields == draft.fields
+                    && existing.body == draft.body;
+                if unchanged {
+                    return Ok(LocalChange::Unchanged(existing.clone()));
+                }
+            }
+            let clock = meta
+                .get(META_CLOCK)
+                .map_err(|e| self.err(e))?
+                .and_then(|v| version_from_bytes(v.value()))
+                .unwrap_or(Version::ZERO);
+            let floor = current
+                .as_ref()
+                .map_or(clock, |(_, r)| r.version.max(clock));
+            let version = Version::next_after(floor, now_ms);
+            let mut record = Record {
+                origin: record_key.origin,
+                entity: record_key.entity.clone(),
+                id: record_key.id.clone(),
+                version,
+                scope: draft.scope,
+                deleted: draft.deleted,
+                fields: draft.fields,
+                body: draft.body,
+                signature: None,
+            };
+            protocol::validate(&record).map_err(StoreError::from)?;
+            record.sign(key).map_err(StoreError::from)?;
+            meta.insert(META_CLOCK, version_bytes(version).as_slice())
+                .map_err(|e| self.err(e))?;
+            let old_seq = current.as_ref().map(|(seq, _)| *seq);
+            self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &record)?;
+            bump(&mut counters, counter::LOCAL_WRITES, 1).map_err(|e| self.err(e))?;
+            match current {
+                None => LocalChange::Created(record),
+                Some((_, previous)) => LocalChange::Updated { previous, record },
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(change)
+    }
+
+    /// Stores `record` under `kb` with a new change-log sequence, removing its old log entry.
+    fn write_record(
+        &self,
+        records: &mut redb::Table<&[u8], &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        meta: &mut redb::Table<&str, &[u8]>,
+        kb: &[u8],
+        old_seq: Option<u64>,
+        record: &Record,
+    ) -> Result<u64> {
+        let seq = meta
+            .get(META_NEXT_SEQ)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(1);
+        meta.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        if let Some(old) = old_seq {
+            log.remove(old).map_err(|e| self.err(e))?;
+        }
+        log.insert(seq, kb).map_err(|e| self.err(e))?;
+        let mut value = seq.to_be_bytes().to_vec();
+        value.extend_from_slice(&record.to_sealed_bytes());
+        records
+            .insert(kb, value.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(seq)
+    }
+
+    /// Applies incoming versions in one transaction with the §5 rules: higher version wins;
+    /// equal version with other content is a conflict won by the larger content hash (logged);
+    /// lower is stale; unsigned, badly signed, invalid or future-dated versions are rejected.
+    /// With `all_or_nothing`, one rejection aborts the batch and nothing is written.
+    pub fn apply_batch(&self, batch: &[Record], opts: &ApplyOptions) -> Result<ApplyReport> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut report = ApplyReport::default();
+        {
+            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let mut conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
+            for (index, incoming) in batch.iter().enumerate() {
+                if opts.fail_after == Some(index) {
+                    return Err(StoreError::InjectedFault(index));
+                }
+                if let Err(reason) = check_incoming(incoming, opts) {
+                    if opts.all_or_nothing {
+                        return Err(StoreError::BatchRejected {
+                            index,
+                            key: incoming.key(),
+                            reason,
+                        });
+                    }
+                    let name = match reason {
+                        Rejection::BadSignature | Rejection::Unsigned => {
+                            counter::REJECTED_SIGNATURE
+                        }
+                        Rejection::FutureDated { .. } => counter::REJECTED_FUTURE,
+                        Rejection::Invalid(_) => counter::REJECTED_INVALID,
+                    };
+                    bump(&mut counters, name, 1).map_err(|e| self.err(e))?;
+                    report.rejected += 1;
+                    report.rejections.push((incoming.key(), reason));
+                    continue;
+                }
+                let kb = key_bytes(&incoming.key());
+                let current = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                    Some(v) => Some(self.decode_value(v.value())?),
+                    None => None,
+                };
+                let (old_seq, replace, name) = match &current {
+                    None => (None, true, counter::NEW),
+                    Some((seq, existing)) if incoming.version > existing.version => {
+                        (Some(*seq), true, counter::UPDATED)
+                    }
+                    Some((_, existing)) if incoming.version < existing.version => {
+                        (None, false, counter::STALE)
+                    }
+                    Some((seq, existing)) => {
+                        let (ours, theirs) = (existing.content_hash(), incoming.content_hash());
+                        if ours == theirs {
+                            // Same content; take a signature we lacked (app-bundle records).
+                            let upgrade =
+                                existing.signature.is_none() && incoming.signature.is_some();
+                            (Some(*seq), upgrade, counter::UNCHANGED)
+                        } else {
+                            let (winner, loser) = if theirs > ours {
+                                (theirs, ours)
+                            } else {
+                                (ours, theirs)
+                            };
+                            let entry = Conflict {
+                                origin: incoming.origin.to_base64(),
+                                entity: incoming.entity.to_string(),
+                                id: incoming.id.clone(),
+                                version: incoming.version.to_string(),
+                                winner_hash: hex::encode(winner),
+                                loser_hash: hex::encode(loser),
+                                source: opts.source.clone(),
+                                at_ms: opts.now_ms,
+                            };
+                            let mut ck = kb.clone();
+                            ck.extend_from_slice(&version_bytes(incoming.version));
+                            ck.extend_from_slice(&loser);
+                            let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
+                            conflicts
+                                .insert(ck.as_slice(), json.as_slice())
+                                .map_err(|e| self.err(e))?;
+                            (Some(*seq), theirs > ours, counter::CONFLICTS)
+                        }
+                    }
+                };
+                match name {
+                    counter::NEW => report.new += 1,
+                    counter::UPDATED => report.updated += 1,
+                    counter::STALE => report.stale += 1,
+                    counter::CONFLICTS => report.conflicts += 1,
+                    _ => report.unchanged += 1,
+                }
+                bump(&mut counters, name, 1).map_err(|e| self.err(e))?;
+                if replace {
+                    self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, incoming)?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(report)
+    }
+
+    /// Live change-log entries after `after_seq`, oldest first, at most `limit`.
+    pub fn changes_since(&self, after_seq: u64, limit: usize) -> Result<Vec<Change>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in log
+            .range(after_seq.saturating_add(1)..)
+            .map_err(|e| self.err(e))?
+            .take(limit)
+        {
+            let (seq, kb) = item.map_err(|e| self.err(e))?;
+            let value = records
+                .get(kb.value())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
+            let (_, record) = self.decode_value(value.value())?;
+            out.push(Change {
+                seq: seq.value(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of live change-log entries (one per record key).
+    pub fn log_len(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+        log.len().map_err(|e| self.err(e))
+    }
+
+    /// The highest sequence number issued so far (0 when empty).
+    pub fn last_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let next = meta
+            .get(META_NEXT_SEQ)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(1);
+        Ok(next - 1)
+    }
+
+    /// The conflict log, ordered by record key, version and loser hash.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.range::<&[u8]>(..).map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("conflict entry: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// All counters by name (absent ones are 0).
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for item in table.range::<&str>(..).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+}
+
+fn check_incoming(record: &Record, opts: &ApplyOptions) -> Result<(), Rejection> {
+    match &record.signature {
+        None if opts.unsigned_origin == Some(record.origin) => {}
+        None => return Err(Rejection::Unsigned),
+        Some(_) => record.verify().map_err(|_| Rejection::BadSignature)?,
+    }
+    if record.version.is_future(opts.now_ms) {
+        return Err(Rejection::FutureDated {
+            ahead_ms: record.version.ms - opts.now_ms,
+            limit_ms: protocol::version::MAX_FUTURE_SKEW_MS,
+        });
+    }
+    protocol::validate(record).map_err(|e| Rejection::Invalid(e.to_string()))
+}
+
+fn bump(
+    counters: &mut redb::Table<&str, u64>,
+    name: &str,
+    by: u64,
+) -> std::result::Result<(), redb::StorageError> {
+    let now = counters.get(name)?.map_or(0, |v| v.value());
+    counters.insert(name, now.saturating_add(by))?;
+    Ok(())
+}
+
+fn db_open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_path_buf()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => StoreError::Database {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors of the store crate. redb's own error types never cross this crate's API.
+
+use std::path::PathBuf;
+
+use protocol::{ProtocolError, RecordKey};
+
+/// Why a home, key file or store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("no wb home at {0}: run `wb init` first")]
+    NotInitialized(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    BadKeyFile { path: PathBuf, reason: String },
+    #[error(
+        "{public}: this public key does not match the private key in {secret}; \
+         restore the matching pair or move both files away"
+    )]
+    MismatchedKeys { secret: PathBuf, public: PathBuf },
+    #[error("{0}: only one of the two key files exists; restore the other or move it away")]
+    HalfKeyPair(PathBuf),
+    #[error("the store {0} is in use by another process (is `wb node run` running on this home?)")]
+    InUse(PathBuf),
+    #[error("store {path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error("store {path} is corrupt: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("{0}")]
+    Invalid(#[from] ProtocolError),
+    #[error(
+        "{entity} {id} originates at another instance ({origin}); only its origin can change it"
+    )]
+    NotLocal {
+        origin: String,
+        entity: String,
+        id: String,
+    },
+    #[error("record {index} of the batch ({}/{} from {}) was rejected: {reason}; nothing from the batch was applied", key.entity, key.id, key.origin.key_id())]
+    BatchRejected {
+        index: usize,
+        key: RecordKey,
+        reason: Rejection,
+    },
+    /// A fault injected by a test, standing for an I/O error in the middle of a batch.
+    #[error("injected fault after {0} records")]
+    InjectedFault(usize),
+}
+
+/// Why an incoming record version was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    #[error("bad signature")]
+    BadSignature,
+    #[error("not signed")]
+    Unsigned,
+    #[error("dated {ahead_ms} ms in the future (limit {limit_ms} ms)")]
+    FutureDated { ahead_ms: u64, limit_ms: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,213 @@
+//! The home directory (§2, §3): key files in the WhiteBalloon app's layout and the store file.
+//!
+//! ```text
+//! <home>/keys/id_ed25519        base64 of the raw 32-byte secret, one line, mode 0600
+//! <home>/keys/id_ed25519.pub    base64 of the raw 32-byte public key, one line
+//! <home>/keys/key_metadata.json {"key_id": ..., "created_at": ...}
+//! <home>/store.redb             the redb store
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::{PublicKey, SecretKey};
+
+use crate::error::{Result, StoreError};
+use crate::{Store, time};
+
+/// What `init` found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// A new identity and store were created.
+    Created,
+    /// An existing key pair (made by the WhiteBalloon app) was adopted; the store was created.
+    AdoptedKeys,
+    /// The home was already initialised; its identity was kept.
+    Existing,
+}
+
+/// A wb home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.keys_dir().join("id_ed25519")
+    }
+
+    pub fn public_key_path(&self) -> PathBuf {
+        self.keys_dir().join("id_ed25519.pub")
+    }
+
+    pub fn metadata_path(&self) -> PathBuf {
+        self.keys_dir().join("key_metadata.json")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store.redb")
+    }
+
+    /// True once `init` has run: the store exists.
+    pub fn is_initialized(&self) -> bool {
+        self.store_path().exists()
+    }
+
+    /// Creates the home, or keeps what is there: an existing key pair (also one made by the
+    /// app) is never overwritten. Sets the instance name when one is given.
+    pub fn init(&self, name: Option<&str>) -> Result<(InitOutcome, SecretKey, Store)> {
+        let had_store = self.is_initialized();
+        let had_keys = self.has_any_key_file();
+        let key = if had_keys {
+            let key = self.load_key()?;
+            if !self.metadata_path().exists() {
+                self.write_metadata(&key.public())?;
+            }
+            key
+        } else {
+            let key = SecretKey::from_bytes(&random_bytes::<32>()?);
+            self.write_key_files(&key)?;
+            key
+        };
+        let store = Store::open_or_create(&self.store_path())?;
+        if let Some(name) = name {
+            store.set_name(name)?;
+        }
+        let outcome = match (had_keys, had_store) {
+            (false, _) => InitOutcome::Created,
+            (true, false) => InitOutcome::AdoptedKeys,
+            (true, true) => InitOutcome::Existing,
+        };
+        Ok((outcome, key, store))
+    }
+
+    /// Opens the store of an initialised home.
+    pub fn open_store(&self) -> Result<Store> {
+        if !self.is_initialized() {
+            return Err(StoreError::NotInitialized(self.root.clone()));
+        }
+        Store::open(&self.store_path())
+    }
+
+    fn has_any_key_file(&self) -> bool {
+        self.secret_key_path().exists() || self.public_key_path().exists()
+    }
+
+    /// Reads and checks the key pair: both files present, base64 of 32 bytes, matching.
+    pub fn load_key(&self) -> Result<SecretKey> {
+        let (secret_path, public_path) = (self.secret_key_path(), self.public_key_path());
+        match (secret_path.exists(), public_path.exists()) {
+            (true, true) => {}
+            (false, false) => return Err(StoreError::NotInitialized(self.root.clone())),
+            (true, false) => return Err(StoreError::HalfKeyPair(secret_path)),
+            (false, true) => return Err(StoreError::HalfKeyPair(public_path)),
+        }
+        let secret = SecretKey::from_bytes(&read_key_file(&secret_path)?);
+        let public_bytes = read_key_file(&public_path)?;
+        if secret.public().as_bytes() != &public_bytes {
+            return Err(StoreError::MismatchedKeys {
+                secret: secret_path,
+                public: public_path,
+            });
+        }
+        Ok(secret)
+    }
+
+    /// Writes a new key pair and its metadata, replacing any existing files (callers confirm).
+    /// The secret is written to a temporary file created with mode 0600, then renamed.
+    pub fn write_key_files(&self, key: &SecretKey) -> Result<()> {
+        let dir = self.keys_dir();
+        create_private_dir(&dir)?;
+        let public = key.public();
+        write_atomic(
+            &self.secret_key_path(),
+            format!("{}\n", B64.encode(key.to_bytes())).as_bytes(),
+            0o600,
+        )?;
+        write_atomic(
+            &self.public_key_path(),
+            format!("{}\n", public.to_base64()).as_bytes(),
+            0o644,
+        )?;
+        self.write_metadata(&public)
+    }
+
+    fn write_metadata(&self, public: &PublicKey) -> Result<()> {
+        // The app's layout: json.dumps(indent=2) + "\n".
+        let meta = serde_json::json!({
+            "key_id": public.key_id(),
+            "created_at": time::iso_utc_micros(time::now_ms()),
+        });
+        let text = serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n";
+        write_atomic(&self.metadata_path(), text.as_bytes(), 0o644)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<[u8; 32]> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let bad = |reason: &str| StoreError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|_| bad("not base64 (expected one line of base64 of 32 raw key bytes)"))?;
+    bytes
+        .try_into()
+        .map_err(|_| bad("does not hold 32 key bytes"))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io_err(dir))
+}
+
+/// Writes `bytes` to a temporary sibling with `mode`, syncs it, and renames it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Io {
+        path: PathBuf::from("<system random source>"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(buf)
+}

@@ -1,0 +1,347 @@
+//! Store tests: batch atomicity, log compaction, epoch persistence, §5 rules, convergence.
+
+use proptest::prelude::*;
+use protocol::{Entity, Record, Scope, SecretKey, Version};
+
+use crate::*;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_or_create(&dir.path().join("store.redb")).expect("store");
+    (dir, store)
+}
+
+fn signed(key: &SecretKey, id: &str, version: Version, title: &str) -> Record {
+    let mut r = Record {
+        origin: key.public(),
+        entity: Entity::Request,
+        id: id.to_string(),
+        version,
+        scope: Scope::Public,
+        deleted: false,
+        fields: vec![
+            ("Title".into(), title.into()),
+            ("Status".into(), "open".into()),
+        ],
+        body: String::new(),
+        signature: None,
+    };
+    r.sign(key).expect("sign");
+    r
+}
+
+/// Everything observable: records with their log sequence order, counters, conflicts.
+fn snapshot(store: &Store) -> (Vec<Record>, Vec<Change>, u64, Vec<Conflict>) {
+    let all = ListFilter {
+        include_deleted: true,
+        ..Default::default()
+    };
+    (
+        store.list(&all).expect("list"),
+        store.changes_since(0, usize::MAX).expect("changes"),
+        store.last_seq().expect("seq"),
+        store.conflicts().expect("conflicts"),
+    )
+}
+
+#[test]
+fn failed_batch_leaves_store_as_before() {
+    let (_dir, store) = temp_store();
+    let a = SecretKey::from_bytes(&[1; 32]);
+    let first: Vec<Record> = (0..5)
+        .map(|i| signed(&a, &i.to_string(), Version::new(NOW, 0), "t"))
+        .collect();
+    store
+        .apply_batch(&first, &ApplyOptions::new("peer", NOW))
+        .expect("apply");
+    let before = (snapshot(&store), store.counters().expect("counters"));
+
+    // An injected fault in the middle of a batch of updates and new records.
+    let second: Vec<Record> = (0..10)
+        .map(|i| signed(&a, &i.to_string(), Version::new(NOW + 1, 0), "t2"))
+        .collect();
+    let mut opts = ApplyOptions::new("peer", NOW);
+    opts.fail_after = Some(6);
+    assert!(matches!(
+        store.apply_batch(&second, &opts),
+        Err(StoreError::InjectedFault(6))
+    ));
+    assert_eq!(
+        (snapshot(&store), store.counters().expect("counters")),
+        before
+    );
+
+    // A bad signature in the middle of an all-or-nothing batch.
+    let mut bad = second.clone();
+    bad[4].fields[0].1 = "tampered".into();
+    let mut opts = ApplyOptions::new("bundle", NOW);
+    opts.all_or_nothing = true;
+    let err = store.apply_batch(&bad, &opts).expect_err("rejected");
+    assert!(matches!(
+        err,
+        StoreError::BatchRejected {
+            index: 4,
+            reason: Rejection::BadSignature,
+            ..
+        }
+    ));
+    assert_eq!(
+        (snapshot(&store), store.counters().expect("counters")),
+        before
+    );
+
+    // Without all-or-nothing, the good ones apply and the bad one is counted.
+    let report = store
+        .apply_batch(&bad, &ApplyOptions::new("peer", NOW))
+        .expect("apply");
+    assert_eq!((report.updated, report.new, report.rejected), (4, 5, 1));
+    assert_eq!(store.counters().expect("c")[counter::REJECTED_SIGNATURE], 1);
+}
+
+#[test]
+fn compaction_keeps_one_live_log_entry_per_key() {
+    let (_dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[2; 32]);
+    for round in 0..20u64 {
+        for id in ["a", "b", "c"] {
+            store
+                .update_local(&key, Entity::Request, id, NOW + round, |_| {
+                    Ok::<_, StoreError>(Draft {
+                        scope: Scope::Public,
+                        fields: vec![
+                            ("Title".into(), format!("round {round}")),
+                            ("Status".into(), "open".into()),
+                        ],
+                        ..Default::default()
+                    })
+                })
+                .expect("write");
+        }
+    }
+    assert_eq!(store.log_len().expect("len"), 3);
+    assert_eq!(store.last_seq().expect("seq"), 60);
+    let changes = store.changes_since(0, 100).expect("changes");
+    assert_eq!(changes.len(), 3);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.record.field("Title") == Some("round 19"))
+    );
+    assert_eq!(
+        changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![58, 59, 60]
+    );
+    assert!(store.changes_since(59, 100).expect("tail").len() == 1);
+}
+
+#[test]
+fn epoch_clock_and_records_survive_reopen() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.redb");
+    let key = SecretKey::from_bytes(&[3; 32]);
+    let (epoch, clock) = {
+        let store = Store::open_or_create(&path).expect("create");
+        store
+            .update_local(&key, Entity::User, "1", NOW, |_| {
+                Ok::<_, StoreError>(Draft {
+                    fields: vec![("Username".into(), "rosa".into())],
+                    ..Default::default()
+                })
+            })
+            .expect("write");
+        (store.epoch(), store.clock().expect("clock"))
+    };
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.epoch(), epoch);
+    assert_eq!(store.clock().expect("clock"), clock);
+    // The wall clock went back an hour: the next version still goes forward.
+    let change = store
+        .update_local(&key, Entity::User, "1", NOW - 3_600_000, |_| {
+            Ok::<_, StoreError>(Draft {
+                fields: vec![("Username".into(), "rosa2".into())],
+                ..Default::default()
+            })
+        })
+        .expect("write");
+    assert!(change.record().version > clock);
+    let other = tempfile::tempdir().expect("dir");
+    let fresh = Store::open_or_create(&other.path().join("s.redb")).expect("fresh");
+    assert_ne!(fresh.epoch(), epoch);
+}
+
+#[test]
+fn second_open_is_refused_as_in_use() {
+    let (dir, _store) = temp_store();
+    let err = Store::open(&dir.path().join("store.redb")).expect_err("locked");
+    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+}
+
+#[test]
+fn local_write_without_change_makes_no_version() {
+    let (_dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[4; 32]);
+    let draft = || Draft {
+        fields: vec![("Username".into(), "rosa".into())],
+        ..Default::default()
+    };
+    let first = store
+        .update_local(&key, Entity::User, "1", NOW, |_| {
+            Ok::<_, StoreError>(draft())
+        })
+        .expect("write");
+    assert!(matches!(first, LocalChange::Created(_)));
+    let again = store
+        .update_local(&key, Entity::User, "1", NOW + 5, |_| {
+            Ok::<_, StoreError>(draft())
+        })
+        .expect("write");
+    assert_eq!(again, LocalChange::Unchanged(first.record().clone()));
+    assert_eq!(store.last_seq().expect("seq"), 1);
+    // Invalid content is refused and changes nothing.
+    let err = store
+        .update_local(&key, Entity::User, "2", NOW, |_| {
+            Ok::<_, StoreError>(Draft::default())
+        })
+        .expect_err("missing Username");
+    assert!(err.to_string().contains("Username"), "{err}");
+    assert_eq!(store.last_seq().expect("seq"), 1);
+}
+
+#[test]
+fn rules_of_section_5() {
+    let (_dir, store) = temp_store();
+    let a = SecretKey::from_bytes(&[5; 32]);
+    let opts = ApplyOptions::new("peer", NOW);
+    let v1 = signed(&a, "1", Version::new(NOW, 0), "one");
+    let v2 = signed(&a, "1", Version::new(NOW, 1), "two");
+    let v2b = signed(&a, "1", Version::new(NOW, 1), "two-bis");
+    let future = signed(&a, "2", Version::new(NOW + 11 * 60_000, 0), "later");
+    let near_future = signed(&a, "3", Version::new(NOW + 9 * 60_000, 0), "soon");
+    let mut unsigned = v1.clone();
+    unsigned.signature = None;
+
+    let r = store.apply_batch(&[v2.clone()], &opts).expect("apply");
+    assert_eq!(r.new, 1);
+    let r = store.apply_batch(&[v1.clone()], &opts).expect("apply");
+    assert_eq!(r.stale, 1);
+    let r = store.apply_batch(&[v2.clone()], &opts).expect("apply");
+    assert_eq!(r.unchanged, 1);
+    let r = store.apply_batch(&[v2b.clone()], &opts).expect("apply");
+    assert_eq!(r.conflicts, 1);
+    let winner = if v2b.content_hash() > v2.content_hash() {
+        &v2b
+    } else {
+        &v2
+    };
+    assert_eq!(store.get(&v2.key()).expect("get").as_ref(), Some(winner));
+    assert_eq!(store.conflicts().expect("log").len(), 1);
+    let r = store
+        .apply_batch(&[future, near_future, unsigned.clone()], &opts)
+        .expect("apply");
+    assert_eq!((r.rejected, r.new), (2, 1));
+    // An app bundle's signer may bring unsigned records of its own origin.
+    let mut bundle = ApplyOptions::new("bundle", NOW);
+    bundle.unsigned_origin = Some(a.public());
+    let other = SecretKey::from_bytes(&[6; 32]);
+    let mut foreign = signed(&other, "9", Version::new(NOW, 0), "x");
+    foreign.signature = None;
+    let r = store
+        .apply_batch(&[unsigned, foreign], &bundle)
+        .expect("apply");
+    assert_eq!((r.stale, r.rejected), (1, 1));
+}
+
+/// Every (origin, id, counter, content) combination, signed once: 2 × 3 × 3 × 3 versions.
+fn pool() -> &'static [Record] {
+    static POOL: std::sync::OnceLock<Vec<Record>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let keys = [
+            SecretKey::from_bytes(&[7; 32]),
+            SecretKey::from_bytes(&[8; 32]),
+        ];
+        let mut out = Vec::new();
+        for key in &keys {
+            for id in 0..3 {
+                for counter in 0..3 {
+                    for content in 0..3 {
+                        out.push(signed(
+                            key,
+                            &id.to_string(),
+                            Version::new(NOW, counter),
+                            &format!("content {content}"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+fn dataset() -> impl Strategy<Value = Vec<Record>> {
+    // Few keys, few versions, several contents per version: plenty of conflicts and staleness.
+    prop::collection::vec(any::<prop::sample::Index>(), 1..24).prop_map(|picks| {
+        picks
+            .iter()
+            .map(|i| pool()[i.index(pool().len())].clone())
+            .collect()
+    })
+}
+
+proptest! {
+    /// Any two orders of the same versions (with duplicates) converge to the same records,
+    /// and every key holds the largest-hash content of its highest version.
+    #[test]
+    fn convergence(set in dataset(), seed_a in any::<u64>(), seed_b in any::<u64>(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+        let mut all = set.clone();
+        for d in &dups {
+            all.push(set[d.index(set.len())].clone());
+        }
+        let shuffle = |seed: u64| {
+            let mut v = all.clone();
+            let mut s = seed | 1;
+            for i in (1..v.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                v.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            v
+        };
+        let a = Store::in_memory().expect("store");
+        let b = Store::in_memory().expect("store");
+        let opts = ApplyOptions::new("peer", NOW);
+        // Apply in uneven batches to also vary transaction boundaries.
+        for chunk in shuffle(seed_a).chunks(3) { a.apply_batch(chunk, &opts).expect("apply"); }
+        for chunk in shuffle(seed_b).chunks(5) { b.apply_batch(chunk, &opts).expect("apply"); }
+        let filter = ListFilter { include_deleted: true, ..Default::default() };
+        let (ra, rb) = (a.list(&filter).expect("list"), b.list(&filter).expect("list"));
+        prop_assert_eq!(&ra, &rb);
+        for r in &ra {
+            let best = set.iter().filter(|x| x.key() == r.key()).max_by_key(|x| (x.version, x.content_hash())).expect("present");
+            prop_assert_eq!(r, best);
+        }
+        // Every logged conflict names the larger hash as winner.
+        for c in a.conflicts().expect("c").iter().chain(b.conflicts().expect("c").iter()) {
+            prop_assert!(c.winner_hash > c.loser_hash);
+        }
+    }
+
+    /// When every version of a key shares one counter, the conflict logs are identical too.
+    #[test]
+    fn convergence_of_conflict_logs(contents in prop::collection::vec(0u8..4, 1..8), seed in any::<u64>()) {
+        let key = SecretKey::from_bytes(&[9; 32]);
+        let set: Vec<Record> = contents.iter().map(|c| signed(&key, "x", Version::new(NOW, 0), &format!("c{c}"))).collect();
+        let mut rev = set.clone();
+        rev.rotate_left((seed as usize) % set.len());
+        rev.reverse();
+        let a = Store::in_memory().expect("store");
+        let b = Store::in_memory().expect("store");
+        let opts = ApplyOptions::new("peer", NOW);
+        for r in &set { a.apply_batch(std::slice::from_ref(r), &opts).expect("apply"); }
+        for r in &rev { b.apply_batch(std::slice::from_ref(r), &opts).expect("apply"); }
+        let losers = |s: &Store| s.conflicts().expect("c").into_iter().map(|c| c.loser_hash).collect::<std::collections::BTreeSet<_>>();
+        prop_assert_eq!(losers(&a), losers(&b));
+        prop_assert_eq!(snapshot(&a).0, snapshot(&b).0);
+    }
+}
