@@ -467,6 +467,60 @@ impl Store {
         Ok(change)
     }
 
+    /// Moves every live record of `old`'s origin to `new` after a key replacement, in one
+    /// transaction: each gets a tombstone signed by the old key (so peers withdraw it) and a
+    /// copy signed by the new key. Returns how many records moved.
+    pub fn rekey(&self, old: &SecretKey, new: &SecretKey, now_ms: u64) -> Result<u64> {
+        let live = self.list(&ListFilter {
+            origin: Some(old.public()),
+            ..Default::default()
+        })?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let mut clock = meta
+                .get(META_CLOCK)
+                .map_err(|e| self.err(e))?
+                .and_then(|v| version_from_bytes(v.value()))
+                .unwrap_or(Version::ZERO);
+            for record in &live {
+                for (key, deleted) in [(old, true), (new, false)] {
+                    clock = Version::next_after(clock.max(record.version), now_ms);
+                    let mut next = Record {
+                        origin: key.public(),
+                        version: clock,
+                        deleted,
+                        fields: if deleted {
+                            Vec::new()
+                        } else {
+                            record.fields.clone()
+                        },
+                        body: if deleted {
+                            String::new()
+                        } else {
+                            record.body.clone()
+                        },
+                        signature: None,
+                        ..record.clone()
+                    };
+                    next.sign(key)?;
+                    let kb = key_bytes(&next.key());
+                    let old_seq = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                        Some(v) => Some(self.decode_value(v.value())?.0),
+                        None => None,
+                    };
+                    self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &next)?;
+                }
+            }
+            meta.insert(META_CLOCK, version_bytes(clock).as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(live.len() as u64)
+    }
+
     /// Stores `record` under `kb` with a new change-log sequence, removing its old log entry.
     fn write_record(
         &self,

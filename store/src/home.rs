@@ -81,7 +81,7 @@ impl Home {
             }
             key
         } else {
-            let key = SecretKey::from_bytes(&random_bytes::<32>()?);
+            let key = new_secret_key()?;
             self.write_key_files(&key)?;
             key
         };
@@ -201,6 +201,11 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     file.write_all(bytes).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// A fresh instance key from the system's random source.
+pub fn new_secret_key() -> Result<SecretKey> {
+    Ok(SecretKey::from_bytes(&random_bytes::<32>()?))
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {

@@ -345,3 +345,45 @@ proptest! {
         prop_assert_eq!(snapshot(&a).0, snapshot(&b).0);
     }
 }
+
+#[test]
+fn rekey_moves_local_records_and_withdraws_old_ones() {
+    let (_dir, store) = temp_store();
+    let (old, new) = (
+        SecretKey::from_bytes(&[10; 32]),
+        SecretKey::from_bytes(&[11; 32]),
+    );
+    for id in ["1", "2"] {
+        store
+            .update_local(&old, Entity::User, id, NOW, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope: Scope::Public,
+                    fields: vec![("Username".into(), format!("u{id}"))],
+                    ..Default::default()
+                })
+            })
+            .expect("write");
+    }
+    assert_eq!(store.rekey(&old, &new, NOW).expect("rekey"), 2);
+    let moved = store
+        .list(&ListFilter {
+            origin: Some(new.public()),
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(moved.len(), 2);
+    assert!(
+        moved
+            .iter()
+            .all(|r| r.verify().is_ok() && r.scope == Scope::Public)
+    );
+    let gone = store
+        .list(&ListFilter {
+            origin: Some(old.public()),
+            include_deleted: true,
+            ..Default::default()
+        })
+        .expect("list");
+    assert!(gone.iter().all(|r| r.deleted && r.verify().is_ok()));
+    assert_eq!(store.log_len().expect("len"), 4);
+}

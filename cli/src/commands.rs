@@ -1,0 +1,579 @@
+//! Command execution: each command returns its [`Output`] (text and JSON); `main` prints it.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result, anyhow, bail};
+use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
+use serde_json::{Value, json};
+use store::{Draft, Home, InitOutcome, ListFilter, LocalChange, Store, StoreError, time};
+
+use crate::args::{Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand};
+
+/// What a command prints: text for people, one JSON document for scripts, warnings on stderr.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub text: String,
+    pub json: Value,
+    pub warnings: Vec<String>,
+}
+
+impl Output {
+    fn new(text: impl Into<String>, json: Value) -> Self {
+        Self {
+            text: text.into(),
+            json,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Output> {
+    let home = Home::new(&cli.home);
+    match cli.command {
+        Command::Init { name } => init(&home, name.as_deref()),
+        Command::Id => id(&home),
+        Command::Record(cmd) => record(&home, cmd),
+        Command::Scope(ScopeCommand::Set {
+            entity,
+            id,
+            scope,
+            allow_contact,
+        }) => scope_set(&home, &entity, &id, &scope, allow_contact),
+        Command::Sync(SyncCommand::Keygen { force, yes }) => keygen(&home, force, yes),
+    }
+}
+
+/// An opened, initialised home.
+struct Instance {
+    key: SecretKey,
+    store: Store,
+}
+
+fn open(home: &Home) -> Result<Instance> {
+    if !home.is_initialized() {
+        return Err(StoreError::NotInitialized(home.root().to_path_buf()).into());
+    }
+    let key = home.load_key()?;
+    let store = home.open_store()?;
+    Ok(Instance { key, store })
+}
+
+fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
+    Ok(json!({
+        "name": name,
+        "endpoint_id": node::identity::endpoint_id(key)?.to_string(),
+        "key_id": key.key_id(),
+        "public_key": key.to_base64(),
+        // A ticket carries the node's current addresses; there are none until a node runs.
+        "ticket": Value::Null,
+    }))
+}
+
+fn identity_text(j: &Value) -> String {
+    let s = |k: &str| j[k].as_str().unwrap_or("(none)").to_string();
+    format!(
+        "name:        {}\nendpoint id: {}\nkey id:      {}\npublic key:  {}",
+        s("name"),
+        s("endpoint_id"),
+        s("key_id"),
+        s("public_key")
+    )
+}
+
+fn init(home: &Home, name: Option<&str>) -> Result<Output> {
+    let (outcome, key, store) = home.init(name)?;
+    let name = store.name()?;
+    let mut j = identity_json(&key.public(), name.as_deref())?;
+    let (word, headline) = match outcome {
+        InitOutcome::Created => (
+            "created",
+            format!(
+                "Created a new instance identity in {}",
+                home.root().display()
+            ),
+        ),
+        InitOutcome::AdoptedKeys => (
+            "adopted",
+            format!(
+                "Adopted the existing key pair in {} and created the store",
+                home.keys_dir().display()
+            ),
+        ),
+        InitOutcome::Existing => (
+            "existing",
+            format!(
+                "{} is already initialised; kept its identity (to replace the key: wb sync keygen --force)",
+                home.root().display()
+            ),
+        ),
+    };
+    j["outcome"] = json!(word);
+    j["home"] = json!(home.root().display().to_string());
+    Ok(Output::new(format!("{headline}\n{}", identity_text(&j)), j))
+}
+
+fn id(home: &Home) -> Result<Output> {
+    let inst = open(home)?;
+    let name = inst.store.name()?;
+    let j = identity_json(&inst.key.public(), name.as_deref())?;
+    Ok(Output::new(identity_text(&j), j))
+}
+
+fn parse_entity(s: &str) -> Result<Entity> {
+    Ok(Entity::parse_known(s)?)
+}
+
+fn parse_scope(s: &str) -> Result<Scope> {
+    Ok(s.parse::<Scope>()?)
+}
+
+/// Resolves `--origin`: `local`, a key in any textual form, or a key id known to the store.
+fn resolve_origin(inst: &Instance, text: &str) -> Result<PublicKey> {
+    if text == "local" {
+        return Ok(inst.key.public());
+    }
+    if let Ok(key) = PublicKey::parse(text) {
+        return Ok(key);
+    }
+    let wanted = text.trim().to_ascii_lowercase();
+    if wanted.len() == protocol::keys::KEY_ID_LEN && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut found: Vec<PublicKey> = inst
+            .store
+            .list(&ListFilter {
+                include_deleted: true,
+                ..Default::default()
+            })?
+            .into_iter()
+            .map(|r| r.origin)
+            .chain([inst.key.public()])
+            .filter(|k| k.key_id() == wanted)
+            .collect();
+        found.dedup();
+        if let [key] = found[..] {
+            return Ok(key);
+        }
+        bail!("no known origin has key id {wanted}");
+    }
+    bail!(
+        "not a key or key id: {text:?} (expected base64, 64 hex digits, a 16-hex key id or `local`)"
+    )
+}
+
+pub fn record_json(r: &Record, local: &PublicKey) -> Value {
+    let fields: serde_json::Map<String, Value> = r
+        .fields
+        .iter()
+        .map(|(n, v)| (n.clone(), json!(v)))
+        .collect();
+    json!({
+        "origin": r.origin.to_base64(),
+        "entity": r.entity.as_str(),
+        "id": r.id,
+        "version": r.version.to_string(),
+        "scope": r.scope.as_str(),
+        "deleted": r.deleted,
+        "fields": fields,
+        "body": r.body,
+        "origin_key_id": r.origin.key_id(),
+        "local": r.origin == *local,
+        "signed": r.signature.is_some(),
+    })
+}
+
+fn record_text(r: &Record, local: &PublicKey) -> String {
+    let mut out = format!(
+        "entity:  {}\nid:      {}\norigin:  {} (key id {}{})\nversion: {}\nscope:   {}\n",
+        r.entity,
+        r.id,
+        r.origin.to_base64(),
+        r.origin.key_id(),
+        if r.origin == *local {
+            ", this instance"
+        } else {
+            ""
+        },
+        r.version,
+        r.scope,
+    );
+    if r.deleted {
+        out.push_str("deleted: yes\n");
+    }
+    for (name, value) in &r.fields {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    if !r.body.is_empty() {
+        out.push('\n');
+        out.push_str(&r.body);
+        if !r.body.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out.trim_end_matches('\n').to_string()
+}
+
+fn summary(r: &Record) -> String {
+    let label = [
+        "Title",
+        "Username",
+        "Display-Name",
+        "Suggested-Username",
+        "Subject",
+    ]
+    .iter()
+    .find_map(|f| r.field(f))
+    .map(|v| v.to_string())
+    .or_else(|| r.body.lines().next().map(|l| l.chars().take(40).collect()))
+    .unwrap_or_default();
+    label
+}
+
+fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
+    match cmd {
+        RecordCommand::Put {
+            entity,
+            id,
+            scope,
+            fields,
+            body,
+            body_file,
+            allow_contact,
+        } => {
+            let entity = parse_entity(&entity)?;
+            let scope = scope.as_deref().map(parse_scope).transpose()?;
+            let fields = fields
+                .iter()
+                .map(|f| {
+                    f.split_once('=')
+                        .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow!("--field expects NAME=VALUE, got {f:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read --body-file {}", path.display()))?,
+                (None, None) => String::new(),
+            };
+            let inst = open(home)?;
+            let change = inst.store.update_local(
+                &inst.key,
+                entity,
+                &id,
+                time::now_ms(),
+                |current| -> Result<Draft, StoreError> {
+                    Ok(Draft {
+                        scope: scope.or(current.map(|r| r.scope)).unwrap_or_default(),
+                        deleted: false,
+                        fields,
+                        body,
+                    })
+                },
+            )?;
+            let local = inst.key.public();
+            let r = change.record();
+            let (word, text) = match &change {
+                LocalChange::Created(_) => (
+                    "created",
+                    format!(
+                        "created {} {} (version {}, {})",
+                        r.entity, r.id, r.version, r.scope
+                    ),
+                ),
+                LocalChange::Updated { .. } => (
+                    "updated",
+                    format!(
+                        "updated {} {} (version {}, {})",
+                        r.entity, r.id, r.version, r.scope
+                    ),
+                ),
+                LocalChange::Unchanged(_) => (
+                    "unchanged",
+                    format!(
+                        "{} {} already has this content; no new version (version {})",
+                        r.entity, r.id, r.version
+                    ),
+                ),
+            };
+            let mut j = record_json(r, &local);
+            j["change"] = json!(word);
+            let mut out = Output::new(text, j);
+            if !allow_contact && !matches!(change, LocalChange::Unchanged(_)) {
+                out.warnings.extend(contact_warning(r));
+            }
+            Ok(out)
+        }
+        RecordCommand::Get { entity, id, origin } => {
+            let entity = parse_entity(&entity)?;
+            let inst = open(home)?;
+            let origin = match origin {
+                Some(o) => resolve_origin(&inst, &o)?,
+                None => inst.key.public(),
+            };
+            let key = RecordKey { origin, entity, id };
+            let local = inst.key.public();
+            let r = inst
+                .store
+                .get(&key)?
+                .ok_or_else(|| not_found(&key, &local))?;
+            Ok(Output::new(
+                record_text(&r, &local),
+                record_json(&r, &local),
+            ))
+        }
+        RecordCommand::List(args) => list(home, args),
+        RecordCommand::Rm { entity, id } => {
+            let entity = parse_entity(&entity)?;
+            let inst = open(home)?;
+            let local = inst.key.public();
+            let key = RecordKey {
+                origin: local,
+                entity: entity.clone(),
+                id: id.clone(),
+            };
+            let change =
+                inst.store
+                    .update_local(
+                        &inst.key,
+                        entity,
+                        &id,
+                        time::now_ms(),
+                        |current| match current {
+                            None => Err(not_found(&key, &local)),
+                            Some(r) => Ok(Draft {
+                                scope: r.scope,
+                                deleted: true,
+                                ..Draft::default()
+                            }),
+                        },
+                    )?;
+            let r = change.record();
+            let text = match change {
+                LocalChange::Unchanged(_) => format!("{} {} is already deleted", r.entity, r.id),
+                _ => format!(
+                    "deleted {} {} (version {}); peers that had it remove their copy at their next sync",
+                    r.entity, r.id, r.version
+                ),
+            };
+            Ok(Output::new(text, record_json(r, &local)))
+        }
+    }
+}
+
+fn not_found(key: &RecordKey, local: &PublicKey) -> anyhow::Error {
+    if key.origin == *local {
+        anyhow!("no local {} {}", key.entity, key.id)
+    } else {
+        anyhow!(
+            "no {} {} from origin {}",
+            key.entity,
+            key.id,
+            key.origin.key_id()
+        )
+    }
+}
+
+fn list(home: &Home, args: ListArgs) -> Result<Output> {
+    let entity = args.entity.as_deref().map(parse_entity).transpose()?;
+    let scope = args.scope.as_deref().map(parse_scope).transpose()?;
+    let inst = open(home)?;
+    let origin = args
+        .origin
+        .as_deref()
+        .map(|o| resolve_origin(&inst, o))
+        .transpose()?;
+    let records = inst.store.list(&ListFilter {
+        entity,
+        origin,
+        scope,
+        include_deleted: args.deleted,
+    })?;
+    let local = inst.key.public();
+    let mut text = String::new();
+    for r in &records {
+        let who = if r.origin == local {
+            "local".to_string()
+        } else {
+            r.origin.key_id()
+        };
+        text.push_str(&format!(
+            "{:<8} {:<12} {:<8} {:<17} {:<16} {}{}\n",
+            r.entity.as_str(),
+            r.id,
+            r.scope.as_str(),
+            r.version.to_string(),
+            who,
+            if r.deleted { "(deleted) " } else { "" },
+            summary(r),
+        ));
+    }
+    if records.is_empty() {
+        text.push_str("no records\n");
+    }
+    let j = Value::Array(records.iter().map(|r| record_json(r, &local)).collect());
+    Ok(Output::new(text.trim_end().to_string(), j))
+}
+
+fn contact_warning(r: &Record) -> Option<String> {
+    if r.scope == Scope::Private || r.deleted {
+        return None;
+    }
+    let fields = protocol::contact::contact_fields(r);
+    if fields.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} {} is {} and {} {} like contact data (an e-mail address or phone number); \
+         check it is meant to leave this instance (--allow-contact silences this warning)",
+        r.entity,
+        r.id,
+        r.scope,
+        fields.join(", "),
+        if fields.len() == 1 { "looks" } else { "look" },
+    ))
+}
+
+fn scope_set(
+    home: &Home,
+    entity: &str,
+    id: &str,
+    scope: &str,
+    allow_contact: bool,
+) -> Result<Output> {
+    let entity = parse_entity(entity)?;
+    let scope = parse_scope(scope)?;
+    let inst = open(home)?;
+    let local = inst.key.public();
+    let key = RecordKey {
+        origin: local,
+        entity: entity.clone(),
+        id: id.to_string(),
+    };
+    let mut before = None;
+    let change = inst
+        .store
+        .update_local(&inst.key, entity, id, time::now_ms(), |current| {
+            let r = current.ok_or_else(|| not_found(&key, &local))?;
+            if r.deleted {
+                bail!(
+                    "{} {} is deleted; put it again before changing its scope",
+                    r.entity,
+                    r.id
+                );
+            }
+            before = Some(r.scope);
+            Ok(Draft {
+                scope,
+                ..Draft::from_record(r)
+            })
+        })?;
+    let r = change.record();
+    let text = match (&change, before) {
+        (LocalChange::Unchanged(_), _) => {
+            format!(
+                "{} {} is already {}; nothing changed",
+                r.entity, r.id, r.scope
+            )
+        }
+        (_, Some(prev)) if prev > scope => format!(
+            "{} {}: {} → {} (version {}); peers that may no longer see it will be told to delete it",
+            r.entity, r.id, prev, scope, r.version
+        ),
+        (_, prev) => format!(
+            "{} {}: {} → {} (version {})",
+            r.entity,
+            r.id,
+            prev.map_or("?", Scope::as_str),
+            scope,
+            r.version
+        ),
+    };
+    let mut out = Output::new(text, record_json(r, &local));
+    if !allow_contact && !matches!(change, LocalChange::Unchanged(_)) {
+        out.warnings.extend(contact_warning(r));
+    }
+    Ok(out)
+}
+
+fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
+    let existing = match home.load_key() {
+        Ok(key) => Some(key),
+        Err(StoreError::NotInitialized(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(old) = existing else {
+        let key = store::home::new_secret_key()?;
+        home.write_key_files(&key)?;
+        let mut j = identity_json(&key.public(), None)?;
+        j["outcome"] = json!("created");
+        let text = format!(
+            "Created a new instance key in {}\n{}",
+            home.keys_dir().display(),
+            identity_text(&j)
+        );
+        return Ok(Output::new(text, j));
+    };
+    if !force {
+        let mut j = identity_json(&old.public(), None)?;
+        j["outcome"] = json!("existing");
+        return Ok(Output::new(
+            format!(
+                "A key already exists (key id {}); kept it. To replace it: wb sync keygen --force",
+                old.public().key_id()
+            ),
+            j,
+        ));
+    }
+    if !yes {
+        confirm(&format!(
+            "Replace the instance key {}? Every peer must re-add this instance under its new key; \
+             local records are re-signed under the new key and withdrawn under the old one.",
+            old.public().key_id()
+        ))?;
+    }
+    let new = store::home::new_secret_key()?;
+    // Keep the old secret first: with it, an interrupted replacement can still be finished.
+    let backup = home
+        .keys_dir()
+        .join(format!("id_ed25519.replaced-{}", old.public().key_id()));
+    std::fs::copy(home.secret_key_path(), &backup)
+        .with_context(|| format!("cannot back up the old key to {}", backup.display()))?;
+    let moved = if home.is_initialized() {
+        let store = home.open_store()?;
+        let moved = store.rekey(&old, &new, time::now_ms())?;
+        home.write_key_files(&new)?;
+        moved
+    } else {
+        home.write_key_files(&new)?;
+        0
+    };
+    let mut j = identity_json(&new.public(), None)?;
+    j["outcome"] = json!("replaced");
+    j["previous_key_id"] = json!(old.public().key_id());
+    j["records_resigned"] = json!(moved);
+    let text = format!(
+        "Replaced key {} with a new key; {moved} local records re-signed. Peers must re-add this \
+         instance. The old secret key is in {}.\n{}",
+        old.public().key_id(),
+        backup.display(),
+        identity_text(&j)
+    );
+    Ok(Output::new(text, j))
+}
+
+/// Asks y/N on the terminal; refuses without one.
+fn confirm(question: &str) -> Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to continue without confirmation: no terminal to ask on (pass --yes)");
+    }
+    let mut stderr = std::io::stderr();
+    write!(stderr, "{question} [y/N] ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled; nothing changed")
+    }
+}
