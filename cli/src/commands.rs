@@ -50,11 +50,7 @@ struct Instance {
 }
 
 fn open(home: &Home) -> Result<Instance> {
-    if !home.is_initialized() {
-        return Err(StoreError::NotInitialized(home.root().to_path_buf()).into());
-    }
-    let key = home.load_key()?;
-    let store = home.open_store()?;
+    let (key, store) = home.open()?;
     Ok(Instance { key, store })
 }
 
@@ -212,7 +208,7 @@ fn record_text(r: &Record, local: &PublicKey) -> String {
 }
 
 fn summary(r: &Record) -> String {
-    let label = [
+    [
         "Title",
         "Username",
         "Display-Name",
@@ -223,8 +219,7 @@ fn summary(r: &Record) -> String {
     .find_map(|f| r.field(f))
     .map(|v| v.to_string())
     .or_else(|| r.body.lines().next().map(|l| l.chars().take(40).collect()))
-    .unwrap_or_default();
-    label
+    .unwrap_or_default()
 }
 
 fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
@@ -488,22 +483,30 @@ fn scope_set(
         ),
     };
     let mut out = Output::new(text, record_json(r, &local));
-    if !allow_contact && !matches!(change, LocalChange::Unchanged(_)) {
+    let widened = before.is_some_and(|prev| scope > prev);
+    if !allow_contact && widened && !matches!(change, LocalChange::Unchanged(_)) {
         out.warnings.extend(contact_warning(r));
     }
     Ok(out)
 }
 
 fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
-    let existing = match home.load_key() {
-        Ok(key) => Some(key),
-        Err(StoreError::NotInitialized(_)) => None,
-        Err(e) => return Err(e.into()),
+    // An initialised home is opened whole, so a key that does not belong to its store is refused.
+    let (existing, store) = if home.is_initialized() {
+        let (key, store) = home.open()?;
+        (Some(key), Some(store))
+    } else {
+        match home.load_key() {
+            Ok(key) => (Some(key), None),
+            Err(StoreError::NotInitialized(_)) => (None, None),
+            Err(e) => return Err(e.into()),
+        }
     };
+    let name = store.as_ref().map(Store::name).transpose()?.flatten();
     let Some(old) = existing else {
         let key = store::home::new_secret_key()?;
         home.write_key_files(&key)?;
-        let mut j = identity_json(&key.public(), None)?;
+        let mut j = identity_json(&key.public(), name.as_deref())?;
         j["outcome"] = json!("created");
         let text = format!(
             "Created a new instance key in {}\n{}",
@@ -513,7 +516,7 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
         return Ok(Output::new(text, j));
     };
     if !force {
-        let mut j = identity_json(&old.public(), None)?;
+        let mut j = identity_json(&old.public(), name.as_deref())?;
         j["outcome"] = json!("existing");
         return Ok(Output::new(
             format!(
@@ -531,22 +534,20 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
         ))?;
     }
     let new = store::home::new_secret_key()?;
-    // Keep the old secret first: with it, an interrupted replacement can still be finished.
+    // Order matters for recovery: back up the old secret, write the new key files, then move
+    // the records. If interrupted after the key files, the store still names the old key and
+    // `wb` says so; restoring the backup brings the old state back.
     let backup = home
         .keys_dir()
         .join(format!("id_ed25519.replaced-{}", old.public().key_id()));
     std::fs::copy(home.secret_key_path(), &backup)
         .with_context(|| format!("cannot back up the old key to {}", backup.display()))?;
-    let moved = if home.is_initialized() {
-        let store = home.open_store()?;
-        let moved = store.rekey(&old, &new, time::now_ms())?;
-        home.write_key_files(&new)?;
-        moved
-    } else {
-        home.write_key_files(&new)?;
-        0
+    home.write_key_files(&new)?;
+    let moved = match &store {
+        Some(store) => store.rekey(&old, &new, time::now_ms())?,
+        None => 0,
     };
-    let mut j = identity_json(&new.public(), None)?;
+    let mut j = identity_json(&new.public(), name.as_deref())?;
     j["outcome"] = json!("replaced");
     j["previous_key_id"] = json!(old.public().key_id());
     j["records_resigned"] = json!(moved);

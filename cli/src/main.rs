@@ -14,7 +14,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.json;
     match commands::run(cli) {
         Ok(out) => {
@@ -33,6 +36,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap renders them; usage mistakes become one line on stderr
+/// (the message, then the usage) and exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+        if code == 0 {
+            return print_stdout(e.to_string().trim_end());
+        }
+        eprint!("{e}");
+        return ExitCode::from(code);
+    }
+    let text = e.to_string();
+    // The message is the first paragraph (clap indents continuation lines such as `<ID>`).
+    let message = text
+        .split("\n\n")
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let usage = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .map(|u| format!(" (usage: {u}; see --help)"))
+        .unwrap_or_default();
+    eprintln!("{message}{usage}");
+    ExitCode::from(2)
 }
 
 /// The error and its causes on one line, without repeating a cause already in the message.

@@ -4,14 +4,20 @@
 //! Layout: [`keys`] (public/secret keys, textual forms), [`scope`] (privacy scopes),
 //! [`entity`] (entities, required fields, references, validation), [`version`] (HLC versions),
 //! [`record`] (the signed record, canonical and sealed bytes), [`contact`] (contact-data
-//! detection for the scope warning).
+//! detection for the scope warning), [`sync_txt`] (the `.sync.txt` file codec and record
+//! mapping), [`bundle`] (manifest, `bundle.sig`, public key files), [`peers`] (the
+//! `sync_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds).
 
+pub mod bundle;
 pub mod contact;
 pub mod entity;
 mod error;
 pub mod keys;
+pub mod peers;
 pub mod record;
 pub mod scope;
+pub mod sync_txt;
+pub mod time;
 pub mod version;
 
 pub use entity::{Entity, Reference, validate};
@@ -19,6 +25,7 @@ pub use error::ProtocolError;
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use record::{Record, RecordKey};
 pub use scope::Scope;
+pub use sync_txt::{CodecError, SyncFile};
 pub use version::Version;
 
 #[cfg(test)]

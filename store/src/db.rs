@@ -28,6 +28,7 @@ const META_EPOCH: &str = "epoch";
 const META_CLOCK: &str = "clock";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
+const META_INSTANCE_KEY: &str = "instance_key";
 /// On-disk layout version of this store; bumped on incompatible changes.
 const STORE_FORMAT: u32 = 1;
 
@@ -80,7 +81,7 @@ impl Draft {
 pub enum LocalChange {
     Created(Record),
     Updated {
-        previous: Record,
+        previous: Box<Record>,
         record: Record,
     },
     /// The draft equals the current content: no new version was made.
@@ -176,17 +177,15 @@ pub struct Store {
     epoch: Epoch,
 }
 
-/// Key bytes: origin (32) ++ entity length (u32 BE) ++ entity ++ id. Sorts by origin, entity, id.
+/// Key bytes: origin (32) ++ entity ++ NUL ++ id, so keys sort by origin, entity name, id.
+/// Entity names never hold NUL: `protocol::validate` refuses control characters, and every
+/// record is validated before it is written.
 pub(crate) fn key_bytes(key: &RecordKey) -> Vec<u8> {
     let entity = key.entity.as_str().as_bytes();
-    let mut out = Vec::with_capacity(36 + entity.len() + key.id.len());
+    let mut out = Vec::with_capacity(33 + entity.len() + key.id.len());
     out.extend_from_slice(key.origin.as_bytes());
-    out.extend_from_slice(
-        &u32::try_from(entity.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
     out.extend_from_slice(entity);
+    out.push(0);
     out.extend_from_slice(key.id.as_bytes());
     out
 }
@@ -342,6 +341,35 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// The public key this store belongs to (recorded by `init` and key replacement).
+    pub fn instance_key(&self) -> Result<Option<PublicKey>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let value = meta.get(META_INSTANCE_KEY).map_err(|e| self.err(e))?;
+        match value {
+            None => Ok(None),
+            Some(v) => {
+                let bytes: [u8; 32] = v
+                    .value()
+                    .try_into()
+                    .map_err(|_| self.corrupt("instance key"))?;
+                Ok(Some(
+                    PublicKey::from_bytes(bytes).map_err(|_| self.corrupt("instance key"))?,
+                ))
+            }
+        }
+    }
+
+    pub fn set_instance_key(&self, key: &PublicKey) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(META_INSTANCE_KEY, key.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// The last version this instance issued (its hybrid logical clock).
     pub fn clock(&self) -> Result<Version> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -372,8 +400,7 @@ impl Store {
                 let start = origin.as_bytes().to_vec();
                 let mut end = start.clone();
                 end.push(0xff);
-                // Keys of one origin are `origin ++ …`; the range below covers exactly them
-                // because the next byte is the first of a u32 length, never 0xff for real data.
+                // Keys of one origin are `origin ++ entity …`; UTF-8 never starts with 0xff.
                 records.range(start.as_slice()..end.as_slice())
             }
             None => records.range::<&[u8]>(..),
@@ -460,7 +487,10 @@ impl Store {
             bump(&mut counters, counter::LOCAL_WRITES, 1).map_err(|e| self.err(e))?;
             match current {
                 None => LocalChange::Created(record),
-                Some((_, previous)) => LocalChange::Updated { previous, record },
+                Some((_, previous)) => LocalChange::Updated {
+                    previous: Box::new(previous),
+                    record,
+                },
             }
         };
         tx.commit().map_err(|e| self.err(e))?;
@@ -469,7 +499,8 @@ impl Store {
 
     /// Moves every live record of `old`'s origin to `new` after a key replacement, in one
     /// transaction: each gets a tombstone signed by the old key (so peers withdraw it) and a
-    /// copy signed by the new key. Returns how many records moved.
+    /// copy signed by the new key; the store then belongs to the new key. Returns how many
+    /// records moved.
     pub fn rekey(&self, old: &SecretKey, new: &SecretKey, now_ms: u64) -> Result<u64> {
         let live = self.list(&ListFilter {
             origin: Some(old.public()),
@@ -515,6 +546,8 @@ impl Store {
                 }
             }
             meta.insert(META_CLOCK, version_bytes(clock).as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert(META_INSTANCE_KEY, new.public().as_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;

@@ -25,6 +25,20 @@ pub enum StoreError {
     MismatchedKeys { secret: PathBuf, public: PathBuf },
     #[error("{0}: only one of the two key files exists; restore the other or move it away")]
     HalfKeyPair(PathBuf),
+    #[error(
+        "{store} belongs to key id {store_key_id} but keys/ holds key id {key_id}; restore that \
+         store's key files, or move the store away to start a new instance"
+    )]
+    WrongKeyForStore {
+        store: PathBuf,
+        store_key_id: String,
+        key_id: String,
+    },
+    #[error(
+        "{0} exists but the key files are missing; restore keys/id_ed25519 and \
+         keys/id_ed25519.pub from a backup, or move the store away to start a new instance"
+    )]
+    StoreWithoutKeys(PathBuf),
     #[error("the store {0} is in use by another process (is `wb node run` running on this home?)")]
     InUse(PathBuf),
     #[error("store {path}: {message}")]

@@ -74,8 +74,12 @@ impl Home {
     pub fn init(&self, name: Option<&str>) -> Result<(InitOutcome, SecretKey, Store)> {
         let had_store = self.is_initialized();
         let had_keys = self.has_any_key_file();
+        if had_store && !had_keys {
+            return Err(StoreError::StoreWithoutKeys(self.store_path()));
+        }
         let key = if had_keys {
             let key = self.load_key()?;
+            restrict_secret_mode(&self.secret_key_path())?;
             if !self.metadata_path().exists() {
                 self.write_metadata(&key.public())?;
             }
@@ -86,6 +90,7 @@ impl Home {
             key
         };
         let store = Store::open_or_create(&self.store_path())?;
+        check_store_key(&store, &key, true)?;
         if let Some(name) = name {
             store.set_name(name)?;
         }
@@ -97,12 +102,26 @@ impl Home {
         Ok((outcome, key, store))
     }
 
-    /// Opens the store of an initialised home.
+    /// Opens the store of an initialised home, with raw access to it (no key check).
     pub fn open_store(&self) -> Result<Store> {
         if !self.is_initialized() {
             return Err(StoreError::NotInitialized(self.root.clone()));
         }
         Store::open(&self.store_path())
+    }
+
+    /// Opens an initialised home: its key and its store, checked to belong together.
+    pub fn open(&self) -> Result<(SecretKey, Store)> {
+        if !self.is_initialized() {
+            return Err(StoreError::NotInitialized(self.root.clone()));
+        }
+        if !self.has_any_key_file() {
+            return Err(StoreError::StoreWithoutKeys(self.store_path()));
+        }
+        let key = self.load_key()?;
+        let store = Store::open(&self.store_path())?;
+        check_store_key(&store, &key, false)?;
+        Ok((key, store))
     }
 
     fn has_any_key_file(&self) -> bool {
@@ -152,10 +171,25 @@ impl Home {
         // The app's layout: json.dumps(indent=2) + "\n".
         let meta = serde_json::json!({
             "key_id": public.key_id(),
-            "created_at": time::iso_utc_micros(time::now_ms()),
+            "created_at": protocol::time::format_timestamp_micros(time::now_ms()),
         });
         let text = serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n";
         write_atomic(&self.metadata_path(), text.as_bytes(), 0o644)
+    }
+}
+
+/// The store records the key it belongs to; a home whose key files were swapped is refused.
+/// `record_if_missing` records the key in a store that has none yet (a new or adopted home).
+fn check_store_key(store: &Store, key: &SecretKey, record_if_missing: bool) -> Result<()> {
+    match store.instance_key()? {
+        Some(k) if k == key.public() => Ok(()),
+        Some(k) => Err(StoreError::WrongKeyForStore {
+            store: store.path().to_path_buf(),
+            store_key_id: k.key_id(),
+            key_id: key.public().key_id(),
+        }),
+        None if record_if_missing => store.set_instance_key(&key.public()),
+        None => Ok(()),
     }
 }
 
@@ -178,6 +212,19 @@ fn read_key_file(path: &Path) -> Result<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| bad("does not hold 32 key bytes"))
+}
+
+/// An adopted secret key file (the app writes it with the default umask) becomes owner-only.
+fn restrict_secret_mode(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(path).map_err(io_err(path))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

@@ -222,13 +222,21 @@ fn rules_of_section_5() {
     let mut unsigned = v1.clone();
     unsigned.signature = None;
 
-    let r = store.apply_batch(&[v2.clone()], &opts).expect("apply");
+    let r = store
+        .apply_batch(std::slice::from_ref(&v2), &opts)
+        .expect("apply");
     assert_eq!(r.new, 1);
-    let r = store.apply_batch(&[v1.clone()], &opts).expect("apply");
+    let r = store
+        .apply_batch(std::slice::from_ref(&v1), &opts)
+        .expect("apply");
     assert_eq!(r.stale, 1);
-    let r = store.apply_batch(&[v2.clone()], &opts).expect("apply");
+    let r = store
+        .apply_batch(std::slice::from_ref(&v2), &opts)
+        .expect("apply");
     assert_eq!(r.unchanged, 1);
-    let r = store.apply_batch(&[v2b.clone()], &opts).expect("apply");
+    let r = store
+        .apply_batch(std::slice::from_ref(&v2b), &opts)
+        .expect("apply");
     assert_eq!(r.conflicts, 1);
     let winner = if v2b.content_hash() > v2.content_hash() {
         &v2b

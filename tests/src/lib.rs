@@ -1,1 +1,5 @@
-//! placeholder
+//! Shared helpers of the wb integration tests (the `integration` test binary in `tests/`).
+//!
+//! [`harness`] runs the real `wb` binary in temporary directories (ripgrep's `TestCommand`).
+
+pub mod harness;

@@ -1,9 +1,3 @@
-#[test]
-fn t() {
-    let st = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "wb-cli", "--bin", "wb"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
+//! The one integration test binary (STYLE.md: one binary with modules).
+
+mod cli;
