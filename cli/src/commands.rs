@@ -390,8 +390,8 @@ fn list(home: &Home, args: ListArgs) -> Result<Output> {
         } else {
             r.origin.key_id()
         };
-        text.push_str(&format!(
-            "{:<8} {:<12} {:<8} {:<17} {:<16} {}{}\n",
+        let line = format!(
+            "{:<8} {:<12} {:<8} {:<17} {:<16} {}{}",
             r.entity.as_str(),
             r.id,
             r.scope.as_str(),
@@ -399,7 +399,9 @@ fn list(home: &Home, args: ListArgs) -> Result<Output> {
             who,
             if r.deleted { "(deleted) " } else { "" },
             summary(r),
-        ));
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
     }
     if records.is_empty() {
         text.push_str("no records\n");

@@ -21,13 +21,16 @@ pub fn wb_bin() -> &'static Path {
 }
 
 fn build_wb() -> PathBuf {
-    // …/target/<profile>/deps/integration-xxxx → …/target/<profile>
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
+    // …/target/<profile>/deps/integration-xxxx (a test) or …/target/<profile>/demo (a binary
+    // of this crate) → …/target/<profile>
+    let exe = std::env::current_exe().expect("path of the running binary");
+    let mut profile_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps")
+        .expect("the running binary lives in <target>/<profile>")
         .to_path_buf();
+    if profile_dir.file_name() == Some(OsStr::new("deps")) {
+        profile_dir.pop();
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the workspace");
