@@ -54,7 +54,7 @@ pub enum Command {
     /// Change who may receive a record (the privacy toggle).
     #[command(subcommand)]
     Scope(ScopeCommand),
-    /// Sync with other instances (this issue: key management).
+    /// Sync with other instances: bundles, peers, keys, status.
     #[command(subcommand)]
     Sync(SyncCommand),
 }
@@ -136,6 +136,57 @@ pub enum ScopeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
+    /// Write an air-gapped bundle: public records as `.sync.txt` files with a signed manifest.
+    ///
+    /// Never writes private records or draft requests. With --for, also the trusted records,
+    /// for that one trusted peer. The output is deterministic (only `Signed-At` in bundle.sig
+    /// changes when nothing else did), so it can be committed to git; files of a previous
+    /// export that are no longer part of it are removed, and nothing else in DIR is touched.
+    Export {
+        /// Where to write the bundle.
+        #[arg(default_value = "data/public_sync")]
+        dir: PathBuf,
+        /// Also include trusted records, for this trusted peer (by name).
+        #[arg(long = "for", value_name = "PEER")]
+        for_peer: Option<String>,
+    },
+    /// Verify and import a bundle; all or nothing.
+    ///
+    /// Checks, in order: the signature over the manifest (and --expect-key), every file's
+    /// checksum, that no path leaves DIR and no unlisted record file is present, the schema
+    /// version, and each record's own signature. Any failure rejects the whole bundle, names the
+    /// file and reason, and changes nothing. Bundles written by the WhiteBalloon app (records
+    /// without signatures) are attributed to the bundle's signer.
+    Import {
+        dir: PathBuf,
+        /// Refuse the bundle unless this key signed it (base64, hex or key id forms).
+        #[arg(long, value_name = "KEY")]
+        expect_key: Option<String>,
+        /// Report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bootstrap a new instance from a bundle: init the home, import, register the signer.
+    ///
+    /// The bundle's signer becomes a known (not trusted) peer in sync_peers.txt.
+    Init {
+        /// The bundle directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// A name for this instance (as `wb init --name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// The peer name to register the bundle's signer under (default: its key id).
+        #[arg(long, value_name = "NAME")]
+        peer_name: Option<String>,
+    },
+    /// Show records by scope, conflicts, known peers and the last imported bundles.
+    Status,
+    /// Show the conflict log: versions that arrived with the same version and other content.
+    Conflicts,
+    /// Manage known peers (sync_peers.txt).
+    #[command(subcommand)]
+    Peers(PeersCommand),
     /// Create the instance key if missing (the WhiteBalloon app's name for this step).
     ///
     /// With --force, replace an existing key after confirmation: local records are re-signed
@@ -148,5 +199,62 @@ pub enum SyncCommand {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// Add a peer by its public key (base64, hex endpoint id or iroh base32).
+    ///
+    /// The peer is known but not trusted unless --trusted is given: it may sync public records
+    /// only. A name or key that is already registered is refused, as is this instance's own key.
+    Add {
+        /// A short name: letters, digits, '.', '_', '-'.
+        name: String,
+        /// The peer's public key: base64 (as in its keys/id_ed25519.pub), 64 hex digits (its
+        /// endpoint id) or iroh's base32 form.
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// An address to reach it at, HOST:PORT (port 1-65535); repeatable.
+        #[arg(long = "addr", value_name = "HOST:PORT")]
+        addrs: Vec<String>,
+        /// Trust it with `trusted` records (as `wb sync peers trust`).
+        #[arg(long)]
+        trusted: bool,
+        /// It is a hub.
+        #[arg(long)]
+        hub: bool,
+        /// A one-line note for operators (no line breaks).
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// List known peers, sorted by name: key id, flags (trusted, hub, revoked), addresses, notes.
+    List,
+    /// Forget a peer.
+    ///
+    /// A removed peer is unknown again: its connections are refused, except that a node in open
+    /// mode lets unknown peers pull public records. To shut a peer out for good, revoke it.
+    Remove {
+        /// The peer's name, as `wb sync peers list` shows it.
+        name: String,
+    },
+    /// Mark a peer trusted: it may receive `trusted` records.
+    Trust {
+        /// The peer's name, as `wb sync peers list` shows it.
+        name: String,
+    },
+    /// Take trust away from a peer: it keeps syncing public records only.
+    Untrust {
+        /// The peer's name, as `wb sync peers list` shows it.
+        name: String,
+    },
+    /// Revoke a peer: its connections are refused and it receives nothing.
+    ///
+    /// Revoking also clears its trust (Trusted: no), and a revoked peer cannot be trusted
+    /// again. Its entry stays in sync_peers.txt so that its key stays refused, even in open
+    /// mode. To start over with it, remove it and add it again.
+    Revoke {
+        /// The peer's name, as `wb sync peers list` shows it.
+        name: String,
     },
 }

@@ -18,7 +18,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn new(text: impl Into<String>, json: Value) -> Self {
+    pub(crate) fn new(text: impl Into<String>, json: Value) -> Self {
         Self {
             text: text.into(),
             json,
@@ -40,21 +40,37 @@ pub fn run(cli: Cli) -> Result<Output> {
             allow_contact,
         }) => scope_set(&home, &entity, &id, &scope, allow_contact),
         Command::Sync(SyncCommand::Keygen { force, yes }) => keygen(&home, force, yes),
+        Command::Sync(SyncCommand::Peers(cmd)) => crate::peers_cmd::run(&home, cmd),
+        Command::Sync(SyncCommand::Export { dir, for_peer }) => {
+            crate::bundle_cmd::export(&home, &dir, for_peer.as_deref())
+        }
+        Command::Sync(SyncCommand::Import {
+            dir,
+            expect_key,
+            dry_run,
+        }) => crate::bundle_cmd::import(&home, &dir, expect_key.as_deref(), dry_run),
+        Command::Sync(SyncCommand::Init {
+            from,
+            name,
+            peer_name,
+        }) => crate::bundle_cmd::init_from(&home, &from, name.as_deref(), peer_name.as_deref()),
+        Command::Sync(SyncCommand::Status) => crate::bundle_cmd::status(&home),
+        Command::Sync(SyncCommand::Conflicts) => crate::bundle_cmd::conflicts(&home),
     }
 }
 
 /// An opened, initialised home.
-struct Instance {
-    key: SecretKey,
-    store: Store,
+pub(crate) struct Instance {
+    pub(crate) key: SecretKey,
+    pub(crate) store: Store,
 }
 
-fn open(home: &Home) -> Result<Instance> {
+pub(crate) fn open(home: &Home) -> Result<Instance> {
     let (key, store) = home.open()?;
     Ok(Instance { key, store })
 }
 
-fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
+pub(crate) fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
     Ok(json!({
         "name": name,
         "endpoint_id": node::identity::endpoint_id(key)?.to_string(),
@@ -65,7 +81,7 @@ fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
     }))
 }
 
-fn identity_text(j: &Value) -> String {
+pub(crate) fn identity_text(j: &Value) -> String {
     let s = |k: &str| j[k].as_str().unwrap_or("(none)").to_string();
     format!(
         "name:        {}\nendpoint id: {}\nkey id:      {}\npublic key:  {}",
@@ -76,7 +92,7 @@ fn identity_text(j: &Value) -> String {
     )
 }
 
-fn init(home: &Home, name: Option<&str>) -> Result<Output> {
+pub(crate) fn init(home: &Home, name: Option<&str>) -> Result<Output> {
     let (outcome, key, store) = home.init(name)?;
     let name = store.name()?;
     let mut j = identity_json(&key.public(), name.as_deref())?;
@@ -124,7 +140,7 @@ fn parse_scope(s: &str) -> Result<Scope> {
 }
 
 /// Resolves `--origin`: `local`, a key in any textual form, or a key id known to the store.
-fn resolve_origin(inst: &Instance, text: &str) -> Result<PublicKey> {
+pub(crate) fn resolve_origin(inst: &Instance, text: &str) -> Result<PublicKey> {
     if text == "local" {
         return Ok(inst.key.public());
     }
@@ -564,7 +580,7 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
 }
 
 /// Asks y/N on the terminal; refuses without one.
-fn confirm(question: &str) -> Result<()> {
+pub(crate) fn confirm(question: &str) -> Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to continue without confirmation: no terminal to ask on (pass --yes)");

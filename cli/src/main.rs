@@ -2,7 +2,9 @@
 //! (text or `--json`), and maps errors to one line on stderr and a non-zero exit status.
 
 mod args;
+mod bundle_cmd;
 mod commands;
+mod peers_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;

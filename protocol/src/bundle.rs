@@ -103,20 +103,29 @@ impl Manifest {
     pub fn from_files<'a>(
         files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Result<Self, CodecError> {
+        Self::from_digests(
+            files
+                .into_iter()
+                .map(|(path, bytes)| (path.to_string(), Sha256::digest(bytes).into())),
+        )
+    }
+
+    /// A manifest of files given by path and SHA-256 digest, sorted by path: for writers that
+    /// hash files as they go instead of keeping their bytes. Fails on an unsafe or repeated path.
+    pub fn from_digests(
+        files: impl IntoIterator<Item = (String, [u8; 32])>,
+    ) -> Result<Self, CodecError> {
         let mut entries = Vec::new();
         let mut seen = HashSet::new();
-        for (path, bytes) in files {
-            validate_bundle_path(path)?;
-            if !seen.insert(path) {
+        for (path, sha256) in files {
+            validate_bundle_path(&path)?;
+            if !seen.insert(path.clone()) {
                 return Err(CodecError::UnsafePath {
-                    path: path.to_string(),
+                    path,
                     reason: "listed twice",
                 });
             }
-            entries.push(ManifestEntry {
-                sha256: Sha256::digest(bytes).into(),
-                path: path.to_string(),
-            });
+            entries.push(ManifestEntry { sha256, path });
         }
         entries.sort_by(|a, b| path_order(&a.path, &b.path));
         Ok(Self { entries })

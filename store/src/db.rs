@@ -7,11 +7,14 @@
 //! - `conflicts`: record key ++ version ++ loser hash → JSON [`Conflict`] (idempotent)
 //! - `counters`: name → u64
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Rejection, Result, StoreError};
@@ -22,6 +25,7 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
@@ -109,6 +113,9 @@ pub struct ApplyOptions {
     /// Unsigned records are accepted only from this origin (the signer of an app bundle whose
     /// signature the caller verified). `None`: every record must be signed.
     pub unsigned_origin: Option<PublicKey>,
+    /// Record this imported bundle's provenance in the same transaction (its report counts are
+    /// filled in from the batch's report).
+    pub provenance: Option<Provenance>,
     /// Test hook: fail with [`StoreError::InjectedFault`] after this many records were applied
     /// inside the transaction, as an I/O error would.
     #[doc(hidden)]
@@ -122,13 +129,14 @@ impl ApplyOptions {
             now_ms,
             all_or_nothing: false,
             unsigned_origin: None,
+            provenance: None,
             fail_after: None,
         }
     }
 }
 
 /// What applying a batch did, record by record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     pub new: u64,
     pub updated: u64,
@@ -153,6 +161,24 @@ pub struct Conflict {
     pub at_ms: u64,
 }
 
+/// Where an imported bundle came from and what it did; keyed by its manifest digest, so the
+/// same bundle is never applied twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// SHA-256 (hex) of the manifest bytes.
+    pub manifest_digest: String,
+    /// The signer's public key (base64) and key id.
+    pub signer: String,
+    pub signer_key_id: String,
+    /// `Signed-At` as the bundle states it.
+    pub signed_at: String,
+    pub imported_at_ms: u64,
+    /// The directory it was imported from, as given.
+    pub dir: String,
+    pub files: u64,
+    pub report: ApplyReport,
+}
+
 /// One live change-log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -172,9 +198,25 @@ pub struct ListFilter {
 /// The store: one redb file, opened by one process at a time.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Handle,
     path: PathBuf,
     epoch: Epoch,
+}
+
+/// A read-write handle, or a read-only one that never changes the file (redb records its
+/// allocator state when a read-write handle closes, so even a read changes the file's bytes).
+enum Handle {
+    ReadWrite(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Handle::ReadWrite(_) => "ReadWrite",
+            Handle::ReadOnly(_) => "ReadOnly",
+        })
+    }
 }
 
 /// Key bytes: origin (32) ++ entity ++ NUL ++ id, so keys sort by origin, entity name, id.
@@ -232,11 +274,40 @@ impl Store {
         Self::init_meta(db, path)
     }
 
+    /// Opens an existing store read-only: reads work, writes fail, and the file is left exactly
+    /// as it was.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::NotInitialized(
+                path.parent().unwrap_or(path).to_path_buf(),
+            ));
+        }
+        let db = Database::builder()
+            .open_read_only(path)
+            .map_err(|e| db_open_err(path, e))?;
+        let epoch = Self::read_epoch(&db, path)?.ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: "tables or metadata missing".into(),
+        })?;
+        Ok(Store {
+            db: Handle::ReadOnly(db),
+            path: path.to_path_buf(),
+            epoch,
+        })
+    }
+
     fn init_meta(db: Database, path: &Path) -> Result<Store> {
         let err = |e: &dyn std::fmt::Display| StoreError::Database {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        if let Some(epoch) = Self::read_epoch(&db, path)? {
+            return Ok(Store {
+                db: Handle::ReadWrite(db),
+                path: path.to_path_buf(),
+                epoch,
+            });
+        }
         let tx = db.begin_write().map_err(|e| err(&e))?;
         let epoch = {
             let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
@@ -245,6 +316,7 @@ impl Store {
             tx.open_table(LOG).map_err(|e| err(&e))?;
             tx.open_table(CONFLICTS).map_err(|e| err(&e))?;
             tx.open_table(COUNTERS).map_err(|e| err(&e))?;
+            tx.open_table(BUNDLES).map_err(|e| err(&e))?;
             let format = meta
                 .get(META_FORMAT)
                 .map_err(|e| err(&e))?
@@ -284,14 +356,65 @@ impl Store {
         };
         tx.commit().map_err(|e| err(&e))?;
         Ok(Store {
-            db,
+            db: Handle::ReadWrite(db),
             path: path.to_path_buf(),
             epoch,
         })
     }
 
+    /// The epoch of a complete store of this format; `None` when tables or metadata are missing
+    /// (a new store). A store of another format is an error.
+    fn read_epoch(db: &impl ReadableDatabase, path: &Path) -> Result<Option<Epoch>> {
+        let Ok(tx) = db.begin_read() else {
+            return Ok(None);
+        };
+        let complete = tx.open_table(RECORDS).is_ok()
+            && tx.open_table(LOG).is_ok()
+            && tx.open_table(CONFLICTS).is_ok()
+            && tx.open_table(COUNTERS).is_ok()
+            && tx.open_table(BUNDLES).is_ok();
+        if !complete {
+            return Ok(None);
+        }
+        let Ok(meta) = tx.open_table(META) else {
+            return Ok(None);
+        };
+        let get = |k: &str| meta.get(k).ok().flatten().map(|v| v.value().to_vec());
+        match get(META_FORMAT) {
+            None => return Ok(None),
+            Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
+            Some(f) => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "store format {} is not supported (this wb reads format {STORE_FORMAT})",
+                        hex::encode(f)
+                    ),
+                });
+            }
+        }
+        Ok(get(META_EPOCH)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(Epoch))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn read_tx(&self) -> Result<ReadTransaction> {
+        match &self.db {
+            Handle::ReadWrite(db) => db.begin_read(),
+            Handle::ReadOnly(db) => db.begin_read(),
+        }
+        .map_err(|e| self.err(e))
+    }
+
+    fn write_tx(&self) -> Result<WriteTransaction> {
+        match &self.db {
+            Handle::ReadWrite(db) => db.begin_write().map_err(|e| self.err(e)),
+            Handle::ReadOnly(_) => Err(self.err("opened read-only")),
+        }
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -325,14 +448,14 @@ impl Store {
 
     /// The instance name, if one was set.
     pub fn name(&self) -> Result<Option<String>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let name = meta.get(META_NAME).map_err(|e| self.err(e))?;
         Ok(name.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
     pub fn set_name(&self, name: &str) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             meta.insert(META_NAME, name.as_bytes())
@@ -343,7 +466,7 @@ impl Store {
 
     /// The public key this store belongs to (recorded by `init` and key replacement).
     pub fn instance_key(&self) -> Result<Option<PublicKey>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let value = meta.get(META_INSTANCE_KEY).map_err(|e| self.err(e))?;
         match value {
@@ -361,7 +484,7 @@ impl Store {
     }
 
     pub fn set_instance_key(&self, key: &PublicKey) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             meta.insert(META_INSTANCE_KEY, key.as_bytes().as_slice())
@@ -372,7 +495,7 @@ impl Store {
 
     /// The last version this instance issued (its hybrid logical clock).
     pub fn clock(&self) -> Result<Version> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let v = meta.get(META_CLOCK).map_err(|e| self.err(e))?;
         Ok(v.and_then(|v| version_from_bytes(v.value()))
@@ -380,7 +503,7 @@ impl Store {
     }
 
     pub fn get(&self, key: &RecordKey) -> Result<Option<Record>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let value = records
             .get(key_bytes(key).as_slice())
@@ -392,7 +515,7 @@ impl Store {
 
     /// Records matching the filter, ordered by origin, entity, id.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Record>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         let iter = match &filter.origin {
@@ -438,7 +561,7 @@ impl Store {
             id: id.to_string(),
         };
         let kb = key_bytes(&record_key);
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         let change = {
             let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
@@ -506,7 +629,7 @@ impl Store {
             origin: Some(old.public()),
             ..Default::default()
         })?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         {
             let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
@@ -588,7 +711,19 @@ impl Store {
     /// lower is stale; unsigned, badly signed, invalid or future-dated versions are rejected.
     /// With `all_or_nothing`, one rejection aborts the batch and nothing is written.
     pub fn apply_batch(&self, batch: &[Record], opts: &ApplyOptions) -> Result<ApplyReport> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.apply_checked(&CheckedBatch::check(batch.to_vec(), opts), opts)
+    }
+
+    /// Applies a batch whose records were checked by [`CheckedBatch::check`], in one
+    /// transaction. With `all_or_nothing` and a rejected record, returns the first rejection
+    /// without opening a write transaction.
+    pub fn apply_checked(&self, batch: &CheckedBatch, opts: &ApplyOptions) -> Result<ApplyReport> {
+        if opts.all_or_nothing
+            && let Some((index, key, reason)) = batch.first_rejection()
+        {
+            return Err(StoreError::BatchRejected { index, key, reason });
+        }
+        let tx = self.write_tx()?;
         let mut report = ApplyReport::default();
         {
             let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
@@ -596,28 +731,15 @@ impl Store {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
             let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
-            for (index, incoming) in batch.iter().enumerate() {
+            for (index, (incoming, verdict)) in
+                batch.records.iter().zip(&batch.verdicts).enumerate()
+            {
                 if opts.fail_after == Some(index) {
                     return Err(StoreError::InjectedFault(index));
                 }
-                if let Err(reason) = check_incoming(incoming, opts) {
-                    if opts.all_or_nothing {
-                        return Err(StoreError::BatchRejected {
-                            index,
-                            key: incoming.key(),
-                            reason,
-                        });
-                    }
-                    let name = match reason {
-                        Rejection::BadSignature | Rejection::Unsigned => {
-                            counter::REJECTED_SIGNATURE
-                        }
-                        Rejection::FutureDated { .. } => counter::REJECTED_FUTURE,
-                        Rejection::Invalid(_) => counter::REJECTED_INVALID,
-                    };
-                    bump(&mut counters, name, 1).map_err(|e| self.err(e))?;
-                    report.rejected += 1;
-                    report.rejections.push((incoming.key(), reason));
+                if let Some(reason) = verdict {
+                    bump(&mut counters, reason.counter(), 1).map_err(|e| self.err(e))?;
+                    report.count_rejection(incoming, reason);
                     continue;
                 }
                 let kb = key_bytes(&incoming.key());
@@ -625,68 +747,111 @@ impl Store {
                     Some(v) => Some(self.decode_value(v.value())?),
                     None => None,
                 };
-                let (old_seq, replace, name) = match &current {
-                    None => (None, true, counter::NEW),
-                    Some((seq, existing)) if incoming.version > existing.version => {
-                        (Some(*seq), true, counter::UPDATED)
-                    }
-                    Some((_, existing)) if incoming.version < existing.version => {
-                        (None, false, counter::STALE)
-                    }
-                    Some((seq, existing)) => {
-                        let (ours, theirs) = (existing.content_hash(), incoming.content_hash());
-                        if ours == theirs {
-                            // Same content; take a signature we lacked (app-bundle records).
-                            let upgrade =
-                                existing.signature.is_none() && incoming.signature.is_some();
-                            (Some(*seq), upgrade, counter::UNCHANGED)
-                        } else {
-                            let (winner, loser) = if theirs > ours {
-                                (theirs, ours)
-                            } else {
-                                (ours, theirs)
-                            };
-                            let entry = Conflict {
-                                origin: incoming.origin.to_base64(),
-                                entity: incoming.entity.to_string(),
-                                id: incoming.id.clone(),
-                                version: incoming.version.to_string(),
-                                winner_hash: hex::encode(winner),
-                                loser_hash: hex::encode(loser),
-                                source: opts.source.clone(),
-                                at_ms: opts.now_ms,
-                            };
-                            let mut ck = kb.clone();
-                            ck.extend_from_slice(&version_bytes(incoming.version));
-                            ck.extend_from_slice(&loser);
-                            let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
-                            conflicts
-                                .insert(ck.as_slice(), json.as_slice())
-                                .map_err(|e| self.err(e))?;
-                            (Some(*seq), theirs > ours, counter::CONFLICTS)
-                        }
-                    }
-                };
-                match name {
-                    counter::NEW => report.new += 1,
-                    counter::UPDATED => report.updated += 1,
-                    counter::STALE => report.stale += 1,
-                    counter::CONFLICTS => report.conflicts += 1,
-                    _ => report.unchanged += 1,
+                let decision = decide(current.as_ref().map(|(_, r)| r), incoming);
+                report.count(&decision);
+                bump(&mut counters, decision.counter(), 1).map_err(|e| self.err(e))?;
+                if let Decision::Conflict { winner, loser, .. } = &decision {
+                    let entry = Conflict {
+                        origin: incoming.origin.to_base64(),
+                        entity: incoming.entity.to_string(),
+                        id: incoming.id.clone(),
+                        version: incoming.version.to_string(),
+                        winner_hash: hex::encode(winner),
+                        loser_hash: hex::encode(loser),
+                        source: opts.source.clone(),
+                        at_ms: opts.now_ms,
+                    };
+                    let mut ck = kb.clone();
+                    ck.extend_from_slice(&version_bytes(incoming.version));
+                    ck.extend_from_slice(loser);
+                    let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
+                    conflicts
+                        .insert(ck.as_slice(), json.as_slice())
+                        .map_err(|e| self.err(e))?;
                 }
-                bump(&mut counters, name, 1).map_err(|e| self.err(e))?;
-                if replace {
+                if decision.replaces() {
+                    let old_seq = current.as_ref().map(|(seq, _)| *seq);
                     self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, incoming)?;
                 }
+            }
+            if let Some(provenance) = &opts.provenance {
+                let mut bundles = tx.open_table(BUNDLES).map_err(|e| self.err(e))?;
+                let entry = Provenance {
+                    report: report.clone(),
+                    ..provenance.clone()
+                };
+                let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
+                bundles
+                    .insert(entry.manifest_digest.as_str(), json.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(report)
     }
 
+    /// What [`Store::apply_checked`] would report, computed from reads only (works on a
+    /// read-only store): the dry run of an import.
+    pub fn plan(&self, batch: &CheckedBatch) -> Result<ApplyReport> {
+        let tx = self.read_tx()?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        // Versions applied earlier in the same batch, as the transaction would see them.
+        let mut overlay: HashMap<Vec<u8>, Record> = HashMap::new();
+        let mut report = ApplyReport::default();
+        for (incoming, verdict) in batch.records.iter().zip(&batch.verdicts) {
+            if let Some(reason) = verdict {
+                report.count_rejection(incoming, reason);
+                continue;
+            }
+            let kb = key_bytes(&incoming.key());
+            let current = match overlay.get(&kb) {
+                Some(r) => Some(r.clone()),
+                None => match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                    Some(v) => Some(self.decode_value(v.value())?.1),
+                    None => None,
+                },
+            };
+            let decision = decide(current.as_ref(), incoming);
+            report.count(&decision);
+            if decision.replaces() {
+                overlay.insert(kb, incoming.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// The provenance of an imported bundle, by manifest digest (hex).
+    pub fn imported_bundle(&self, manifest_digest: &str) -> Result<Option<Provenance>> {
+        let tx = self.read_tx()?;
+        let table = tx.open_table(BUNDLES).map_err(|e| self.err(e))?;
+        let value = table.get(manifest_digest).map_err(|e| self.err(e))?;
+        value
+            .map(|v| {
+                serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("bundle entry: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Imported bundles, most recent first.
+    pub fn imported_bundles(&self) -> Result<Vec<Provenance>> {
+        let tx = self.read_tx()?;
+        let table = tx.open_table(BUNDLES).map_err(|e| self.err(e))?;
+        let mut out: Vec<Provenance> = Vec::new();
+        for item in table.range::<&str>(..).map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("bundle entry: {e}")))?,
+            );
+        }
+        out.sort_by_key(|p| std::cmp::Reverse(p.imported_at_ms));
+        Ok(out)
+    }
+
     /// Live change-log entries after `after_seq`, oldest first, at most `limit`.
     pub fn changes_since(&self, after_seq: u64, limit: usize) -> Result<Vec<Change>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -712,14 +877,14 @@ impl Store {
     /// Number of live change-log entries (one per record key).
     pub fn log_len(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         log.len().map_err(|e| self.err(e))
     }
 
     /// The highest sequence number issued so far (0 when empty).
     pub fn last_seq(&self) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let next = meta
             .get(META_NEXT_SEQ)
@@ -731,7 +896,7 @@ impl Store {
 
     /// The conflict log, ordered by record key, version and loser hash.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let table = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in table.range::<&[u8]>(..).map_err(|e| self.err(e))? {
@@ -746,7 +911,7 @@ impl Store {
 
     /// All counters by name (absent ones are 0).
     pub fn counters(&self) -> Result<BTreeMap<String, u64>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read_tx()?;
         let table = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
         for item in table.range::<&str>(..).map_err(|e| self.err(e))? {
@@ -754,6 +919,174 @@ impl Store {
             out.insert(k.value().to_string(), v.value());
         }
         Ok(out)
+    }
+}
+
+/// Incoming versions with the verdict of the checks that need no store: signature (against the
+/// record's own origin), validity, clock skew. Made only by [`CheckedBatch::check`], so a batch
+/// handed to [`Store::apply_checked`] is always checked.
+#[derive(Debug, Clone)]
+pub struct CheckedBatch {
+    records: Vec<Record>,
+    verdicts: Vec<Option<Rejection>>,
+}
+
+/// Batches smaller than this are checked on the calling thread.
+const PARALLEL_CHECK_MIN: usize = 256;
+/// At most this many threads verify signatures.
+const CHECK_THREADS_MAX: usize = 16;
+
+impl CheckedBatch {
+    /// Checks every record, verifying signatures on all cores for large batches.
+    pub fn check(records: Vec<Record>, opts: &ApplyOptions) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(CHECK_THREADS_MAX);
+        let verdicts = if records.len() < PARALLEL_CHECK_MIN || threads < 2 {
+            records
+                .iter()
+                .map(|r| check_incoming(r, opts).err())
+                .collect()
+        } else {
+            let chunk = records.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = records
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|r| check_incoming(r, opts).err())
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        // A panic in a checker is a bug; re-raise it on this thread.
+                        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+                    })
+                    .collect()
+            })
+        };
+        Self { records, verdicts }
+    }
+
+    /// The first rejected record: its index, key and reason.
+    pub fn first_rejection(&self) -> Option<(usize, RecordKey, Rejection)> {
+        self.verdicts
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.clone().map(|reason| (i, self.records[i].key(), reason)))
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// What the §5 rules do with one incoming version, given the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    New,
+    Updated,
+    Stale,
+    /// Same content; `upgrade` when the incoming copy carries a signature ours lacks.
+    Unchanged {
+        upgrade: bool,
+    },
+    /// Same version, other content: the larger content hash wins.
+    Conflict {
+        incoming_wins: bool,
+        winner: [u8; 32],
+        loser: [u8; 32],
+    },
+}
+
+impl Decision {
+    fn replaces(&self) -> bool {
+        match self {
+            Decision::New | Decision::Updated => true,
+            Decision::Stale => false,
+            Decision::Unchanged { upgrade } => *upgrade,
+            Decision::Conflict { incoming_wins, .. } => *incoming_wins,
+        }
+    }
+
+    fn counter(&self) -> &'static str {
+        match self {
+            Decision::New => counter::NEW,
+            Decision::Updated => counter::UPDATED,
+            Decision::Stale => counter::STALE,
+            Decision::Unchanged { .. } => counter::UNCHANGED,
+            Decision::Conflict { .. } => counter::CONFLICTS,
+        }
+    }
+}
+
+/// The §5 rules, in one place: used by both [`Store::apply_checked`] and [`Store::plan`].
+fn decide(current: Option<&Record>, incoming: &Record) -> Decision {
+    let Some(existing) = current else {
+        return Decision::New;
+    };
+    match incoming.version.cmp(&existing.version) {
+        std::cmp::Ordering::Greater => Decision::Updated,
+        std::cmp::Ordering::Less => Decision::Stale,
+        std::cmp::Ordering::Equal => {
+            let (ours, theirs) = (existing.content_hash(), incoming.content_hash());
+            if ours == theirs {
+                Decision::Unchanged {
+                    upgrade: existing.signature.is_none() && incoming.signature.is_some(),
+                }
+            } else if theirs > ours {
+                Decision::Conflict {
+                    incoming_wins: true,
+                    winner: theirs,
+                    loser: ours,
+                }
+            } else {
+                Decision::Conflict {
+                    incoming_wins: false,
+                    winner: ours,
+                    loser: theirs,
+                }
+            }
+        }
+    }
+}
+
+impl ApplyReport {
+    fn count(&mut self, decision: &Decision) {
+        match decision {
+            Decision::New => self.new += 1,
+            Decision::Updated => self.updated += 1,
+            Decision::Stale => self.stale += 1,
+            Decision::Unchanged { .. } => self.unchanged += 1,
+            Decision::Conflict { .. } => self.conflicts += 1,
+        }
+    }
+
+    fn count_rejection(&mut self, record: &Record, reason: &Rejection) {
+        self.rejected += 1;
+        self.rejections.push((record.key(), reason.clone()));
+    }
+}
+
+impl Rejection {
+    fn counter(&self) -> &'static str {
+        match self {
+            Rejection::BadSignature | Rejection::Unsigned => counter::REJECTED_SIGNATURE,
+            Rejection::FutureDated { .. } => counter::REJECTED_FUTURE,
+            Rejection::Invalid(_) => counter::REJECTED_INVALID,
+        }
     }
 }
 

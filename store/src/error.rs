@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use protocol::peers::PeersError;
 use protocol::{ProtocolError, RecordKey};
 
 /// Why a home, key file or store operation failed.
@@ -64,6 +65,35 @@ pub enum StoreError {
     /// A fault injected by a test, standing for an I/O error in the middle of a batch.
     #[error("injected fault after {0} records")]
     InjectedFault(usize),
+    /// `sync_peers.txt` does not parse (a hand edit broke it); names the file and the line.
+    #[error("{path}: {source}")]
+    PeersFile {
+        path: PathBuf,
+        #[source]
+        source: PeersError,
+    },
+    #[error("{}", unknown_peer_message(.name, .known))]
+    UnknownPeer { name: String, known: Vec<String> },
+    #[error("a peer named {name} already exists (key id {key_id}); pick another name")]
+    DuplicatePeerName { name: String, key_id: String },
+    #[error("key id {key_id} is already registered as peer {existing}")]
+    DuplicatePeerKey { key_id: String, existing: String },
+    #[error("key id {key_id} is this instance's own key; a peer is another instance")]
+    OwnKeyAsPeer { key_id: String },
+    #[error("invalid peer name {0:?}: use 1 to 64 letters, digits, '.', '_' or '-'")]
+    BadPeerName(String),
+    #[error("invalid peer address {0:?}: expected HOST:PORT with a port from 1 to 65535")]
+    BadPeerAddr(String),
+    #[error("peer notes must be one line (found a line break)")]
+    MultiLinePeerNotes,
+}
+
+fn unknown_peer_message(name: &str, known: &[String]) -> String {
+    if known.is_empty() {
+        format!("no peer named {name}: there are no peers yet (add one with `wb sync peers add`)")
+    } else {
+        format!("no peer named {name} (known peers: {})", known.join(", "))
+    }
 }
 
 /// Why an incoming record version was not applied.

@@ -128,6 +128,21 @@ impl Home {
         self.secret_key_path().exists() || self.public_key_path().exists()
     }
 
+    /// Opens an initialised home read-only: its key and its store, which stays byte-for-byte
+    /// unchanged (see [`Store::open_read_only`]).
+    pub fn open_read_only(&self) -> Result<(SecretKey, Store)> {
+        if !self.is_initialized() {
+            return Err(StoreError::NotInitialized(self.root.clone()));
+        }
+        if !self.has_any_key_file() {
+            return Err(StoreError::StoreWithoutKeys(self.store_path()));
+        }
+        let key = self.load_key()?;
+        let store = Store::open_read_only(&self.store_path())?;
+        check_store_key(&store, &key, false)?;
+        Ok((key, store))
+    }
+
     /// Reads and checks the key pair: both files present, base64 of 32 bytes, matching.
     pub fn load_key(&self) -> Result<SecretKey> {
         let (secret_path, public_path) = (self.secret_key_path(), self.public_key_path());
@@ -235,19 +250,29 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     builder.create(dir).map_err(io_err(dir))
 }
 
-/// Writes `bytes` to a temporary sibling with `mode`, syncs it, and renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+/// Writes `bytes` to a temporary sibling (created with `mode`), syncs it and renames it over
+/// `path`, so readers see the old file or the new one, never a half-written one. The temporary
+/// file is removed if anything fails.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// A fresh instance key from the system's random source.

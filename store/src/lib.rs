@@ -1,18 +1,24 @@
 //! The wb store crate: the home directory with its key files ([`home`]) and the redb store of
-//! records, change log, epoch, clock, conflicts and counters ([`db`]). It knows nothing of the
-//! network, and redb types never appear in its public API.
+//! records, change log, epoch, clock, conflicts and counters ([`db`]), and the peer registry
+//! `sync_peers.txt` ([`peers`]). It knows nothing of the network, and redb types never appear
+//! in its public API.
 
+pub mod bundles;
 pub mod db;
 mod error;
 pub mod home;
+pub mod peers;
 pub mod time;
 
 pub use db::{
-    ApplyOptions, ApplyReport, Change, Conflict, Draft, Epoch, ListFilter, LocalChange, Store,
-    counter,
+    ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
+    LocalChange, Provenance, Store, counter,
 };
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome};
+pub use peers::{
+    Peer, add_peer, find_peer, load_peers, peer_by_key, remove_peer, save_peers, update_peer,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
 //! The one integration test binary (STYLE.md: one binary with modules).
 
 mod cli;
+mod peers;

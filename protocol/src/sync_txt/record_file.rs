@@ -488,7 +488,14 @@ fn render_comment(comment: &Record, lines: &mut Vec<String>) {
     lines.push(format!("Comment-ID: {}", one_line(&comment.id)));
     lines.push(format!("User-ID: {}", field("User-ID")));
     lines.push(format!("Username: {}", field("Username")));
-    lines.push(format!("Created-At: {}", field("Created-At")));
+    // The app parses this as a date: a comment without one shows its version's time.
+    let created_at = field("Created-At");
+    let created_at = if created_at.is_empty() {
+        format_timestamp(comment.version.ms)
+    } else {
+        created_at
+    };
+    lines.push(format!("Created-At: {created_at}"));
     lines.push(format!("Sync-Scope: {}", comment.scope));
     lines.push(String::new());
     let text = py_splitlines(&comment.body)

@@ -1,0 +1,385 @@
+//! `wb sync export|import|init --from|status|conflicts`: bundles and the instance's sync state.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use protocol::Scope;
+use serde_json::{Value, json};
+use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport};
+use store::{Home, ListFilter, Peer, time};
+
+use crate::commands::{Output, init, open};
+
+/// Exports below this many records show no progress bar.
+const PROGRESS_MIN_RECORDS: u64 = 2_000;
+
+pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output> {
+    let inst = open(home)?;
+    let include_trusted = match for_peer {
+        None => false,
+        Some(name) => {
+            let peers = store::load_peers(home)?;
+            let peer = store::find_peer(&peers, name)
+                .with_context(|| format!("no peer named {name:?} (see `wb sync peers list`)"))?;
+            if peer.revoked {
+                bail!("peer {name} is revoked; it receives nothing");
+            }
+            if !peer.trusted {
+                bail!(
+                    "peer {name} is not trusted, so --for would give it nothing more than the \
+                     public export; trust it first with `wb sync peers trust {name}`"
+                );
+            }
+            true
+        }
+    };
+    let bar = progress_bar();
+    let mut progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar
+            && total >= PROGRESS_MIN_RECORDS
+        {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let report = bundles::export(
+        &inst.store,
+        &inst.key,
+        dir,
+        &ExportOptions {
+            include_trusted,
+            now_ms: time::now_ms(),
+        },
+        &mut progress,
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let per_entity = report
+        .records
+        .iter()
+        .map(|(e, n)| format!("{n} {e}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let total: u64 = report.records.values().sum();
+    let mut text = format!(
+        "exported {total} records to {}{}{}\n{} files, {} bytes; {} record files changed, {} stale files removed",
+        report.dir,
+        if per_entity.is_empty() {
+            String::new()
+        } else {
+            format!(" ({per_entity})")
+        },
+        for_peer
+            .map(|p| format!(" for trusted peer {p}"))
+            .unwrap_or_default(),
+        report.files,
+        report.bytes,
+        report.written,
+        report.removed,
+    );
+    let skipped = [
+        (report.skipped_private, "private"),
+        (report.skipped_trusted, "trusted (no --for)"),
+        (report.skipped_draft, "draft requests"),
+        (
+            report.skipped_hidden_parent,
+            "comments on withheld requests",
+        ),
+        (report.skipped_unsigned, "unsigned (from app bundles)"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect::<Vec<_>>();
+    if !skipped.is_empty() {
+        text.push_str(&format!("\nnot exported: {}", skipped.join(", ")));
+    }
+    let mut j = serde_json::to_value(&report)?;
+    j["for"] = json!(for_peer);
+    Ok(Output::new(text, j))
+}
+
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .ok()?
+            .progress_chars("=> "),
+    );
+    bar.set_message("exporting");
+    Some(bar)
+}
+
+fn import_text(r: &ImportReport, dir: &Path) -> String {
+    if r.already_imported {
+        return format!(
+            "bundle {} (manifest {}) was already imported; nothing changed",
+            dir.display(),
+            &r.manifest_digest[..16.min(r.manifest_digest.len())]
+        );
+    }
+    let verb = if r.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    let mut text = format!(
+        "{verb} {} signed by {} ({} files): {} new, {} updated, {} unchanged, {} stale, {} conflicts",
+        dir.display(),
+        r.signer_key_id,
+        r.files,
+        r.new,
+        r.updated,
+        r.unchanged,
+        r.stale,
+        r.conflicts
+    );
+    if r.dry_run {
+        text.push_str("\ndry run: nothing was changed");
+    }
+    text
+}
+
+fn parse_expected(expect_key: Option<&str>) -> Result<Option<ExpectedSigner>> {
+    expect_key
+        .map(|k| {
+            ExpectedSigner::parse(k)
+                .with_context(|| format!("--expect-key {k:?} is not a public key or key id"))
+        })
+        .transpose()
+}
+
+fn rejected(e: bundles::BundleError) -> anyhow::Error {
+    anyhow::anyhow!("bundle rejected, nothing imported: {e}")
+}
+
+pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) -> Result<Output> {
+    let expected = parse_expected(expect_key)?;
+    if !home.is_initialized() {
+        return Err(store::StoreError::NotInitialized(home.root().to_path_buf()).into());
+    }
+    // Everything about the bundle is checked before the store is opened for writing.
+    let now = time::now_ms();
+    let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
+    let bundle = bundles::check(bundle, now).map_err(rejected)?;
+    let report = bundles::import(home, &bundle, &dir.display().to_string(), now, dry_run)
+        .map_err(rejected)?;
+    Ok(Output::new(
+        import_text(&report, dir),
+        serde_json::to_value(&report)?,
+    ))
+}
+
+pub fn init_from(
+    home: &Home,
+    dir: &Path,
+    name: Option<&str>,
+    peer_name: Option<&str>,
+) -> Result<Output> {
+    // Everything is checked before the home is touched: a bad bundle creates nothing.
+    let now = time::now_ms();
+    let bundle = bundles::verify_dir(dir, None)
+        .and_then(|b| bundles::check(b, now))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot bootstrap from {}: {e}; nothing was created",
+                dir.display()
+            )
+        })?;
+    let peer_name = peer_name
+        .map(str::to_string)
+        .unwrap_or_else(|| bundle.signer.key_id());
+    if !protocol::peers::valid_peer_name(&peer_name) {
+        bail!("peer name {peer_name:?} must be 1-64 letters, digits, '.', '_' or '-'");
+    }
+    let peers = if home.is_initialized() {
+        store::load_peers(home)?
+    } else {
+        Vec::new()
+    };
+    let known = store::peer_by_key(&peers, &bundle.signer).cloned();
+    if known.is_none()
+        && let Some(other) = store::find_peer(&peers, &peer_name)
+    {
+        bail!(
+            "peer name {peer_name} is taken by key id {}; choose another with --peer-name",
+            other.public_key.key_id()
+        );
+    }
+
+    let init_out = init(home, name)?;
+    let own_key = home.load_key()?.public();
+    let report =
+        bundles::import(home, &bundle, &dir.display().to_string(), now, false).map_err(rejected)?;
+    let registered = if bundle.signer == own_key {
+        "the bundle is this instance's own export; no peer registered".to_string()
+    } else if let Some(peer) = known {
+        format!("the signer is already known as peer {}", peer.name)
+    } else {
+        store::add_peer(
+            home,
+            Peer {
+                name: peer_name.clone(),
+                public_key: bundle.signer,
+                addrs: Vec::new(),
+                hub: false,
+                trusted: false,
+                revoked: false,
+                notes: format!("bootstrap bundle {}", dir.display()).replace('\n', " "),
+            },
+        )?;
+        format!(
+            "registered the signer as peer {peer_name} (not trusted; `wb sync peers trust {peer_name}` to trust it)"
+        )
+    };
+    let text = format!(
+        "{}\n{}\n{registered}",
+        init_out.text,
+        import_text(&report, dir)
+    );
+    let j = json!({
+        "identity": init_out.json,
+        "import": serde_json::to_value(&report)?,
+        "peer": registered,
+    });
+    Ok(Output::new(text, j))
+}
+
+pub fn status(home: &Home) -> Result<Output> {
+    let inst = open(home)?;
+    let records = inst.store.list(&ListFilter::default())?;
+    let count = |s: Scope| records.iter().filter(|r| r.scope == s).count();
+    let local = inst.key.public();
+    let from_others = records.iter().filter(|r| r.origin != local).count();
+    let peers = store::load_peers(home)?;
+    let conflicts = inst.store.conflicts()?.len();
+    // Shareable changes waiting in the change log (one live entry per record key).
+    let outbox = inst
+        .store
+        .list(&ListFilter {
+            include_deleted: true,
+            ..Default::default()
+        })?
+        .iter()
+        .filter(|r| r.scope != Scope::Private)
+        .count();
+    let imports = inst.store.imported_bundles()?;
+    let counters = inst.store.counters()?;
+    let peers_json: Vec<Value> = peers
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "key_id": p.public_key.key_id(),
+                "trusted": p.trusted,
+                "revoked": p.revoked,
+                // Filled in by direct sync with peers; nothing has synced yet.
+                "last_sync": Value::Null,
+                "last_error": Value::Null,
+                "received": 0,
+                "sent": 0,
+                "behind": Value::Null,
+            })
+        })
+        .collect();
+    let j = json!({
+        "peers": peers_json,
+        "records": {
+            "private": count(Scope::Private),
+            "trusted": count(Scope::Trusted),
+            "public": count(Scope::Public),
+        },
+        "records_from_others": from_others,
+        "outbox": outbox,
+        "conflicts": conflicts,
+        "imports": imports,
+        "counters": counters,
+    });
+    let mut text = format!(
+        "records: {} public, {} trusted, {} private ({} from other instances)\nconflicts: {conflicts}\npeers: {}",
+        count(Scope::Public),
+        count(Scope::Trusted),
+        count(Scope::Private),
+        from_others,
+        if peers.is_empty() {
+            "none".to_string()
+        } else {
+            peers.len().to_string()
+        },
+    );
+    for p in &peers {
+        let flags = [
+            p.trusted.then_some("trusted"),
+            p.revoked.then_some("revoked"),
+            p.hub.then_some("hub"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        text.push_str(&format!(
+            "\n  {} ({}){}",
+            p.name,
+            p.public_key.key_id(),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" {flags}")
+            }
+        ));
+    }
+    if imports.is_empty() {
+        text.push_str("\nimported bundles: none");
+    } else {
+        text.push_str("\nlast imported bundles:");
+        for b in imports.iter().take(5) {
+            text.push_str(&format!(
+                "\n  {} from {} signed by {} ({} files): {} new, {} updated, {} unchanged, {} stale, {} conflicts",
+                protocol::time::format_timestamp(b.imported_at_ms),
+                b.dir,
+                b.signer_key_id,
+                b.files,
+                b.report.new,
+                b.report.updated,
+                b.report.unchanged,
+                b.report.stale,
+                b.report.conflicts
+            ));
+        }
+    }
+    Ok(Output::new(text, j))
+}
+
+pub fn conflicts(home: &Home) -> Result<Output> {
+    let inst = open(home)?;
+    let list = inst.store.conflicts()?;
+    let mut text = String::new();
+    for c in &list {
+        let origin = protocol::PublicKey::parse(&c.origin)
+            .map(|k| k.key_id())
+            .unwrap_or_else(|_| c.origin.clone());
+        text.push_str(&format!(
+            "{} {} {} from {origin}: version {} had two contents; kept {}…, dropped {}… (via {}, {})\n",
+            protocol::time::format_timestamp(c.at_ms),
+            c.entity,
+            c.id,
+            c.version,
+            &c.winner_hash[..12.min(c.winner_hash.len())],
+            &c.loser_hash[..12.min(c.loser_hash.len())],
+            c.source,
+            "larger content hash wins",
+        ));
+    }
+    if list.is_empty() {
+        text.push_str("no conflicts");
+    }
+    Ok(Output::new(
+        text.trim_end().to_string(),
+        serde_json::to_value(&list)?,
+    ))
+}

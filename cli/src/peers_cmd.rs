@@ -1,0 +1,229 @@
+//! `wb sync peers add|list|remove|trust|untrust|revoke` (§9, §12): edits `sync_peers.txt`,
+//! one peer and one line of output per action.
+//!
+//! These commands read the key files but never open the store, so they work while
+//! `wb node run` holds it.
+
+use anyhow::{Result, anyhow, bail};
+use protocol::PublicKey;
+use serde_json::{Value, json};
+use store::{Home, Peer, StoreError};
+
+use crate::args::PeersCommand;
+use crate::commands::Output;
+
+pub fn run(home: &Home, cmd: PeersCommand) -> Result<Output> {
+    require_home(home)?;
+    match cmd {
+        PeersCommand::Add {
+            name,
+            key,
+            addrs,
+            trusted,
+            hub,
+            notes,
+        } => add(home, name, &key, addrs, trusted, hub, notes),
+        PeersCommand::List => list(home),
+        PeersCommand::Remove { name } => remove(home, &name),
+        PeersCommand::Trust { name } => trust(home, &name),
+        PeersCommand::Untrust { name } => untrust(home, &name),
+        PeersCommand::Revoke { name } => revoke(home, &name),
+    }
+}
+
+/// The same "run `wb init` first" and key-file errors as every other command.
+fn require_home(home: &Home) -> Result<()> {
+    if !home.is_initialized() {
+        return Err(StoreError::NotInitialized(home.root().to_path_buf()).into());
+    }
+    home.load_key()?;
+    Ok(())
+}
+
+/// A peer as `peers list --json` prints it (§12); the other commands print the same object.
+pub(crate) fn peer_json(p: &Peer) -> Value {
+    json!({
+        "name": p.name,
+        "key_id": p.public_key.key_id(),
+        "public_key": p.public_key.to_base64(),
+        "addrs": p.addrs,
+        "trusted": p.trusted,
+        "hub": p.hub,
+        "revoked": p.revoked,
+        "notes": p.notes,
+    })
+}
+
+fn outcome(p: &Peer, word: &str, text: String) -> Output {
+    let mut j = peer_json(p);
+    j["outcome"] = json!(word);
+    Output::new(text, j)
+}
+
+fn add(
+    home: &Home,
+    name: String,
+    key: &str,
+    addrs: Vec<String>,
+    trusted: bool,
+    hub: bool,
+    notes: Option<String>,
+) -> Result<Output> {
+    let public_key = PublicKey::parse(key).map_err(|e| anyhow!("--key: {e}"))?;
+    let peer = Peer {
+        name,
+        public_key,
+        addrs: addrs.iter().map(|a| a.trim().to_string()).collect(),
+        hub,
+        trusted,
+        revoked: false,
+        // The file keeps one trimmed line; trimming here makes what is saved what was given.
+        notes: notes
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string(),
+    };
+    store::add_peer(home, peer.clone())?;
+    let mut details = vec![
+        format!("key id {}", peer.public_key.key_id()),
+        if peer.trusted { "trusted" } else { "untrusted" }.to_string(),
+    ];
+    if peer.hub {
+        details.push("hub".into());
+    }
+    let text = format!("added peer {} ({})", peer.name, details.join(", "));
+    Ok(outcome(&peer, "added", text))
+}
+
+fn list(home: &Home) -> Result<Output> {
+    let peers = store::load_peers(home)?;
+    let j = Value::Array(peers.iter().map(peer_json).collect());
+    if peers.is_empty() {
+        return Ok(Output::new("no peers", j));
+    }
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "KEY ID".to_string(),
+        "FLAGS".to_string(),
+        "ADDRS".to_string(),
+        "NOTES".to_string(),
+    ]];
+    for p in &peers {
+        let flags: Vec<&str> = [
+            (p.trusted, "trusted"),
+            (p.hub, "hub"),
+            (p.revoked, "revoked"),
+        ]
+        .iter()
+        .filter_map(|(on, word)| on.then_some(*word))
+        .collect();
+        rows.push([
+            p.name.clone(),
+            p.public_key.key_id(),
+            dash(flags.join(",")),
+            dash(p.addrs.join(",")),
+            p.notes.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (w, cell) in widths.iter().zip(row) {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+            line.push_str(&row[4]);
+            line.trim_end().to_string()
+        })
+        .collect();
+    Ok(Output::new(lines.join("\n"), j))
+}
+
+fn remove(home: &Home, name: &str) -> Result<Output> {
+    let peer = store::remove_peer(home, name)?;
+    Ok(outcome(&peer, "removed", format!("removed peer {name}")))
+}
+
+fn trust(home: &Home, name: &str) -> Result<Output> {
+    let (mut was_trusted, mut revoked) = (false, false);
+    let peer = store::update_peer(home, name, |p| {
+        (was_trusted, revoked) = (p.trusted, p.revoked);
+        if !p.revoked {
+            p.trusted = true;
+        }
+    })?;
+    if revoked {
+        bail!(
+            "peer {name} is revoked; a revoked peer cannot be trusted (to start over with it: \
+             `wb sync peers remove {name}`, then add it again)"
+        );
+    }
+    Ok(if was_trusted {
+        outcome(
+            &peer,
+            "unchanged",
+            format!("peer {name} is already trusted; nothing changed"),
+        )
+    } else {
+        outcome(&peer, "trusted", format!("peer {name} is now trusted"))
+    })
+}
+
+fn untrust(home: &Home, name: &str) -> Result<Output> {
+    let mut was_trusted = false;
+    let peer = store::update_peer(home, name, |p| {
+        was_trusted = p.trusted;
+        p.trusted = false;
+    })?;
+    Ok(if was_trusted {
+        outcome(
+            &peer,
+            "untrusted",
+            format!("peer {name} is no longer trusted"),
+        )
+    } else {
+        outcome(
+            &peer,
+            "unchanged",
+            format!("peer {name} is already untrusted; nothing changed"),
+        )
+    })
+}
+
+fn revoke(home: &Home, name: &str) -> Result<Output> {
+    let (mut was_revoked, mut was_trusted) = (false, false);
+    // Revoking also clears Trusted, so that undoing `Revoked: yes` by hand cannot quietly
+    // restore trust; readers treat a revoked peer as untrusted whatever the file says.
+    let peer = store::update_peer(home, name, |p| {
+        (was_revoked, was_trusted) = (p.revoked, p.trusted);
+        p.revoked = true;
+        p.trusted = false;
+    })?;
+    Ok(if was_revoked && was_trusted {
+        outcome(
+            &peer,
+            "revoked",
+            format!("peer {name} was already revoked; cleared its Trusted flag"),
+        )
+    } else if was_revoked {
+        outcome(
+            &peer,
+            "unchanged",
+            format!("peer {name} is already revoked; nothing changed"),
+        )
+    } else {
+        outcome(
+            &peer,
+            "revoked",
+            format!("revoked peer {name}: its connections will be refused and it receives nothing"),
+        )
+    })
+}

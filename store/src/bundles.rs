@@ -1,0 +1,642 @@
+//! Air-gapped bundles on disk (§8): export a store's shareable records as a signed directory of
+//! `.sync.txt` files, and verify and import such a directory, all or nothing.
+//!
+//! The formats belong to `protocol::sync_txt` and `protocol::bundle`; this module decides which
+//! records go out, walks directories, and applies what comes in through [`Store::apply_batch`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use protocol::bundle::{
+    MANIFEST_FILE, Manifest, PUBLIC_KEYS_DIR, SIGNATURE_FILE, parse_public_key_file,
+    public_key_file_path, verify_bundle, write_public_key_file,
+};
+use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
+use protocol::{
+    CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
+    bundle::BundleSignature,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{ApplyOptions, ApplyReport, CheckedBatch, ListFilter, Provenance, Store};
+use crate::error::{Rejection, StoreError};
+use crate::home::Home;
+
+/// The directories record files live in; other content of a bundle directory is not ours.
+pub const ENTITY_DIRS: &[&str] = &[
+    "users", "requests", "comments", "invites", "vouches", "other",
+];
+/// Record files have this suffix (the manifest too).
+const SUFFIX: &str = ".sync.txt";
+
+/// Why a bundle could not be exported or imported. Import errors name the bundle-relative file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error("{path}: missing (the bundle lists it or needs it)")]
+    MissingFile { path: String },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Codec {
+        path: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("the bundle is signed by key id {actual}, not by the expected key {expected}")]
+    UnexpectedSigner { expected: String, actual: String },
+    #[error("{path}: leaves the bundle directory (a symbolic link or special file)")]
+    PathEscapes { path: String },
+    #[error("{path}: checksum does not match the manifest (the file was changed after signing)")]
+    DigestMismatch { path: String },
+    #[error("{path}: not listed in the manifest (an unsigned file in the bundle)")]
+    ExtraFile { path: String },
+    #[error("{path}: {reason}")]
+    BadRecord { path: String, reason: String },
+    #[error("{path}: {entity} {id}: {reason}")]
+    Rejected {
+        path: String,
+        entity: String,
+        id: String,
+        reason: Rejection,
+    },
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = BundleError> = std::result::Result<T, E>;
+
+/// Which records an export takes.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Include `trusted` records too: an export made for one trusted peer.
+    pub include_trusted: bool,
+    /// `Signed-At` of the bundle.
+    pub now_ms: u64,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub dir: String,
+    /// Every file of the bundle: record files, manifest, bundle.sig, public key file.
+    pub files: u64,
+    /// Record files per entity.
+    pub records: BTreeMap<String, u64>,
+    /// Record files whose bytes changed (or are new) since the previous export.
+    pub written: u64,
+    /// Files of a previous export that are no longer part of the bundle, removed.
+    pub removed: u64,
+    pub bytes: u64,
+    pub skipped_private: u64,
+    /// Trusted records left out because the export is not for a trusted peer.
+    pub skipped_trusted: u64,
+    pub skipped_draft: u64,
+    /// Comments left out because their request is not exported (private or draft).
+    pub skipped_hidden_parent: u64,
+    /// Records without their origin's signature (taken from app bundles): they cannot be
+    /// verified by anyone else, so they are not passed on.
+    pub skipped_unsigned: u64,
+}
+
+fn is_draft(r: &Record) -> bool {
+    r.entity == Entity::Request && r.field("Status") == Some("draft")
+}
+
+/// The request a comment belongs to, resolved against the comment's origin.
+fn comment_parent(comment: &Record) -> Option<RecordKey> {
+    let reference = Reference::parse(comment.field("Request")?).ok()?;
+    Some(RecordKey {
+        origin: reference.origin.unwrap_or(comment.origin),
+        entity: Entity::Request,
+        id: reference.id,
+    })
+}
+
+/// Bundle-relative path of a record's file. When the export holds records of one origin only,
+/// names are plain (`users/user_1.sync.txt`, as the app writes them); when it holds several,
+/// records of origins other than the signer get their origin's key id in the name (§8).
+fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String {
+    let key_id = (several_origins && r.origin != *signer).then(|| r.origin.key_id());
+    sync_txt::safe_file_name(&r.entity, &r.id, key_id.as_deref())
+}
+
+/// Exports the store's shareable records into `dir` (created if needed). `progress` is called
+/// with (files written so far, total) as the export goes.
+pub fn export(
+    store: &Store,
+    key: &SecretKey,
+    dir: &Path,
+    opts: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport> {
+    let local = key.public();
+    let all = store.list(&ListFilter {
+        include_deleted: true,
+        ..Default::default()
+    })?;
+    let mut report = ExportReport {
+        dir: dir.display().to_string(),
+        ..Default::default()
+    };
+    // The one place that decides what may leave in a bundle (§4): scope, drafts, signatures.
+    let mut chosen: Vec<&Record> = Vec::new();
+    let mut withheld_requests: BTreeSet<RecordKey> = BTreeSet::new();
+    for r in &all {
+        let allowed = match r.scope {
+            Scope::Public => true,
+            Scope::Trusted => opts.include_trusted,
+            Scope::Private => false,
+        };
+        if !allowed {
+            if r.scope == Scope::Private {
+                report.skipped_private += 1;
+            } else {
+                report.skipped_trusted += 1;
+            }
+        } else if is_draft(r) {
+            report.skipped_draft += 1;
+        } else if r.signature.is_none() {
+            report.skipped_unsigned += 1;
+        } else {
+            chosen.push(r);
+            continue;
+        }
+        if r.entity == Entity::Request {
+            withheld_requests.insert(r.key());
+        }
+    }
+    chosen.retain(|r| {
+        let hidden = r.entity == Entity::Comment
+            && comment_parent(r).is_some_and(|p| withheld_requests.contains(&p));
+        if hidden {
+            report.skipped_hidden_parent += 1;
+        }
+        !hidden
+    });
+
+    // Comments rendered into their request's body, for the app (live ones, in a stable order).
+    let mut comments_of: HashMap<RecordKey, Vec<Record>> = HashMap::new();
+    for r in chosen
+        .iter()
+        .filter(|r| r.entity == Entity::Comment && !r.deleted)
+    {
+        if let Some(parent) = comment_parent(r) {
+            comments_of.entry(parent).or_default().push((*r).clone());
+        }
+    }
+    for list in comments_of.values_mut() {
+        list.sort_by(|a, b| (a.field("Created-At"), &a.id).cmp(&(b.field("Created-At"), &b.id)));
+    }
+
+    fs::create_dir_all(dir).map_err(|source| BundleError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let several_origins = chosen.iter().any(|r| r.origin != chosen[0].origin);
+    let total = chosen.len() as u64;
+    let mut digests: Vec<(String, [u8; 32])> = Vec::with_capacity(chosen.len());
+    for (done, r) in chosen.iter().enumerate() {
+        let path = record_path(r, &local, several_origins);
+        let comments = comments_of
+            .get(&r.key())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let options = RecordFileOptions {
+            instance: None,
+            comments,
+        };
+        let text = sync_txt::write_record(r, &options).map_err(|source| BundleError::Codec {
+            path: path.clone(),
+            source,
+        })?;
+        report.bytes += text.len() as u64;
+        if write_if_changed(&dir.join(&path), text.as_bytes())? {
+            report.written += 1;
+        }
+        *report.records.entry(r.entity.to_string()).or_default() += 1;
+        digests.push((path, Sha256::digest(text.as_bytes()).into()));
+        if done % 256 == 0 {
+            progress(done as u64, total);
+        }
+    }
+    progress(total, total);
+
+    let keep: BTreeSet<String> = digests.iter().map(|(p, _)| p.clone()).collect();
+    let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
+        path: MANIFEST_FILE.into(),
+        source,
+    })?;
+    let manifest_text = manifest.to_text();
+    let signature = BundleSignature::sign(manifest_text.as_bytes(), key, opts.now_ms);
+    let key_file = public_key_file_path(&local);
+    report.removed = remove_stale(dir, &keep, &key_file)?;
+    for (path, bytes) in [
+        (MANIFEST_FILE.to_string(), manifest_text),
+        (key_file, write_public_key_file(&local)),
+        (SIGNATURE_FILE.to_string(), signature.to_text()),
+    ] {
+        report.bytes += bytes.len() as u64;
+        write_if_changed(&dir.join(&path), bytes.as_bytes())?;
+    }
+    report.files = keep.len() as u64 + 3;
+    Ok(report)
+}
+
+/// Writes a file unless it already holds exactly these bytes; returns whether it wrote.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    let err = |source| BundleError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)?;
+    Ok(true)
+}
+
+/// Removes record files of a previous export that are not in `keep`, and public key files other
+/// than ours. Nothing else in the directory is touched.
+fn remove_stale(dir: &Path, keep: &BTreeSet<String>, key_file: &str) -> Result<u64> {
+    let mut removed = 0;
+    for rel in bundle_files(dir)? {
+        let ours = keep.contains(&rel) || rel == key_file;
+        let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
+        if !ours && bundle_file && rel != MANIFEST_FILE {
+            let path = dir.join(&rel);
+            fs::remove_file(&path).map_err(|source| BundleError::Write { path, source })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Bundle-relative paths of the files a bundle owns in `dir`: everything under the entity
+/// directories and `public_keys/`, and `*.sync.txt` files anywhere else (hidden directories such
+/// as `.git` are skipped). Symbolic links are listed, not followed.
+fn bundle_files(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.is_empty() => {
+                return Ok(out);
+            }
+            Err(source) => {
+                return Err(BundleError::Read {
+                    path: if rel.is_empty() { ".".into() } else { rel },
+                    source,
+                });
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| BundleError::Read {
+                path: rel.clone(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let file_type = entry.file_type().map_err(|source| BundleError::Read {
+                path: child.clone(),
+                source,
+            })?;
+            let top = child.split('/').next().unwrap_or_default();
+            let owned_dir = ENTITY_DIRS.contains(&top) || top == PUBLIC_KEYS_DIR;
+            if file_type.is_dir() {
+                if !name.starts_with('.') {
+                    stack.push((entry.path(), child));
+                }
+            } else if owned_dir || name.ends_with(SUFFIX) {
+                out.push(child);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Who must have signed a bundle (`--expect-key`): a key, or a key id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectedSigner {
+    Key(PublicKey),
+    KeyId(String),
+}
+
+impl ExpectedSigner {
+    /// Parses any key form, or a 16-hex key id.
+    pub fn parse(text: &str) -> Result<Self, protocol::ProtocolError> {
+        let t = text.trim();
+        if t.len() == protocol::keys::KEY_ID_LEN && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Self::KeyId(t.to_ascii_lowercase()));
+        }
+        PublicKey::parse(t).map(Self::Key)
+    }
+
+    fn matches(&self, key: &PublicKey) -> bool {
+        match self {
+            Self::Key(k) => k == key,
+            Self::KeyId(id) => *id == key.key_id(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Key(k) => k.key_id(),
+            Self::KeyId(id) => id.clone(),
+        }
+    }
+}
+
+/// A bundle that passed every check, ready to apply.
+#[derive(Debug)]
+pub struct VerifiedBundle {
+    pub signer: PublicKey,
+    pub signed_at: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    /// Each record with the bundle-relative file it came from.
+    pub records: Vec<(String, Record)>,
+    /// Records per entity.
+    pub entities: BTreeMap<String, u64>,
+}
+
+/// Reads and verifies a bundle directory in the order of §8: the signature over the manifest
+/// (and the expected signer), every listed file's checksum (no path may leave the directory, no
+/// unlisted record file may be present), then each file's format and schema version. Record
+/// signatures are checked when the records are applied. Touches no store.
+pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<VerifiedBundle> {
+    if !dir.is_dir() {
+        return Err(BundleError::NotADirectory(dir.to_path_buf()));
+    }
+    let root = fs::canonicalize(dir).map_err(|source| BundleError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let read = |rel: &str, max: usize| read_inside(&root, rel, max);
+    let sig_bytes = read(SIGNATURE_FILE, 64 * 1024)?;
+    let manifest_bytes = read(MANIFEST_FILE, protocol::bundle::MAX_MANIFEST_LEN)?;
+    let (signature, manifest) =
+        verify_bundle(&sig_bytes, &manifest_bytes).map_err(|source| BundleError::Codec {
+            path: match source {
+                CodecError::BadManifestLine { .. }
+                | CodecError::BadManifestPath { .. }
+                | CodecError::DuplicateManifestPath { .. } => MANIFEST_FILE.into(),
+                _ => SIGNATURE_FILE.into(),
+            },
+            source,
+        })?;
+    let signer = signature.public_key;
+    if let Some(expected) = expect_key
+        && !expected.matches(&signer)
+    {
+        return Err(BundleError::UnexpectedSigner {
+            expected: expected.label(),
+            actual: signer.key_id(),
+        });
+    }
+    // The signer's public key file is not in the manifest; it must be exactly what the app and
+    // wb write for this key, so no byte of it can change unnoticed.
+    let key_file = public_key_file_path(&signer);
+    let key_bytes = read(&key_file, 64 * 1024)?;
+    if key_bytes != write_public_key_file(&signer).as_bytes() {
+        let reason = match parse_public_key_file(&key_bytes) {
+            Ok(k) if k != signer => "holds another key than the bundle's signer".to_string(),
+            Ok(_) => "not in the expected `Key-ID:`/`Public-Key:` layout".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(BundleError::BadRecord {
+            path: key_file,
+            reason,
+        });
+    }
+
+    // Every listed file: inside the directory, present, unchanged since signing.
+    let mut contents: Vec<(String, Vec<u8>)> = Vec::with_capacity(manifest.entries().len());
+    for entry in manifest.entries() {
+        let bytes = read(&entry.path, MAX_SYNC_FILE_LEN)?;
+        if !entry.matches(&bytes) {
+            return Err(BundleError::DigestMismatch {
+                path: entry.path.clone(),
+            });
+        }
+        contents.push((entry.path.clone(), bytes));
+    }
+    for rel in bundle_files(&root)? {
+        let ours = rel == MANIFEST_FILE || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
+        if !ours && manifest.get(&rel).is_none() {
+            return Err(BundleError::ExtraFile { path: rel });
+        }
+    }
+
+    // Formats and schema version; records of app-written files belong to the signer.
+    let mut records = Vec::with_capacity(contents.len());
+    let mut entities: BTreeMap<String, u64> = BTreeMap::new();
+    for (path, bytes) in contents {
+        let parsed =
+            sync_txt::read_record(&bytes, &signer).map_err(|source| BundleError::Codec {
+                path: path.clone(),
+                source,
+            })?;
+        for r in std::iter::once(parsed.record).chain(parsed.comments) {
+            protocol::validate(&r).map_err(|e| BundleError::BadRecord {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            *entities.entry(r.entity.to_string()).or_default() += 1;
+            records.push((path.clone(), r));
+        }
+    }
+    Ok(VerifiedBundle {
+        signer,
+        signed_at: signature.signed_at,
+        manifest_digest: hex::encode(signature.manifest_digest),
+        files: manifest.entries().len() as u64,
+        records,
+        entities,
+    })
+}
+
+/// Reads `root/rel` after checking that it resolves inside `root` and is a regular file.
+fn read_inside(root: &Path, rel: &str, max: usize) -> Result<Vec<u8>> {
+    let path = root.join(rel);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BundleError::MissingFile { path: rel.into() });
+        }
+        Err(source) => {
+            return Err(BundleError::Read {
+                path: rel.into(),
+                source,
+            });
+        }
+    };
+    let resolved = fs::canonicalize(&path).map_err(|source| BundleError::Read {
+        path: rel.into(),
+        source,
+    })?;
+    if !resolved.starts_with(root) || !(meta.is_file() || meta.file_type().is_symlink()) {
+        return Err(BundleError::PathEscapes { path: rel.into() });
+    }
+    if !resolved.is_file() {
+        return Err(BundleError::PathEscapes { path: rel.into() });
+    }
+    let len = fs::metadata(&resolved).map(|m| m.len()).unwrap_or(0);
+    if len > max as u64 {
+        return Err(BundleError::Codec {
+            path: rel.into(),
+            source: CodecError::TooLarge {
+                what: "file",
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max,
+            },
+        });
+    }
+    fs::read(&resolved).map_err(|source| BundleError::Read {
+        path: rel.into(),
+        source,
+    })
+}
+
+/// A verified bundle whose records also passed every check that needs no store (signatures
+/// against their origins, entity rules, clock skew): applying it can only fail on I/O.
+#[derive(Debug)]
+pub struct CheckedBundle {
+    pub signer: PublicKey,
+    pub signed_at: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    pub entities: BTreeMap<String, u64>,
+    batch: CheckedBatch,
+}
+
+/// Checks every record of a verified bundle (signatures on all cores). A rejected record rejects
+/// the bundle, naming its file.
+pub fn check(bundle: VerifiedBundle, now_ms: u64) -> Result<CheckedBundle> {
+    let (paths, records): (Vec<String>, Vec<Record>) = bundle.records.into_iter().unzip();
+    let batch = CheckedBatch::check(records, &apply_options(&bundle.signer, now_ms));
+    if let Some((index, key, reason)) = batch.first_rejection() {
+        return Err(BundleError::Rejected {
+            path: paths.get(index).cloned().unwrap_or_default(),
+            entity: key.entity.to_string(),
+            id: key.id,
+            reason,
+        });
+    }
+    Ok(CheckedBundle {
+        signer: bundle.signer,
+        signed_at: bundle.signed_at,
+        manifest_digest: bundle.manifest_digest,
+        files: bundle.files,
+        entities: bundle.entities,
+        batch,
+    })
+}
+
+fn apply_options(signer: &PublicKey, now_ms: u64) -> ApplyOptions {
+    let mut opts = ApplyOptions::new(format!("bundle {}", signer.key_id()), now_ms);
+    opts.all_or_nothing = true;
+    opts.unsigned_origin = Some(*signer);
+    opts
+}
+
+/// What an import did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    pub already_imported: bool,
+    pub dry_run: bool,
+    pub signer: String,
+    pub signer_key_id: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    pub records: BTreeMap<String, u64>,
+}
+
+/// Imports a checked bundle into the home's store in one transaction, with its provenance.
+/// A bundle imported before, and a dry run, only read the store (opened read-only, so its file
+/// stays byte-for-byte the same).
+pub fn import(
+    home: &Home,
+    bundle: &CheckedBundle,
+    dir_label: &str,
+    now_ms: u64,
+    dry_run: bool,
+) -> Result<ImportReport> {
+    let mut out = ImportReport {
+        dry_run,
+        signer: bundle.signer.to_base64(),
+        signer_key_id: bundle.signer.key_id(),
+        manifest_digest: bundle.manifest_digest.clone(),
+        files: bundle.files,
+        records: bundle.entities.clone(),
+        ..Default::default()
+    };
+    let report = {
+        let (_, store) = home.open_read_only()?;
+        if store.imported_bundle(&bundle.manifest_digest)?.is_some() {
+            out.already_imported = true;
+            return Ok(out);
+        }
+        if dry_run {
+            Some(store.plan(&bundle.batch)?)
+        } else {
+            None
+        }
+    };
+    let report = match report {
+        Some(planned) => planned,
+        None => {
+            let (_, store) = home.open()?;
+            let mut opts = apply_options(&bundle.signer, now_ms);
+            opts.provenance = Some(Provenance {
+                manifest_digest: bundle.manifest_digest.clone(),
+                signer: bundle.signer.to_base64(),
+                signer_key_id: bundle.signer.key_id(),
+                signed_at: bundle.signed_at.clone(),
+                imported_at_ms: now_ms,
+                dir: dir_label.to_string(),
+                files: bundle.files,
+                report: ApplyReport::default(),
+            });
+            store.apply_checked(&bundle.batch, &opts)?
+        }
+    };
+    out.new = report.new;
+    out.updated = report.updated;
+    out.unchanged = report.unchanged;
+    out.stale = report.stale;
+    out.conflicts = report.conflicts;
+    out.rejected = report.rejected;
+    Ok(out)
+}
