@@ -54,9 +54,34 @@ pub enum Command {
     /// Change who may receive a record (the privacy toggle).
     #[command(subcommand)]
     Scope(ScopeCommand),
+    /// Run the sync node in the foreground (Ctrl-C or SIGTERM stops it cleanly).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Sync with other instances: bundles, peers, keys, status.
     #[command(subcommand)]
     Sync(SyncCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Accept sync connections from known peers (ALPN wb-sync/1 over QUIC).
+    ///
+    /// Prints one line when ready, with the endpoint id and the bound address(es). Connections
+    /// from keys not in sync_peers.txt, or revoked, are refused with a protocol error code,
+    /// unless --open, where unknown peers may pull public records (only). No relay servers and
+    /// no address lookup are used: peers dial the addresses they were given. RUST_LOG controls
+    /// logging (e.g. RUST_LOG=info).
+    Run {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
+        listen: String,
+        /// Let unknown peers pull public records.
+        #[arg(long)]
+        open: bool,
+        /// Test hook: drop each connection after serving this many batches.
+        #[arg(long, hide = true)]
+        test_cut_after_batches: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +205,24 @@ pub enum SyncCommand {
         #[arg(long, value_name = "NAME")]
         peer_name: Option<String>,
     },
+    /// One sync session with a running peer node: pull its changes, then push ours.
+    ///
+    /// Prints received / sent / conflicts / stale / rejected counts. Fails with a clear message
+    /// if the peer is unreachable, refuses us, or speaks another protocol version.
+    Now {
+        /// The peer's name in sync_peers.txt.
+        peer: String,
+        /// Only pull the peer's changes.
+        #[arg(long, conflicts_with = "push_only")]
+        pull_only: bool,
+        /// Only push our changes.
+        #[arg(long)]
+        push_only: bool,
+    },
+    /// Pull a peer's changes (the WhiteBalloon app's name for `sync now --pull-only`).
+    Pull { peer: String },
+    /// Push our changes to a peer (the app's name for `sync now --push-only`).
+    Push { peer: String },
     /// Show records by scope, conflicts, known peers and the last imported bundles.
     Status,
     /// Show the conflict log: versions that arrived with the same version and other content.

@@ -29,6 +29,7 @@ impl Output {
 
 pub fn run(cli: Cli) -> Result<Output> {
     let home = Home::new(&cli.home);
+    let json = cli.json;
     match cli.command {
         Command::Init { name } => init(&home, name.as_deref()),
         Command::Id => id(&home),
@@ -55,6 +56,29 @@ pub fn run(cli: Cli) -> Result<Output> {
             peer_name,
         }) => crate::bundle_cmd::init_from(&home, &from, name.as_deref(), peer_name.as_deref()),
         Command::Sync(SyncCommand::Status) => crate::bundle_cmd::status(&home),
+        Command::Node(crate::args::NodeCommand::Run {
+            listen,
+            open,
+            test_cut_after_batches,
+        }) => crate::node_cmd::run(&home, &listen, open, test_cut_after_batches, json),
+        Command::Sync(SyncCommand::Now {
+            peer,
+            pull_only,
+            push_only,
+        }) => {
+            let direction = match (pull_only, push_only) {
+                (true, _) => node::node::Direction::PullOnly,
+                (_, true) => node::node::Direction::PushOnly,
+                _ => node::node::Direction::Both,
+            };
+            crate::node_cmd::sync_now(&home, &peer, direction)
+        }
+        Command::Sync(SyncCommand::Pull { peer }) => {
+            crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PullOnly)
+        }
+        Command::Sync(SyncCommand::Push { peer }) => {
+            crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PushOnly)
+        }
         Command::Sync(SyncCommand::Conflicts) => crate::bundle_cmd::conflicts(&home),
     }
 }

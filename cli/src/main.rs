@@ -4,6 +4,7 @@
 mod args;
 mod bundle_cmd;
 mod commands;
+mod node_cmd;
 mod peers_cmd;
 
 use std::io::Write;

@@ -1,13 +1,11 @@
-//! The wb node crate: everything that touches the network. For now it holds the mapping from
-//! the instance key to its iroh endpoint identity ([`identity`]); the sync node, peers and the
-//! hub role come with the sync issues.
+//! The wb node crate: everything that touches the network. [`identity`] maps the instance key
+//! to its iroh endpoint identity; [`session`] is one `wb-sync/1` session (framing, `Hello`,
+//! serving and pulling changes); [`node`] runs the listener (`wb node run`) and one-shot syncs
+//! (`wb sync now`).
 
+mod error;
 pub mod identity;
+pub mod node;
+pub mod session;
 
-/// Errors of the node crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    #[error("{0} is not a valid endpoint id")]
-    BadKey(String),
-}
+pub use error::{NodeError, code_name};

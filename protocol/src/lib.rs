@@ -19,12 +19,13 @@ pub mod scope;
 pub mod sync_txt;
 pub mod time;
 pub mod version;
+pub mod wire;
 
 pub use entity::{Entity, Reference, validate};
 pub use error::ProtocolError;
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use record::{Record, RecordKey};
-pub use scope::Scope;
+pub use scope::{Audience, Scope, may_receive};
 pub use sync_txt::{CodecError, SyncFile};
 pub use version::Version;
 

@@ -59,6 +59,21 @@ impl Record {
             .map(|(_, v)| v.as_str())
     }
 
+    /// True for a live request whose status is `draft`: never exported or synced (§6).
+    pub fn is_draft(&self) -> bool {
+        !self.deleted && self.entity == Entity::Request && self.field("Status") == Some("draft")
+    }
+
+    /// The scope that decides who may receive this record: a draft is private whatever its
+    /// scope says.
+    pub fn effective_scope(&self) -> Scope {
+        if self.is_draft() {
+            Scope::Private
+        } else {
+            self.scope
+        }
+    }
+
     /// True when both carry the same content apart from version and signature: what a local
     /// edit compares to decide whether a new version is needed.
     pub fn same_content(&self, other: &Record) -> bool {

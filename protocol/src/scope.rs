@@ -64,3 +64,31 @@ impl FromStr for Scope {
         }
     }
 }
+
+/// Who receives a record on the way out: a peer over a direct connection, a hub, or an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Audience {
+    /// The receiver is a peer this instance's operator marked trusted (direct connection or an
+    /// export made `--for` it). Hubs and unknown peers are never trusted.
+    pub trusted: bool,
+}
+
+/// The privacy invariant (§4), checked here and nowhere else on the way out: a record reaches a
+/// party only if its current scope allows that party.
+///
+/// - `private` never leaves; draft requests count as private (they are never synced).
+/// - `trusted` goes only from its origin (`sender`) to a trusted audience: trust is the origin
+///   operator's choice, so nobody relays another instance's trusted records.
+/// - `public` goes to everyone, relayed records included.
+/// - Records without their origin's signature (taken from app bundles) never leave: nobody else
+///   could verify them.
+pub fn may_receive(record: &crate::Record, sender: &crate::PublicKey, audience: Audience) -> bool {
+    if record.signature.is_none() {
+        return false;
+    }
+    match record.effective_scope() {
+        Scope::Private => false,
+        Scope::Trusted => audience.trusted && record.origin == *sender,
+        Scope::Public => true,
+    }
+}

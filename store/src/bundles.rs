@@ -14,8 +14,8 @@ use protocol::bundle::{
 };
 use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
 use protocol::{
-    CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
-    bundle::BundleSignature,
+    Audience, CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
+    bundle::BundleSignature, may_receive,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -113,10 +113,6 @@ pub struct ExportReport {
     pub skipped_unsigned: u64,
 }
 
-fn is_draft(r: &Record) -> bool {
-    r.entity == Entity::Request && r.field("Status") == Some("draft")
-}
-
 /// The request a comment belongs to, resolved against the comment's origin.
 fn comment_parent(comment: &Record) -> Option<RecordKey> {
     let reference = Reference::parse(comment.field("Request")?).ok()?;
@@ -153,28 +149,26 @@ pub fn export(
         dir: dir.display().to_string(),
         ..Default::default()
     };
-    // The one place that decides what may leave in a bundle (§4): scope, drafts, signatures.
+    // What may leave is decided by `protocol::may_receive`, the same check as for sync; the
+    // branches below only count why a record stayed home.
+    let audience = Audience {
+        trusted: opts.include_trusted,
+    };
     let mut chosen: Vec<&Record> = Vec::new();
     let mut withheld_requests: BTreeSet<RecordKey> = BTreeSet::new();
     for r in &all {
-        let allowed = match r.scope {
-            Scope::Public => true,
-            Scope::Trusted => opts.include_trusted,
-            Scope::Private => false,
-        };
-        if !allowed {
-            if r.scope == Scope::Private {
-                report.skipped_private += 1;
-            } else {
-                report.skipped_trusted += 1;
-            }
-        } else if is_draft(r) {
-            report.skipped_draft += 1;
-        } else if r.signature.is_none() {
-            report.skipped_unsigned += 1;
-        } else {
+        if may_receive(r, &local, audience) {
             chosen.push(r);
             continue;
+        }
+        if r.signature.is_none() {
+            report.skipped_unsigned += 1;
+        } else if r.is_draft() {
+            report.skipped_draft += 1;
+        } else if r.scope == Scope::Private {
+            report.skipped_private += 1;
+        } else {
+            report.skipped_trusted += 1;
         }
         if r.entity == Entity::Request {
             withheld_requests.insert(r.key());

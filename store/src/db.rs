@@ -10,7 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
+use protocol::wire::Cursor;
+use protocol::{
+    Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version, may_receive,
+};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -26,6 +29,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
+const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
+const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
+const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
@@ -116,6 +122,9 @@ pub struct ApplyOptions {
     /// Record this imported bundle's provenance in the same transaction (its report counts are
     /// filled in from the batch's report).
     pub provenance: Option<Provenance>,
+    /// Store this peer's cursor (how far into its change log we are) in the same transaction
+    /// as the batch, so a broken connection resumes exactly where it stopped.
+    pub cursor: Option<(PublicKey, Cursor)>,
     /// Test hook: fail with [`StoreError::InjectedFault`] after this many records were applied
     /// inside the transaction, as an I/O error would.
     #[doc(hidden)]
@@ -130,6 +139,7 @@ impl ApplyOptions {
             all_or_nothing: false,
             unsigned_origin: None,
             provenance: None,
+            cursor: None,
             fail_after: None,
         }
     }
@@ -177,6 +187,37 @@ pub struct Provenance {
     pub dir: String,
     pub files: u64,
     pub report: ApplyReport,
+}
+
+/// A batch of outgoing changes for one audience (see [`Store::outgoing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub records: Vec<Record>,
+    /// The last log sequence scanned: the cursor to resume from.
+    pub last_seq: u64,
+    /// The end of the log was reached.
+    pub done: bool,
+    /// Log entries the audience may not receive (private, trusted for others, unsigned).
+    pub filtered: u64,
+}
+
+/// What this instance remembers about syncing with one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    pub last_sync_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    /// Records received from / sent to this peer, all sessions.
+    pub received: u64,
+    pub sent: u64,
+    /// The highest sequence of our log the peer has confirmed (its cursor into our log).
+    pub acked_seq: u64,
+    /// Our epoch when the peer confirmed it.
+    pub acked_epoch: Option<[u8; 16]>,
+    /// We last served this peer as trusted: when it becomes trusted, it is served from the
+    /// start once, so it gets the trusted records its cursor already went past.
+    #[serde(default)]
+    pub served_trusted: bool,
 }
 
 /// One live change-log entry.
@@ -237,6 +278,20 @@ fn version_bytes(v: Version) -> [u8; 12] {
     out[..8].copy_from_slice(&v.ms.to_be_bytes());
     out[8..].copy_from_slice(&v.counter.to_be_bytes());
     out
+}
+
+fn cursor_bytes(c: &Cursor) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..16].copy_from_slice(&c.epoch);
+    out[16..].copy_from_slice(&c.seq.to_be_bytes());
+    out
+}
+
+fn cursor_from_bytes(b: &[u8]) -> Option<Cursor> {
+    Some(Cursor {
+        epoch: b.get(..16)?.try_into().ok()?,
+        seq: u64::from_be_bytes(b.get(16..24)?.try_into().ok()?),
+    })
 }
 
 fn version_from_bytes(b: &[u8]) -> Option<Version> {
@@ -317,6 +372,9 @@ impl Store {
             tx.open_table(CONFLICTS).map_err(|e| err(&e))?;
             tx.open_table(COUNTERS).map_err(|e| err(&e))?;
             tx.open_table(BUNDLES).map_err(|e| err(&e))?;
+            tx.open_table(WITHDRAWALS).map_err(|e| err(&e))?;
+            tx.open_table(CURSORS).map_err(|e| err(&e))?;
+            tx.open_table(PEER_STATE).map_err(|e| err(&e))?;
             let format = meta
                 .get(META_FORMAT)
                 .map_err(|e| err(&e))?
@@ -372,7 +430,10 @@ impl Store {
             && tx.open_table(LOG).is_ok()
             && tx.open_table(CONFLICTS).is_ok()
             && tx.open_table(COUNTERS).is_ok()
-            && tx.open_table(BUNDLES).is_ok();
+            && tx.open_table(BUNDLES).is_ok()
+            && tx.open_table(WITHDRAWALS).is_ok()
+            && tx.open_table(CURSORS).is_ok()
+            && tx.open_table(PEER_STATE).is_ok();
         if !complete {
             return Ok(None);
         }
@@ -589,7 +650,48 @@ impl Store {
             let floor = current
                 .as_ref()
                 .map_or(clock, |(_, r)| r.version.max(clock));
-            let version = Version::next_after(floor, now_ms);
+            let mut version = Version::next_after(floor, now_ms);
+            // Narrowing who may see a live record (scope, or a request turned draft) first
+            // signs a withdrawal: a tombstone carrying the widest scope the record ever had,
+            // one version below the new record. Parties that may no longer see the record get
+            // the tombstone and delete their copy; the others get the newer record (§4).
+            if let Some((_, existing)) = &current {
+                let new_scope = if draft.deleted {
+                    existing.effective_scope()
+                } else {
+                    let probe = Record {
+                        scope: draft.scope,
+                        fields: draft.fields.clone(),
+                        ..existing.clone()
+                    };
+                    probe.effective_scope()
+                };
+                if !existing.deleted && new_scope < existing.effective_scope() {
+                    let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+                    let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                        Some(v) => Some(
+                            Record::from_sealed_bytes(v.value())
+                                .map_err(|e| self.corrupt(format!("withdrawal: {e}")))?,
+                        ),
+                        None => None,
+                    };
+                    let widest = earlier.map_or(existing.scope, |w| w.scope.max(existing.scope));
+                    let mut tombstone = Record {
+                        version,
+                        scope: widest,
+                        deleted: true,
+                        fields: Vec::new(),
+                        body: String::new(),
+                        signature: None,
+                        ..existing.clone()
+                    };
+                    tombstone.sign(key).map_err(StoreError::from)?;
+                    withdrawals
+                        .insert(kb.as_slice(), tombstone.to_sealed_bytes().as_slice())
+                        .map_err(|e| self.err(e))?;
+                    version = Version::next_after(version, now_ms);
+                }
+            }
             let mut record = Record {
                 origin: record_key.origin,
                 entity: record_key.entity.clone(),
@@ -774,6 +876,12 @@ impl Store {
                     self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, incoming)?;
                 }
             }
+            if let Some((peer, cursor)) = &opts.cursor {
+                let mut cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
+                cursors
+                    .insert(peer.as_bytes().as_slice(), cursor_bytes(cursor).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
             if let Some(provenance) = &opts.provenance {
                 let mut bundles = tx.open_table(BUNDLES).map_err(|e| self.err(e))?;
                 let entry = Provenance {
@@ -818,6 +926,135 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// How far into `peer`'s change log we are (what we asked it for last, and got).
+    pub fn cursor(&self, peer: &PublicKey) -> Result<Option<Cursor>> {
+        let tx = self.read_tx()?;
+        let table = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
+        let value = table
+            .get(peer.as_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| cursor_from_bytes(v.value()).ok_or_else(|| self.corrupt("cursor")))
+            .transpose()
+    }
+
+    /// Forgets `peer`'s cursor: the next pull from it starts from 0.
+    pub fn reset_cursor(&self, peer: &PublicKey) -> Result<()> {
+        let tx = self.write_tx()?;
+        {
+            let mut table = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
+            table
+                .remove(peer.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Our changes after `after_seq` that `audience` may receive, in log order: at most
+    /// `limit` records, scanning at most `scan_max` log entries. Each live record goes out as
+    /// itself if the audience may see it, else as its withdrawal if the audience may see that,
+    /// else not at all (see `protocol::may_receive`, the one check). Returns the records, the
+    /// last sequence scanned (the next cursor), and whether the log end was reached.
+    pub fn outgoing(
+        &self,
+        sender: &PublicKey,
+        receiver: Option<&PublicKey>,
+        audience: Audience,
+        after_seq: u64,
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<Outgoing> {
+        let tx = self.read_tx()?;
+        let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+        let mut out = Outgoing {
+            records: Vec::new(),
+            last_seq: after_seq,
+            done: true,
+            filtered: 0,
+        };
+        for (scanned, item) in log
+            .range(after_seq.saturating_add(1)..)
+            .map_err(|e| self.err(e))?
+            .enumerate()
+        {
+            if scanned >= scan_max || out.records.len() >= limit {
+                out.done = false;
+                break;
+            }
+            let (seq, kb) = item.map_err(|e| self.err(e))?;
+            out.last_seq = seq.value();
+            let value = records
+                .get(kb.value())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
+            let (_, record) = self.decode_value(value.value())?;
+            // The origin never needs its own records back.
+            if receiver == Some(&record.origin) {
+                continue;
+            }
+            if may_receive(&record, sender, audience) {
+                out.records.push(record);
+                continue;
+            }
+            let withdrawal = match withdrawals.get(kb.value()).map_err(|e| self.err(e))? {
+                Some(v) => Some(
+                    Record::from_sealed_bytes(v.value())
+                        .map_err(|e| self.corrupt(format!("withdrawal: {e}")))?,
+                ),
+                None => None,
+            };
+            match withdrawal {
+                Some(w) if may_receive(&w, sender, audience) => out.records.push(w),
+                _ => out.filtered += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The runtime state kept for a peer (last sync, errors, counters).
+    pub fn peer_state(&self, peer: &PublicKey) -> Result<PeerState> {
+        let tx = self.read_tx()?;
+        let table = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+        let value = table
+            .get(peer.as_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        match value {
+            Some(v) => serde_json::from_slice(v.value())
+                .map_err(|e| self.corrupt(format!("peer state: {e}"))),
+            None => Ok(PeerState::default()),
+        }
+    }
+
+    /// Changes a peer's runtime state in one transaction.
+    pub fn update_peer_state(
+        &self,
+        peer: &PublicKey,
+        edit: impl FnOnce(&mut PeerState),
+    ) -> Result<PeerState> {
+        let tx = self.write_tx()?;
+        let state = {
+            let mut table = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+            let mut state: PeerState = match table
+                .get(peer.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?
+            {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("peer state: {e}")))?,
+                None => PeerState::default(),
+            };
+            edit(&mut state);
+            let json = serde_json::to_vec(&state).map_err(|e| self.err(e))?;
+            table
+                .insert(peer.as_bytes().as_slice(), json.as_slice())
+                .map_err(|e| self.err(e))?;
+            state
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(state)
     }
 
     /// The provenance of an imported bundle, by manifest digest (hex).

@@ -12,7 +12,7 @@ pub mod time;
 
 pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
-    LocalChange, Provenance, Store, counter,
+    LocalChange, Outgoing, PeerState, Provenance, Store, counter,
 };
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome};

@@ -1,0 +1,451 @@
+//! The running node (`wb node run`) and one-shot syncs (`wb sync now`): an iroh endpoint with
+//! the instance key, accepting ALPN `wb-sync/1` from known peers, and dialling peers by the
+//! addresses in `sync_peers.txt`. Works with no internet: no relay, no address lookup.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::endpoint::{ConnectionError, presets};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh::{Endpoint, EndpointAddr, RelayMode};
+use protocol::wire::{Message, Role, SYNC_ALPN, code};
+use protocol::{Audience, PublicKey, SecretKey};
+use store::{Home, Peer, Store, time};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::NodeError;
+use crate::identity::{endpoint_id, iroh_secret_key};
+use crate::session::{Channel, Faults, PullStats, expect_hello, pull, serve_pull};
+
+/// How long a finished session waits for the peer to close before giving up.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long dialling a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds an endpoint with the instance key: no relay, no address lookup, no port mapping.
+pub async fn bind_endpoint(key: &SecretKey, listen: SocketAddr) -> Result<Endpoint, NodeError> {
+    let bind_err = |reason: String| NodeError::Bind {
+        addr: listen.to_string(),
+        reason,
+    };
+    Endpoint::builder(presets::Minimal)
+        .secret_key(iroh_secret_key(key))
+        .relay_mode(RelayMode::Disabled)
+        .clear_address_lookup()
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+        .clear_ip_transports()
+        .bind_addr(listen)
+        .map_err(|e| bind_err(e.to_string()))?
+        .bind()
+        .await
+        .map_err(|e| bind_err(e.to_string()))
+}
+
+/// How a node treats connections.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub home: Home,
+    pub listen: SocketAddr,
+    /// Unknown peers may pull public records (they may not push).
+    pub open: bool,
+    pub faults: Faults,
+}
+
+/// A running node; dropping it without `shutdown` aborts it.
+#[derive(Debug)]
+pub struct RunningNode {
+    router: Router,
+    id: PublicKey,
+    addrs: Vec<SocketAddr>,
+}
+
+impl RunningNode {
+    pub fn id(&self) -> PublicKey {
+        self.id
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting, lets sessions end (they are aborted when the endpoint closes), closes
+    /// the endpoint.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.router
+            .shutdown()
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+}
+
+/// Starts a node on an opened home.
+pub async fn start(
+    config: NodeConfig,
+    key: SecretKey,
+    store: Arc<Store>,
+) -> Result<RunningNode, NodeError> {
+    let endpoint = bind_endpoint(&key, config.listen).await?;
+    let addrs = endpoint.bound_sockets();
+    let handler = SyncHandler {
+        home: config.home.clone(),
+        key: key.clone(),
+        store,
+        open: config.open,
+        faults: config.faults,
+    };
+    let router = Router::builder(endpoint).accept(SYNC_ALPN, handler).spawn();
+    Ok(RunningNode {
+        router,
+        id: key.public(),
+        addrs,
+    })
+}
+
+/// Accepts `wb-sync/1` connections.
+#[derive(Clone)]
+struct SyncHandler {
+    home: Home,
+    key: SecretKey,
+    store: Arc<Store>,
+    open: bool,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for SyncHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SyncHandler({})", self.home.root().display())
+    }
+}
+
+impl ProtocolHandler for SyncHandler {
+    async fn accept(&self, conn: iroh::endpoint::Connection) -> Result<(), AcceptError> {
+        let remote = conn.remote_id();
+        let span = info_span!("conn", peer = %remote.fmt_short(), alpn = "wb-sync/1");
+        let this = self.clone();
+        async move {
+            match this.session(&conn).await {
+                Ok(()) => {}
+                Err(e) => {
+                    warn!("session ended with an error: {e}");
+                    conn.close(code::PROTOCOL_VIOLATION.into(), b"error");
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl SyncHandler {
+    async fn session(&self, conn: &iroh::endpoint::Connection) -> Result<(), NodeError> {
+        let remote = PublicKey::from_bytes(*conn.remote_id().as_bytes())
+            .map_err(|e| NodeError::BadKey(e.to_string()))?;
+        // The registry is read per connection, so edits made while the node runs apply at once.
+        let peers = store::load_peers(&self.home)?;
+        let known = store::peer_by_key(&peers, &remote).cloned();
+        let name = known.as_ref().map_or_else(
+            || format!("unknown {}", remote.key_id()),
+            |p| p.name.clone(),
+        );
+        match &known {
+            Some(p) if p.revoked => {
+                warn!(peer = %name, "refused: revoked");
+                conn.close(code::REVOKED.into(), b"revoked");
+                return Ok(());
+            }
+            None if !self.open => {
+                warn!(peer = %name, "refused: unknown key");
+                conn.close(code::UNKNOWN_PEER.into(), b"unknown peer");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let audience = Audience {
+            trusted: known.as_ref().is_some_and(|p| p.trusted),
+        };
+        let (send, recv) = conn.accept_bi().await.map_err(|e| lost(&name, e))?;
+        let mut ch = Channel::new(name.clone(), send, recv);
+        let (peer_epoch, _) = expect_hello(&mut ch).await?;
+        ch.send(&Message::hello(self.store.epoch().0, Role::Node))
+            .await?;
+        let mut received = PullStats::default();
+        let mut sent = 0;
+        loop {
+            match ch.recv().await? {
+                Some(Message::Pull { cursor }) => {
+                    sent += serve_pull(
+                        &mut ch,
+                        &self.store,
+                        self.key.public(),
+                        remote,
+                        audience,
+                        cursor,
+                        self.faults,
+                    )
+                    .await?;
+                }
+                Some(Message::Offer) => {
+                    if known.is_none() {
+                        ch.send_error(
+                            code::NOT_ALLOWED,
+                            "unknown peers may only pull public records",
+                        )
+                        .await;
+                        break;
+                    }
+                    let stats =
+                        pull(&mut ch, &self.store, remote, peer_epoch, time::now_ms).await?;
+                    add(&mut received, stats);
+                }
+                Some(Message::Bye) | None => break,
+                Some(other) => {
+                    ch.send_error(
+                        code::PROTOCOL_VIOLATION,
+                        format!("unexpected {}", other.kind()),
+                    )
+                    .await;
+                    return Err(NodeError::Protocol {
+                        peer: name,
+                        reason: format!("unexpected {}", other.kind()),
+                    });
+                }
+            }
+        }
+        info!(sent, received = received.received, "session finished");
+        record_session(&self.store, remote, sent, &received, None).await;
+        ch.finish().await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        Ok(())
+    }
+}
+
+fn add(total: &mut PullStats, s: PullStats) {
+    total.received += s.received;
+    total.new += s.new;
+    total.updated += s.updated;
+    total.unchanged += s.unchanged;
+    total.stale += s.stale;
+    total.conflicts += s.conflicts;
+    total.rejected += s.rejected;
+}
+
+/// Keeps a peer's runtime state: last sync or last error, counters.
+async fn record_session(
+    store: &Arc<Store>,
+    peer: PublicKey,
+    sent: u64,
+    received: &PullStats,
+    error: Option<String>,
+) {
+    let s = store.clone();
+    let received = received.received;
+    let result = tokio::task::spawn_blocking(move || {
+        s.update_peer_state(&peer, |st| {
+            let now = time::now_ms();
+            st.sent += sent;
+            st.received += received;
+            match error {
+                None => st.last_sync_ms = Some(now),
+                Some(e) => {
+                    st.last_error = Some(e);
+                    st.last_error_ms = Some(now);
+                }
+            }
+        })
+    })
+    .await;
+    if let Ok(Err(e)) = result {
+        warn!("cannot record the session: {e}");
+    }
+}
+
+fn lost(peer: &str, e: impl std::fmt::Display) -> NodeError {
+    NodeError::Lost {
+        peer: peer.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Maps a connection error to what the peer told us, when it closed with one of our codes.
+fn connection_error(peer: &str, e: &ConnectionError) -> NodeError {
+    match e {
+        ConnectionError::ApplicationClosed(close) => {
+            let code = u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX);
+            NodeError::Refused {
+                peer: peer.to_string(),
+                code,
+                reason: String::from_utf8_lossy(&close.reason).into_owned(),
+            }
+        }
+        other => lost(peer, other),
+    }
+}
+
+/// What to do in a one-shot sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Both,
+    PullOnly,
+    PushOnly,
+}
+
+/// The outcome of a one-shot sync with one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub pulled: PullStats,
+    pub sent: u64,
+}
+
+/// Resolves a peer's `host:port` addresses.
+async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut out = Vec::new();
+    for addr in &peer.addrs {
+        let found =
+            tokio::net::lookup_host(addr.as_str())
+                .await
+                .map_err(|e| NodeError::Resolve {
+                    peer: peer.name.clone(),
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        out.extend(found);
+    }
+    if out.is_empty() {
+        return Err(NodeError::NoAddress {
+            peer: peer.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// One sync session with a running peer node: pull its changes, push ours, or both.
+pub async fn sync_once(
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+) -> Result<SyncReport, NodeError> {
+    let span = info_span!("sync", peer = %peer.name);
+    async {
+        let result = sync_inner(key, store, peer, direction).await;
+        let (sent, pulled, error) = match &result {
+            Ok(r) => (r.sent, r.pulled, None),
+            Err(e) => (0, PullStats::default(), Some(e.to_string())),
+        };
+        record_session(store, peer.public_key, sent, &pulled, error).await;
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn sync_inner(
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+) -> Result<SyncReport, NodeError> {
+    let addrs = resolve(peer).await?;
+    let unspecified: SocketAddr = if addrs.iter().all(SocketAddr::is_ipv6) {
+        "[::]:0"
+            .parse()
+            .map_err(|_| NodeError::Internal("addr".into()))?
+    } else {
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| NodeError::Internal("addr".into()))?
+    };
+    let endpoint = bind_endpoint(key, unspecified).await?;
+    let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
+    for a in &addrs {
+        target = target.with_ip_addr(*a);
+    }
+    let name = peer.name.clone();
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(target, SYNC_ALPN))
+        .await
+        .map_err(|_| NodeError::Unreachable {
+            peer: name.clone(),
+            reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        })?
+        .map_err(|e| NodeError::Unreachable {
+            peer: name.clone(),
+            reason: e.to_string(),
+        })?;
+    let result = session(&conn, key, store, peer, direction).await;
+    let result = match result {
+        // A refusal arrives as the connection closing with our code: report that.
+        Err(NodeError::Lost { .. }) | Err(NodeError::Protocol { .. })
+            if conn.close_reason().is_some() =>
+        {
+            let reason = conn.close_reason();
+            match reason {
+                Some(e @ ConnectionError::ApplicationClosed(_)) => Err(connection_error(&name, &e)),
+                _ => result,
+            }
+        }
+        other => other,
+    };
+    conn.close(0u32.into(), b"bye");
+    endpoint.close().await;
+    result
+}
+
+async fn session(
+    conn: &iroh::endpoint::Connection,
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+) -> Result<SyncReport, NodeError> {
+    let name = peer.name.clone();
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| connection_error(&name, &e))?;
+    let mut ch = Channel::new(name.clone(), send, recv);
+    ch.send(&Message::hello(store.epoch().0, Role::Node))
+        .await?;
+    let (peer_epoch, _) = match expect_hello(&mut ch).await {
+        Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {
+            let e = conn.closed().await;
+            return Err(connection_error(&name, &e));
+        }
+        other => other?,
+    };
+    let mut report = SyncReport::default();
+    if direction != Direction::PushOnly {
+        report.pulled = pull(&mut ch, store, peer.public_key, peer_epoch, time::now_ms).await?;
+    }
+    if direction != Direction::PullOnly {
+        ch.send(&Message::Offer).await?;
+        let cursor = match ch.expect("Pull").await? {
+            Message::Pull { cursor } => cursor,
+            other => {
+                return Err(NodeError::Protocol {
+                    peer: name,
+                    reason: format!("expected Pull, got {}", other.kind()),
+                });
+            }
+        };
+        let audience = Audience {
+            trusted: peer.trusted && !peer.revoked,
+        };
+        report.sent = serve_pull(
+            &mut ch,
+            store,
+            key.public(),
+            peer.public_key,
+            audience,
+            cursor,
+            Faults::default(),
+        )
+        .await?;
+    }
+    ch.send(&Message::Bye).await?;
+    ch.finish().await;
+    // Wait until the peer finished its side: everything it sent has been read.
+    while let Ok(Some(_)) = ch.recv().await {}
+    Ok(report)
+}

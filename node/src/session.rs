@@ -1,0 +1,319 @@
+//! One sync session over one bidirectional QUIC stream (§10): framing, `Hello`, serving a
+//! pull from our change log, and pulling a peer's changes into our store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use iroh::endpoint::{RecvStream, SendStream};
+use protocol::wire::{
+    BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
+};
+use protocol::{Audience, PublicKey, Record, Scope};
+use store::{ApplyOptions, CheckedBatch, Store};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::NodeError;
+
+/// Log entries scanned at most per outgoing batch, so a long run of filtered (private) entries
+/// cannot make one batch unbounded work.
+pub const SCAN_MAX: usize = 20 * BATCH_RECORDS_MAX;
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME_LEN)
+        .new_codec()
+}
+
+/// A framed, message-typed view of one bidirectional stream.
+pub struct Channel {
+    peer: String,
+    send: FramedWrite<SendStream, LengthDelimitedCodec>,
+    recv: FramedRead<RecvStream, LengthDelimitedCodec>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Channel({})", self.peer)
+    }
+}
+
+impl Channel {
+    pub fn new(peer: String, send: SendStream, recv: RecvStream) -> Self {
+        Self {
+            peer,
+            send: FramedWrite::new(send, codec()),
+            recv: FramedRead::new(recv, codec()),
+        }
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn protocol(&self, reason: impl Into<String>) -> NodeError {
+        NodeError::Protocol {
+            peer: self.peer.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn lost(&self, reason: impl std::fmt::Display) -> NodeError {
+        NodeError::Lost {
+            peer: self.peer.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub async fn send(&mut self, message: &Message) -> Result<(), NodeError> {
+        let bytes = message
+            .encode()
+            .map_err(|e| NodeError::Internal(format!("encoding {}: {e}", message.kind())))?;
+        self.send
+            .send(Bytes::from(bytes))
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
+    /// The next message; `None` when the peer finished its side of the stream. An oversized
+    /// frame (length prefix over `MAX_FRAME_LEN`) is refused before anything is allocated.
+    pub async fn recv(&mut self) -> Result<Option<Message>, NodeError> {
+        match self.recv.next().await {
+            None => Ok(None),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(self.protocol(format!("bad frame: {e}")))
+            }
+            Some(Err(e)) => Err(self.lost(e)),
+            Some(Ok(frame)) => Message::decode(&frame)
+                .map(Some)
+                .map_err(|e| self.protocol(e.to_string())),
+        }
+    }
+
+    /// Like `recv`, but the stream ending is an error, and so is an `Error` message.
+    pub async fn expect(&mut self, what: &str) -> Result<Message, NodeError> {
+        match self.recv().await? {
+            None => Err(self.lost(format!("stream ended while waiting for {what}"))),
+            Some(Message::Error { code, message }) => Err(NodeError::Refused {
+                peer: self.peer.clone(),
+                code,
+                reason: message,
+            }),
+            Some(m) => Ok(m),
+        }
+    }
+
+    /// Tells the peer what went wrong, best effort.
+    pub async fn send_error(&mut self, code: u32, message: impl Into<String>) {
+        let _ = self
+            .send(&Message::Error {
+                code,
+                message: message.into(),
+            })
+            .await;
+    }
+
+    /// Finishes our side of the stream.
+    pub async fn finish(&mut self) {
+        let _ = SinkExt::<Bytes>::flush(&mut self.send).await;
+        let _ = self.send.get_mut().finish();
+    }
+}
+
+/// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch.
+pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role), NodeError> {
+    match ch.expect("Hello").await? {
+        Message::Hello {
+            major, epoch, role, ..
+        } => {
+            if major != PROTOCOL_MAJOR {
+                ch.send_error(
+                    code::VERSION_MISMATCH,
+                    format!("this node speaks wb-sync major version {PROTOCOL_MAJOR}, not {major}"),
+                )
+                .await;
+                return Err(NodeError::VersionMismatch {
+                    peer: ch.peer().to_string(),
+                    theirs: major,
+                    ours: PROTOCOL_MAJOR,
+                });
+            }
+            Ok((epoch, role))
+        }
+        other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),
+    }
+}
+
+/// Counts of one direction of a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PullStats {
+    pub received: u64,
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+}
+
+/// Test hooks: misbehaviours a node can be told to show, so tests can exercise recovery.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// While serving a pull, drop the connection after this many batches.
+    pub cut_after_batches: Option<u64>,
+}
+
+/// Serves a pull: our changes after `cursor` that `audience` may receive, in batches, each with
+/// the cursor that covers it. Returns how many records were sent.
+pub async fn serve_pull(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    me: PublicKey,
+    peer: PublicKey,
+    audience: Audience,
+    cursor: Cursor,
+    faults: Faults,
+) -> Result<u64, NodeError> {
+    let epoch = store.epoch().0;
+    let s = store.clone();
+    let state = tokio::task::spawn_blocking(move || {
+        s.update_peer_state(&peer, |st| {
+            if cursor.epoch == epoch {
+                st.acked_seq = cursor.seq;
+                st.acked_epoch = Some(epoch);
+            }
+        })
+    })
+    .await
+    .map_err(|e| NodeError::Internal(e.to_string()))??;
+    // A cursor of another epoch (our store was recreated) means: from the start. So does a
+    // peer that became trusted: records filtered out before are behind its cursor.
+    let newly_trusted = audience.trusted && !state.served_trusted;
+    let mut after = if cursor.epoch == epoch && !newly_trusted {
+        cursor.seq
+    } else {
+        0
+    };
+    if state.served_trusted != audience.trusted {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            s.update_peer_state(&peer, |st| st.served_trusted = audience.trusted)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    }
+    let mut sent = 0u64;
+    let mut batches_sent = 0u64;
+    loop {
+        let s = store.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            s.outgoing(
+                &me,
+                Some(&peer),
+                audience,
+                after,
+                BATCH_RECORDS_MAX,
+                SCAN_MAX,
+            )
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        let sealed = seal_batches(&out.records);
+        let parts = sealed.len().max(1);
+        let mut sealed = sealed.into_iter();
+        for i in 0..parts {
+            let last = i + 1 == parts;
+            let records = sealed.next().unwrap_or_default();
+            let next = Cursor {
+                epoch,
+                seq: if last { out.last_seq } else { after },
+            };
+            ch.send(&Message::Batch {
+                records,
+                next,
+                done: last && out.done,
+            })
+            .await?;
+            batches_sent += 1;
+            if faults.cut_after_batches == Some(batches_sent) {
+                return Err(NodeError::Internal(
+                    "test fault: connection cut mid-pull".into(),
+                ));
+            }
+        }
+        sent += out.records.len() as u64;
+        after = out.last_seq;
+        if out.done {
+            return Ok(sent);
+        }
+    }
+}
+
+/// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
+/// cores), and applies it together with the new cursor in one transaction.
+pub async fn pull(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    peer: PublicKey,
+    peer_epoch: [u8; 16],
+    now_ms: impl Fn() -> u64,
+) -> Result<PullStats, NodeError> {
+    let s = store.clone();
+    let stored = tokio::task::spawn_blocking(move || s.cursor(&peer))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    let cursor = match stored {
+        Some(c) if c.epoch == peer_epoch => c,
+        _ => Cursor {
+            epoch: peer_epoch,
+            seq: 0,
+        },
+    };
+    ch.send(&Message::Pull { cursor }).await?;
+    let mut stats = PullStats::default();
+    loop {
+        let (records, next, done) = match ch.expect("Batch").await? {
+            Message::Batch {
+                records,
+                next,
+                done,
+            } => (records, next, done),
+            other => return Err(ch.protocol(format!("expected Batch, got {}", other.kind()))),
+        };
+        let mut decoded = Vec::with_capacity(records.len());
+        for bytes in &records {
+            let r = Record::from_sealed_bytes(bytes)
+                .map_err(|e| ch.protocol(format!("undecodable record: {e}")))?;
+            decoded.push(r);
+        }
+        // Checked again on the way in: nobody may pass us private records, nor another
+        // instance's trusted ones.
+        let before = decoded.len();
+        decoded.retain(|r| match r.effective_scope() {
+            Scope::Private => false,
+            Scope::Trusted => r.origin == peer,
+            Scope::Public => true,
+        });
+        stats.rejected += (before - decoded.len()) as u64;
+        stats.received += records.len() as u64;
+        let mut opts = ApplyOptions::new(format!("peer {}", peer.key_id()), now_ms());
+        opts.cursor = Some((peer, next));
+        let s = store.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let checked = CheckedBatch::check(decoded, &opts);
+            s.apply_checked(&checked, &opts)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        stats.new += report.new;
+        stats.updated += report.updated;
+        stats.unchanged += report.unchanged;
+        stats.stale += report.stale;
+        stats.conflicts += report.conflicts;
+        stats.rejected += report.rejected;
+        if done {
+            return Ok(stats);
+        }
+    }
+}
