@@ -252,41 +252,75 @@ pub fn init_from(
 
 pub fn status(home: &Home) -> Result<Output> {
     let inst = open(home)?;
-    let records = inst.store.list(&ListFilter::default())?;
-    let count = |s: Scope| records.iter().filter(|r| r.scope == s).count();
+    // One pass over the store: live records by scope, and the log's entries (tombstones too).
+    let all = inst.store.list(&ListFilter {
+        include_deleted: true,
+        ..Default::default()
+    })?;
+    let live = || all.iter().filter(|r| !r.deleted);
+    let count = |s: Scope| live().filter(|r| r.scope == s).count();
     let local = inst.key.public();
-    let from_others = records.iter().filter(|r| r.origin != local).count();
+    let from_others = live().filter(|r| r.origin != local).count();
     let peers = store::load_peers(home)?;
     let conflicts = inst.store.conflicts()?.len();
-    // Shareable changes waiting in the change log (one live entry per record key).
-    let outbox = inst
-        .store
-        .list(&ListFilter {
-            include_deleted: true,
-            ..Default::default()
-        })?
-        .iter()
-        .filter(|r| r.scope != Scope::Private)
-        .count();
+    // Shareable changes in the change log (one live entry per record key).
+    let outbox = all.iter().filter(|r| r.scope != Scope::Private).count();
     let imports = inst.store.imported_bundles()?;
     let counters = inst.store.counters()?;
-    let peers_json: Vec<Value> = peers
+    let last_seq = inst.store.last_seq()?;
+    let epoch = inst.store.epoch().0;
+    let mut peers_json: Vec<Value> = Vec::new();
+    let mut peer_lines: Vec<String> = Vec::new();
+    for p in &peers {
+        let st = inst.store.peer_state(&p.public_key)?;
+        // How many of our log positions the peer has not confirmed yet (an upper bound on
+        // changes it lacks: entries it may not see count too). Unknown until it pulled once.
+        let behind = (st.acked_epoch == Some(epoch)).then(|| last_seq.saturating_sub(st.acked_seq));
+        let when = |ms: Option<u64>| ms.map(protocol::time::format_timestamp);
+        peers_json.push(json!({
+            "name": p.name,
+            "key_id": p.public_key.key_id(),
+            "trusted": p.trusted,
+            "revoked": p.revoked,
+            "last_sync": when(st.last_sync_ms),
+            "last_error": st.last_error,
+            "last_error_at": when(st.last_error_ms),
+            "received": st.received,
+            "sent": st.sent,
+            "behind": behind,
+        }));
+        let flags = [
+            p.trusted.then_some("trusted"),
+            p.revoked.then_some("revoked"),
+            p.hub.then_some("hub"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        let mut line = format!(
+            "  {} ({}){}: last sync {}, received {}, sent {}, behind {}",
+            p.name,
+            p.public_key.key_id(),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" {flags}")
+            },
+            when(st.last_sync_ms).unwrap_or_else(|| "never".into()),
+            st.received,
+            st.sent,
+            behind.map_or_else(|| "unknown".into(), |b| b.to_string()),
+        );
+        if let Some(e) = &st.last_error {
+            line.push_str(&format!("; last error: {e}"));
+        }
+        peer_lines.push(line);
+    }
+    let filtered = all
         .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "key_id": p.public_key.key_id(),
-                "trusted": p.trusted,
-                "revoked": p.revoked,
-                // Filled in by direct sync with peers; nothing has synced yet.
-                "last_sync": Value::Null,
-                "last_error": Value::Null,
-                "received": 0,
-                "sent": 0,
-                "behind": Value::Null,
-            })
-        })
-        .collect();
+        .filter(|r| r.origin == local && r.effective_scope() == Scope::Private)
+        .count();
     let j = json!({
         "peers": peers_json,
         "records": {
@@ -296,6 +330,7 @@ pub fn status(home: &Home) -> Result<Output> {
         },
         "records_from_others": from_others,
         "outbox": outbox,
+        "private_filtered": filtered,
         "conflicts": conflicts,
         "imports": imports,
         "counters": counters,
@@ -312,27 +347,13 @@ pub fn status(home: &Home) -> Result<Output> {
             peers.len().to_string()
         },
     );
-    for p in &peers {
-        let flags = [
-            p.trusted.then_some("trusted"),
-            p.revoked.then_some("revoked"),
-            p.hub.then_some("hub"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-        text.push_str(&format!(
-            "\n  {} ({}){}",
-            p.name,
-            p.public_key.key_id(),
-            if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" {flags}")
-            }
-        ));
+    for line in &peer_lines {
+        text.push('\n');
+        text.push_str(line);
     }
+    text.push_str(&format!(
+        "\noutbox: {outbox} shareable changes in the log; {filtered} private records never leave"
+    ));
     if imports.is_empty() {
         text.push_str("\nimported bundles: none");
     } else {

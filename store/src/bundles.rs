@@ -111,6 +111,8 @@ pub struct ExportReport {
     /// Records without their origin's signature (taken from app bundles): they cannot be
     /// verified by anyone else, so they are not passed on.
     pub skipped_unsigned: u64,
+    /// Records that may no longer go out, exported as their signed withdrawal instead.
+    pub withdrawals: u64,
 }
 
 /// The request a comment belongs to, resolved against the comment's origin.
@@ -154,11 +156,30 @@ pub fn export(
     let audience = Audience {
         trusted: opts.include_trusted,
     };
+    // A record that may not go out, but was narrowed from a scope that may, goes out as its
+    // signed withdrawal, so importers of an earlier export delete their copy (§4).
+    let mut withdrawals: HashMap<RecordKey, Record> = HashMap::new();
+    for r in &all {
+        if !may_receive(r, &local, audience)
+            && let Some(w) = store.withdrawal(&r.key())?
+            && may_receive(&w, &local, audience)
+        {
+            withdrawals.insert(r.key(), w);
+        }
+    }
     let mut chosen: Vec<&Record> = Vec::new();
     let mut withheld_requests: BTreeSet<RecordKey> = BTreeSet::new();
     for r in &all {
         if may_receive(r, &local, audience) {
             chosen.push(r);
+            continue;
+        }
+        if let Some(w) = withdrawals.get(&r.key()) {
+            chosen.push(w);
+            report.withdrawals += 1;
+            if r.entity == Entity::Request {
+                withheld_requests.insert(r.key());
+            }
             continue;
         }
         if r.signature.is_none() {

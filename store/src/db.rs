@@ -385,15 +385,7 @@ impl Store {
                         .map_err(|e| err(&e))?;
                 }
                 Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
-                Some(f) => {
-                    return Err(StoreError::Corrupt {
-                        path: path.to_path_buf(),
-                        what: format!(
-                            "store format {} is not supported (this wb reads format {STORE_FORMAT})",
-                            hex::encode(f)
-                        ),
-                    });
-                }
+                Some(f) => return Err(unsupported_format(path, &f)),
             }
             let existing = meta
                 .get(META_EPOCH)
@@ -444,15 +436,7 @@ impl Store {
         match get(META_FORMAT) {
             None => return Ok(None),
             Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
-            Some(f) => {
-                return Err(StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    what: format!(
-                        "store format {} is not supported (this wb reads format {STORE_FORMAT})",
-                        hex::encode(f)
-                    ),
-                });
-            }
+            Some(f) => return Err(unsupported_format(path, &f)),
         }
         Ok(get(META_EPOCH)
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
@@ -1015,6 +999,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The signed withdrawal of a record narrowed at some point, if any (see `update_local`).
+    pub fn withdrawal(&self, key: &RecordKey) -> Result<Option<Record>> {
+        let tx = self.read_tx()?;
+        let table = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+        let value = table
+            .get(key_bytes(key).as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| {
+                Record::from_sealed_bytes(v.value())
+                    .map_err(|e| self.corrupt(format!("withdrawal: {e}")))
+            })
+            .transpose()
+    }
+
     /// The runtime state kept for a peer (last sync, errors, counters).
     pub fn peer_state(&self, peer: &PublicKey) -> Result<PeerState> {
         let tx = self.read_tx()?;
@@ -1350,6 +1349,16 @@ fn bump(
     let now = counters.get(name)?.map_or(0, |v| v.value());
     counters.insert(name, now.saturating_add(by))?;
     Ok(())
+}
+
+fn unsupported_format(path: &Path, format: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what: format!(
+            "store format {} is not supported (this wb reads format {STORE_FORMAT})",
+            hex::encode(format)
+        ),
+    }
 }
 
 fn db_open_err(path: &Path, e: redb::DatabaseError) -> StoreError {

@@ -38,6 +38,7 @@ fn build_wb() -> PathBuf {
     cargo
         .args(["build", "--quiet", "-p", "wb-cli", "--bin", "wb"])
         .current_dir(workspace);
+    without_cargo_test_env(&mut cargo);
     if profile_dir.file_name() == Some(OsStr::new("release")) {
         cargo.arg("--release");
     }
@@ -245,4 +246,334 @@ pub fn assert_one_line_error(run: &Run) {
         lines.len() == 1 && lines[0].starts_with("error: ") && run.stderr.ends_with('\n'),
         "stderr should be one `error: ` line:\n{run}"
     );
+}
+
+impl TestHome {
+    /// The instance's secret key, read from the home's key files (for crafting signed input).
+    pub fn secret_key(&self) -> protocol::SecretKey {
+        store::Home::new(&self.home)
+            .load_key()
+            .unwrap_or_else(|e| panic!("read the key of {}: {e}", self.home.display()))
+    }
+}
+
+/// Every file under `dir` (recursively, hidden ones included) by `/`-separated relative path,
+/// with its bytes; a symbolic link is recorded as `-> TARGET`, not followed. Empty if `dir` does
+/// not exist. For asserting that a command left a directory exactly as it was.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.expect("read a directory entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let file_type = entry.file_type().expect("file type of a directory entry");
+            if file_type.is_symlink() {
+                let target = std::fs::read_link(entry.path()).expect("read a symbolic link");
+                out.insert(child, format!("-> {}", target.display()).into_bytes());
+            } else if file_type.is_dir() {
+                stack.push((entry.path(), child));
+            } else {
+                out.insert(child, std::fs::read(entry.path()).expect("read a file"));
+            }
+        }
+    }
+    out
+}
+
+/// Copies the regular files and directories under `from` into `to` (created as needed).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+        let entry = entry.expect("read a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// The paths on which two [`tree`] snapshots differ (added, removed or changed), sorted.
+pub fn tree_diff(
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+    after: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    let mut paths: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .cloned()
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes: `wb node run` as a child process, and peer registration between homes.
+// ---------------------------------------------------------------------------------------------
+
+/// How long a node may take to print its ready line, and to stop after SIGTERM.
+const NODE_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const NODE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A `wb --home H --json node run --listen ADDR` child process that printed its ready line.
+/// Killed (SIGKILL) when dropped; [`NodeProcess::stop`] stops it cleanly with SIGTERM. Its
+/// stderr (with `RUST_LOG=info`) goes to a log file in the home's working directory, printed
+/// when a test panics while the node is alive.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: std::process::Child,
+    endpoint_id: String,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+    /// The rest of stdout after the ready line, read by a thread until the process exits.
+    rest: Option<std::thread::JoinHandle<String>>,
+}
+
+impl NodeProcess {
+    /// The endpoint id the ready line printed (64 hex digits).
+    pub fn endpoint_id(&self) -> &str {
+        &self.endpoint_id
+    }
+
+    /// The bound address the ready line printed (the first IPv4 one).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the node logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status and the rest
+    /// of its stdout (the shutdown summary). Panics if it does not stop in time.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+        let status = self.wait_exit(NODE_STOP_TIMEOUT);
+        let rest = self
+            .rest
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status, rest)
+    }
+
+    /// Kills the process with SIGKILL, mid-whatever, and waits for it to be gone.
+    pub fn kill(mut self) -> ExitStatus {
+        self.child.kill().expect("send SIGKILL to the node");
+        self.wait_exit(NODE_STOP_TIMEOUT)
+    }
+
+    fn wait_exit(&mut self, timeout: std::time::Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the node") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "wb node (pid {}) did not exit within {timeout:?}; its log:\n{}",
+                    self.child.id(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- log of wb node {} (pid {}) ---\n{}",
+                    self.endpoint_id,
+                    self.child.id(),
+                    self.log()
+                );
+            }
+        }
+    }
+}
+
+impl TestHome {
+    /// The instance's public key.
+    pub fn public_key(&self) -> protocol::PublicKey {
+        self.secret_key().public()
+    }
+
+    /// Starts `wb node run --listen 127.0.0.1:0` on this home and waits for its ready line.
+    pub fn start_node(&self) -> NodeProcess {
+        self.start_node_with("127.0.0.1:0", &[])
+    }
+
+    /// Starts `wb --json node run --listen LISTEN EXTRA…` on this home and waits for its ready
+    /// line (never a fixed sleep). Use the address of an earlier run to restart a node where
+    /// its peers expect it.
+    pub fn start_node_with(&self, listen: &str, extra: &[&str]) -> NodeProcess {
+        use std::io::BufRead;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = self.dir().join(format!("node-{n}.log"));
+        let log_file = std::fs::File::create(&log).expect("create the node's log file");
+        let mut cmd = self.command(["--json", "node", "run", "--listen", listen]);
+        cmd.args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        let mut child = cmd.spawn().expect("spawn wb node run");
+        let stdout = child.stdout.take().expect("the node's stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let rest = std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            drop(tx);
+            let mut rest = String::new();
+            for line in lines.map_while(Result::ok) {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
+        });
+        let line = match rx.recv_timeout(NODE_START_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "wb node run on {} printed no ready line ({e}); its log:\n{}",
+                    self.home().display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let ready: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the ready line is not JSON ({e}): {line}"));
+        assert_eq!(ready["event"], "ready", "unexpected first line: {line}");
+        let endpoint_id = ready["endpoint_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no endpoint_id in the ready line: {line}"))
+            .to_string();
+        let addr = ready["addrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str()?.parse::<std::net::SocketAddr>().ok())
+            .find(std::net::SocketAddr::is_ipv4)
+            .unwrap_or_else(|| panic!("no IPv4 address in the ready line: {line}"));
+        NodeProcess {
+            child,
+            endpoint_id,
+            addr,
+            log,
+            rest: Some(rest),
+        }
+    }
+
+    /// Registers `other` as peer NAME: `wb sync peers add NAME --key HEX [--addr A] [--trusted]`.
+    pub fn add_peer(
+        &self,
+        name: &str,
+        other: &TestHome,
+        addr: Option<std::net::SocketAddr>,
+        trusted: bool,
+    ) {
+        let key = other.public_key().to_hex();
+        let mut args = vec![
+            "sync".to_string(),
+            "peers".into(),
+            "add".into(),
+            name.into(),
+            "--key".into(),
+            key,
+        ];
+        if let Some(addr) = addr {
+            args.extend(["--addr".into(), addr.to_string()]);
+        }
+        if trusted {
+            args.push("--trusted".into());
+        }
+        self.ok(args);
+    }
+
+    /// Points a registered peer at one address (e.g. where its node now listens). Edits
+    /// `sync_peers.txt` only, so it works while this home's node runs.
+    pub fn set_peer_addr(&self, name: &str, addr: std::net::SocketAddr) {
+        store::update_peer(&store::Home::new(&self.home), name, |p| {
+            p.addrs = vec![addr.to_string()];
+        })
+        .unwrap_or_else(|e| panic!("set the address of peer {name}: {e}"));
+    }
+
+    /// `wb --json sync now PEER EXTRA…`, asserting success; the parsed report.
+    pub fn sync_now(&self, peer: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["sync", "now", peer];
+        args.extend_from_slice(extra);
+        self.json(args)
+    }
+}
+
+/// Makes two homes peers of each other without addresses: `a` knows `b` as `b_name`, `b`
+/// knows `a` as `a_name`, both trusted or both not. Set addresses with
+/// [`TestHome::set_peer_addr`] once nodes listen.
+pub fn link(a: &TestHome, a_name: &str, b: &TestHome, b_name: &str, trusted: bool) {
+    a.add_peer(b_name, b, None, trusted);
+    b.add_peer(a_name, a, None, trusted);
+}
+
+/// Removes the variables cargo sets for a running test (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
+/// …) from a nested cargo command. Build scripts such as ring's declare
+/// `rerun-if-env-changed` on them, so a nested `cargo build` that sees the test's values
+/// reruns them, and every later `cargo test` rebuilds ring, rustls and iroh all over again.
+fn without_cargo_test_env(cmd: &mut Command) {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if EXACT.contains(&name)
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+        {
+            cmd.env_remove(name);
+        }
+    }
 }
