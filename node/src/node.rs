@@ -124,12 +124,22 @@ impl ProtocolHandler for SyncHandler {
         let span = info_span!("conn", peer = %remote.fmt_short(), alpn = "wb-sync/1");
         let this = self.clone();
         async move {
-            match this.session(&conn).await {
-                Ok(()) => {}
-                Err(e) => {
-                    warn!("session ended with an error: {e}");
-                    conn.close(code::PROTOCOL_VIOLATION.into(), b"error");
-                }
+            if let Err(e) = this.session(&conn).await {
+                warn!("session ended with an error: {e}");
+                // The close code tells the dialer what happened (an Error message queued just
+                // before would be discarded by the close).
+                let (code, reason) = match &e {
+                    NodeError::VersionMismatch { ours, theirs, .. } => (
+                        code::VERSION_MISMATCH,
+                        format!("this node speaks wb-sync major version {ours}, not {theirs}"),
+                    ),
+                    NodeError::Protocol { reason, .. } => {
+                        (code::PROTOCOL_VIOLATION, reason.clone())
+                    }
+                    NodeError::Lost { .. } => (code::PROTOCOL_VIOLATION, "connection lost".into()),
+                    _ => (code::INTERNAL, "internal error on the node".into()),
+                };
+                conn.close(code.into(), reason.as_bytes());
             }
             Ok(())
         }
@@ -358,8 +368,21 @@ async fn sync_inner(
             .map_err(|_| NodeError::Internal("addr".into()))?
     };
     let endpoint = bind_endpoint(key, unspecified).await?;
+    let result = dial_and_sync(&endpoint, key, store, peer, direction, &addrs).await;
+    endpoint.close().await;
+    result
+}
+
+async fn dial_and_sync(
+    endpoint: &Endpoint,
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+    addrs: &[SocketAddr],
+) -> Result<SyncReport, NodeError> {
     let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
-    for a in &addrs {
+    for a in addrs {
         target = target.with_ip_addr(*a);
     }
     let name = peer.name.clone();
@@ -388,7 +411,6 @@ async fn sync_inner(
         other => other,
     };
     conn.close(0u32.into(), b"bye");
-    endpoint.close().await;
     result
 }
 

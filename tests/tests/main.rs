@@ -3,3 +3,4 @@
 mod bundles;
 mod cli;
 mod peers;
+mod sync;

@@ -1,0 +1,62 @@
+//! Benchmarks of wb: figures and ratios against baselines measured in the same run, never
+//! pass/fail timings (these machines are noisy; DESIGN §13). A missed target is reported, not
+//! an error: the command exits 0 unless something breaks.
+//!
+//! ```text
+//! cargo run --release -p wb-tests --bin bench -- bundles [--records N] [--runs R] [--json]
+//! ```
+//!
+//! Each benchmark is a subcommand with its module in `src/bench/`.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use bench::{bundles, measure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "wb benchmarks: figures and ratios against a baseline measured in the same run"
+)]
+struct Cli {
+    /// Print one JSON document with every figure instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export and import N records through the real `wb sync export|import` (issue 3).
+    Bundles(bundles::BundlesArgs),
+    /// Runs one program and prints its wall time, peak memory and CPU time as JSON (used by
+    /// the benchmarks to measure `wb`).
+    #[command(name = measure::MEASURE_CHILD, hide = true)]
+    MeasureChild {
+        program: OsString,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Bundles(args) => bundles::run(args, cli.json),
+        Command::MeasureChild { program, args } => return measure::measure_child(program, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
