@@ -207,7 +207,7 @@ impl SyncHandler {
                     }
                     let stats =
                         pull(&mut ch, &self.store, remote, peer_epoch, time::now_ms).await?;
-                    add(&mut received, stats);
+                    received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
                 Some(other) => {
@@ -229,16 +229,6 @@ impl SyncHandler {
         let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
         Ok(())
     }
-}
-
-fn add(total: &mut PullStats, s: PullStats) {
-    total.received += s.received;
-    total.new += s.new;
-    total.updated += s.updated;
-    total.unchanged += s.unchanged;
-    total.stale += s.stale;
-    total.conflicts += s.conflicts;
-    total.rejected += s.rejected;
 }
 
 /// Keeps a peer's runtime state: last sync or last error, counters.

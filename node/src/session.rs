@@ -10,7 +10,7 @@ use protocol::wire::{
     BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
 };
 use protocol::{Audience, PublicKey, Record, Scope};
-use store::{ApplyOptions, CheckedBatch, Store};
+use store::{ApplyOptions, ApplyReport, CheckedBatch, Store};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::NodeError;
@@ -155,6 +155,32 @@ pub struct PullStats {
     pub stale: u64,
     pub conflicts: u64,
     pub rejected: u64,
+}
+
+impl PullStats {
+    /// Adds another session direction's counts to these.
+    pub fn add(&mut self, other: PullStats) {
+        self.received += other.received;
+        self.rejected += other.rejected;
+        self.add_report(&ApplyReport {
+            new: other.new,
+            updated: other.updated,
+            unchanged: other.unchanged,
+            stale: other.stale,
+            conflicts: other.conflicts,
+            ..ApplyReport::default()
+        });
+    }
+
+    /// Adds what applying one batch did.
+    fn add_report(&mut self, report: &ApplyReport) {
+        self.new += report.new;
+        self.updated += report.updated;
+        self.unchanged += report.unchanged;
+        self.stale += report.stale;
+        self.conflicts += report.conflicts;
+        self.rejected += report.rejected;
+    }
 }
 
 /// Test hooks: misbehaviours a node can be told to show, so tests can exercise recovery.
@@ -306,12 +332,7 @@ pub async fn pull(
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
-        stats.new += report.new;
-        stats.updated += report.updated;
-        stats.unchanged += report.unchanged;
-        stats.stale += report.stale;
-        stats.conflicts += report.conflicts;
-        stats.rejected += report.rejected;
+        stats.add_report(&report);
         if done {
             return Ok(stats);
         }

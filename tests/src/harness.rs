@@ -577,3 +577,16 @@ fn without_cargo_test_env(cmd: &mut Command) {
         }
     }
 }
+
+/// The public key of a fixed test instance (no home needed).
+pub fn key(seed: u8) -> protocol::PublicKey {
+    protocol::SecretKey::from_bytes(&[seed; 32]).public()
+}
+
+/// iroh's base32 form of a key (RFC 4648 base32 without padding, lowercase), which every
+/// command taking a key accepts.
+pub fn base32(key: &protocol::PublicKey) -> String {
+    data_encoding::BASE32_NOPAD
+        .encode(key.as_bytes())
+        .to_ascii_lowercase()
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::bundles::{ExpectedSigner, ExportOptions};
 use store::{ApplyOptions, Draft, ListFilter, Store, StoreError};
-use wb_tests::harness::{TestHome, assert_one_line_error, copy_tree, tree, tree_diff};
+use wb_tests::harness::{TestHome, assert_one_line_error, base32, copy_tree, key, tree, tree_diff};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -45,29 +45,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// SHA-256 of the home's store file: the import must leave it byte-for-byte unchanged.
 fn store_digest(t: &TestHome) -> String {
     sha256_hex(&fs::read(t.path("store.redb")).expect("the home has a store.redb"))
-}
-
-/// The public key of a fixed test instance that has no home.
-fn key(seed: u8) -> PublicKey {
-    SecretKey::from_bytes(&[seed; 32]).public()
-}
-
-/// iroh's base32 form of a key: RFC 4648 base32 without padding, lowercase.
-fn base32(key: &PublicKey) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0u32);
-    for &byte in key.as_bytes() {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
-    }
-    out
 }
 
 /// `wb record put ENTITY ID --scope SCOPE --field N=V… [--body BODY]`, asserting success.

@@ -5,36 +5,13 @@ use std::fs;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use protocol::{PublicKey, SecretKey};
+use protocol::PublicKey;
 use serde_json::Value;
-use wb_tests::harness::TestHome;
+use wb_tests::harness::{TestHome, base32, key};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The public key of a fixed test instance.
-fn key(seed: u8) -> PublicKey {
-    SecretKey::from_bytes(&[seed; 32]).public()
-}
-
-/// iroh's base32 form of a key: RFC 4648 base32 without padding, lowercase.
-fn base32(key: &PublicKey) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0u32);
-    for &byte in key.as_bytes() {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
-    }
-    out
-}
 
 /// The registry's bytes, `None` while it does not exist.
 fn peers_file(t: &TestHome) -> Option<Vec<u8>> {
