@@ -6,6 +6,7 @@ mod bundle_cmd;
 mod commands;
 mod node_cmd;
 mod peers_cmd;
+mod running;
 
 use std::io::Write;
 use std::process::ExitCode;

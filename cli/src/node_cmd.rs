@@ -40,6 +40,7 @@ pub fn run(
             faults: Faults { cut_after_batches },
         };
         let node = node::node::start(config, key, store).await?;
+        crate::running::set(node.handle());
         let addrs: Vec<String> = node.addrs().iter().map(ToString::to_string).collect();
         let id = node::identity::endpoint_id(&node.id())?.to_string();
         let ready = if json {

@@ -56,17 +56,88 @@ pub struct NodeConfig {
 #[derive(Debug)]
 pub struct RunningNode {
     router: Router,
-    id: PublicKey,
+    handle: NodeHandle,
+}
+
+/// What other parts of the process (the control socket, continuous sync) use to act through a
+/// running node: its store, its key, its endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    key: SecretKey,
+    store: Arc<Store>,
+    endpoint: Endpoint,
     addrs: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeHandle({})", self.key.public().key_id())
+    }
+}
+
+impl NodeHandle {
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The sockets the node listens on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// One sync session with `peer`, dialled from the node's own endpoint (so the peer sees the
+    /// same endpoint it would dial back). Records the outcome in the peer's state.
+    pub async fn sync_with(
+        &self,
+        peer: &Peer,
+        direction: Direction,
+    ) -> Result<SyncReport, NodeError> {
+        let span = info_span!("sync", peer = %peer.name);
+        async {
+            let result = async {
+                let addrs = resolve(peer).await?;
+                dial_and_sync(
+                    &self.endpoint,
+                    &self.key,
+                    &self.store,
+                    peer,
+                    direction,
+                    &addrs,
+                )
+                .await
+            }
+            .await;
+            let (sent, pulled, error) = match &result {
+                Ok(r) => (r.sent, r.pulled, None),
+                Err(e) => (0, PullStats::default(), Some(e.to_string())),
+            };
+            record_session(&self.store, peer.public_key, sent, &pulled, error).await;
+            result
+        }
+        .instrument(span)
+        .await
+    }
 }
 
 impl RunningNode {
     pub fn id(&self) -> PublicKey {
-        self.id
+        self.handle.key.public()
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+        &self.handle.addrs
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
     }
 
     /// Stops accepting, lets sessions end (they are aborted when the endpoint closes), closes
@@ -90,15 +161,21 @@ pub async fn start(
     let handler = SyncHandler {
         home: config.home.clone(),
         key: key.clone(),
-        store,
+        store: store.clone(),
         open: config.open,
         faults: config.faults,
     };
-    let router = Router::builder(endpoint).accept(SYNC_ALPN, handler).spawn();
+    let router = Router::builder(endpoint.clone())
+        .accept(SYNC_ALPN, handler)
+        .spawn();
     Ok(RunningNode {
         router,
-        id: key.public(),
-        addrs,
+        handle: NodeHandle {
+            key,
+            store,
+            endpoint,
+            addrs,
+        },
     })
 }
 
