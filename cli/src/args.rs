@@ -46,7 +46,12 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Show this instance's identity: endpoint id, key id, public key, name.
+    /// Show this instance's identity: endpoint id, key id, public key, name, ticket.
+    ///
+    /// The ticket is one string carrying the endpoint id and the addresses the node can be
+    /// reached at: another instance adds this one with `wb sync peers add NAME --ticket T`.
+    /// The addresses are the running node's; with no node running, those it listened on when it
+    /// last ran; before any node ran, none (the ticket then carries only the endpoint id).
     Id,
     /// Create, read, list and delete records.
     #[command(subcommand)]
@@ -60,6 +65,12 @@ pub enum Command {
     /// Sync with other instances: bundles, peers, keys, status.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// The cross-instance trust graph: how users connect through invites and vouches.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Run a hub and manage who may use it (discovery, store-and-forward, packet relay).
+    #[command(subcommand)]
+    Hub(HubCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,9 +79,18 @@ pub enum NodeCommand {
     ///
     /// Prints one line when ready, with the endpoint id and the bound address(es). Connections
     /// from keys not in sync_peers.txt, or revoked, are refused with a protocol error code,
-    /// unless --open, where unknown peers may pull public records (only). No relay servers and
-    /// no address lookup are used: peers dial the addresses they were given. RUST_LOG controls
-    /// logging (e.g. RUST_LOG=info).
+    /// unless --open, where unknown peers may pull public records (only). Without hubs, no
+    /// relay servers and no address lookup are used: peers dial the addresses they were given.
+    /// With hubs in sync_peers.txt (`peers add … --hub`), the node announces its addresses to
+    /// them, finds peers registered without an address through them, and uses their relays.
+    /// RUST_LOG controls logging (e.g. RUST_LOG=info).
+    ///
+    /// The node keeps its peers up to date by itself: it syncs (both ways) with every peer
+    /// that is not revoked and has an address (or, with hubs, any peer) when it starts,
+    /// shortly after each change to its records, and every --sync-interval seconds. Records it receives are passed on to
+    /// its other peers. An unreachable peer is retried after 1 s, then 2 s, 4 s… up to 5
+    /// minutes (with jitter). sync_peers.txt is read again every few seconds, so peers added,
+    /// changed or revoked while the node runs take effect without a restart.
     Run {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
@@ -78,6 +98,17 @@ pub enum NodeCommand {
         /// Let unknown peers pull public records.
         #[arg(long)]
         open: bool,
+        /// Sync with each peer at least every SECS seconds, changes or not.
+        #[arg(
+            long,
+            default_value_t = 30,
+            value_name = "SECS",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        sync_interval: u64,
+        /// Do not dial peers by itself: only serve peers that connect (and `wb sync now`).
+        #[arg(long)]
+        no_auto_sync: bool,
         /// Test hook: drop each connection after serving this many batches.
         #[arg(long, hide = true)]
         test_cut_after_batches: Option<u64>,
@@ -85,14 +116,65 @@ pub enum NodeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Run this home as a hub, in the foreground (Ctrl-C or SIGTERM stops it cleanly).
+    ///
+    /// A hub is a wb node with the hub role, in its own home with its own identity (created if
+    /// the home is new). It stores and forwards the public records of the instances it admits,
+    /// over wb-sync/1 with its own sequence numbers; it never takes trusted or private records.
+    /// It keeps a directory of the instances' signed address announcements (ALPN wb-hub/1), so
+    /// instances find each other by key. With --relay-listen it also runs an iroh relay server,
+    /// which instances configured with this hub use to reach each other when they cannot
+    /// directly. It admits the instances of its allowlist (`wb hub allow`), or any instance
+    /// with --open; revoked keys are always refused. Prints one line when ready.
+    Run {
+        /// Address to listen on (QUIC).
+        #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
+        listen: String,
+        /// Admit any instance that is not revoked.
+        #[arg(long)]
+        open: bool,
+        /// Also run a relay server on this address (plain HTTP; put a TLS proxy in front for
+        /// real deployments and give its URL with --relay-url).
+        #[arg(long, value_name = "HOST:PORT")]
+        relay_listen: Option<String>,
+        /// The URL instances reach the relay at (default: http://<relay-listen>/).
+        #[arg(long, value_name = "URL", requires = "relay_listen")]
+        relay_url: Option<String>,
+    },
+    /// Admit an instance (by its public key: base64, hex or iroh form).
+    ///
+    /// Adds it to the hub's allowlist (sync_peers.txt of the hub's home), or lifts its
+    /// revocation. Applies to the next connection, also while the hub runs.
+    Allow {
+        /// The instance's public key.
+        key: String,
+        /// A name for it (default: its key id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Refuse an instance from now on: it can neither push, pull, announce nor use the relay,
+    /// and no record of its origin is taken any more.
+    Revoke {
+        /// The instance's public key, or its name on the allowlist.
+        key: String,
+    },
+    /// List the allowlist: name, key id, revoked.
+    List,
+    /// Show registered instances: last announcement, records held, bytes, last sync.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RecordCommand {
     /// Create or replace a local record: its fields and body become exactly what is given.
     ///
-    /// A new record is private unless --scope says otherwise; an existing record keeps its
-    /// scope. A new version is made only if something changed. Required fields per entity:
+    /// A new record is private (a vouch: public) unless --scope says otherwise; an existing
+    /// record keeps its scope. A new version is made only if something changed. Required fields per entity:
     /// user: Username; request: Title, Status (draft|pending|open|completed);
     /// comment: Request, User-ID; invite: Created-By, Max-Uses, Use-Count, Auto-Approve;
-    /// vouch: Voucher, Subject.
+    /// vouch: Voucher, Subject (at most one live vouch per voucher and subject; Created-At is
+    /// added when missing). A user's optional Invited-By names its inviter (a user reference).
     Put {
         /// user, request, comment, invite or vouch.
         entity: String,
@@ -211,7 +293,11 @@ pub enum SyncCommand {
     /// if the peer is unreachable, refuses us, or speaks another protocol version.
     Now {
         /// The peer's name in sync_peers.txt.
-        peer: String,
+        #[arg(required_unless_present = "hub", conflicts_with = "hub")]
+        peer: Option<String>,
+        /// Sync with every hub of sync_peers.txt (store-and-forward of public records).
+        #[arg(long)]
+        hub: bool,
         /// Only pull the peer's changes.
         #[arg(long, conflicts_with = "push_only")]
         pull_only: bool,
@@ -230,6 +316,15 @@ pub enum SyncCommand {
     /// Manage known peers (sync_peers.txt).
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Vouch for root users (users nobody invited), here or on other instances: interactive.
+    ///
+    /// Asks for the operator's username (or --voucher), which must be a local user record, then
+    /// lists the root users this instance knows (local and received) that no user of this
+    /// instance vouched for yet, and asks y/n for each. Every yes becomes a signed vouch record
+    /// (public unless --scope), which travels in exports and over sync. For scripts:
+    /// --subject REF (repeatable) and --yes. Without a terminal, it needs --voucher and --yes.
+    /// Withdraw a vouch with `wb record rm vouch ID`.
+    Vouch(VouchArgs),
     /// Create the instance key if missing (the WhiteBalloon app's name for this step).
     ///
     /// With --force, replace an existing key after confirmation: local records are re-signed
@@ -243,11 +338,85 @@ pub enum SyncCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Forget records that came from other instances (local records are never pruned).
+    ///
+    /// --peer NAME forgets everything that originated at that peer: its records (tombstones
+    /// included), their conflict-log entries, our cursor into its change log and its sync state
+    /// (last sync, errors, counters). Its entry in sync_peers.txt stays, so the next sync with it
+    /// pulls its records again from the start; remove or revoke the peer to stop that.
+    /// --older-than DAYS drops the records of other origins whose version is older than DAYS
+    /// days. Nothing is sent to anyone: peers keep their copies, and a record comes back if a
+    /// peer sends it again (a newer version, or a pull from the start). Asks for confirmation
+    /// unless --yes.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["peer", "older_than"])))]
+    Prune {
+        /// A peer's name (or the key / key id of any other origin).
+        #[arg(long, value_name = "NAME")]
+        peer: Option<String>,
+        /// Records of other origins not updated for this many days (a positive whole number).
+        #[arg(long, value_name = "DAYS", allow_hyphen_values = true)]
+        older_than: Option<String>,
+        /// Show what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VouchArgs {
+    /// The operator's username (or user id) at this instance; asked for when missing.
+    #[arg(long, value_name = "USERNAME")]
+    pub voucher: Option<String>,
+    /// Vouch for this user instead of choosing among root users; repeatable. REF is
+    /// ORIGIN/ID or ID (a user of this instance, or a username known at one instance only);
+    /// ORIGIN is a key (base64, hex), a key id, a peer name or `local`; ID may be a username.
+    #[arg(long = "subject", value_name = "REF")]
+    pub subjects: Vec<String>,
+    /// Answer yes for every user, without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// A note kept with each vouch (its body).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// The vouches' scope: public (default), trusted or private.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Print the users that would be offered and change nothing (for control-socket clients,
+    /// which ask on their own terminal and then send --subject … --yes).
+    #[arg(long, hide = true)]
+    pub list_candidates: bool,
+    /// The operator's answers, one `y` or `n` per offered user in order (for control-socket
+    /// clients, which ask on their own terminal); needs --voucher.
+    #[arg(long, hide = true, value_name = "YN", requires = "voucher")]
+    pub answers: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Show how a user connects to this instance's users: the shortest chain of invites and
+    /// vouches, each step with the instance that signed it, or "no path".
+    ///
+    /// USER_REF is ORIGIN/ID or ID; ORIGIN is a key (base64, hex), a key id, a peer name or
+    /// `local`; ID may also be a username. Chains follow invites (inviter → invited) and
+    /// vouches (voucher → subject).
+    Path {
+        /// The user to reach.
+        #[arg(value_name = "USER_REF")]
+        user: String,
+        /// Start from this user instead of this instance's users.
+        #[arg(long, value_name = "USER_REF")]
+        from: Option<String>,
+    },
+    /// List root users (users nobody invited) and who vouched for each.
+    Roots,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// Add a peer by its public key (base64, hex endpoint id or iroh base32).
+    /// Add a peer by its ticket, or by its public key (base64, hex endpoint id or iroh base32).
     ///
     /// The peer is known but not trusted unless --trusted is given: it may sync public records
     /// only. A name or key that is already registered is refused, as is this instance's own key.
@@ -256,11 +425,15 @@ pub enum PeersCommand {
         name: String,
         /// The peer's public key: base64 (as in its keys/id_ed25519.pub), 64 hex digits (its
         /// endpoint id) or iroh's base32 form.
-        #[arg(long, value_name = "KEY")]
-        key: String,
+        #[arg(long, value_name = "KEY", required_unless_present = "ticket")]
+        key: Option<String>,
         /// An address to reach it at, HOST:PORT (port 1-65535); repeatable.
         #[arg(long = "addr", value_name = "HOST:PORT")]
         addrs: Vec<String>,
+        /// The peer's ticket, as its `wb id` prints it: its key and addresses in one string
+        /// (instead of --key and --addr).
+        #[arg(long, value_name = "TICKET", conflicts_with_all = ["key", "addrs"])]
+        ticket: Option<String>,
         /// Trust it with `trusted` records (as `wb sync peers trust`).
         #[arg(long)]
         trusted: bool,
@@ -287,6 +460,10 @@ pub enum PeersCommand {
         name: String,
     },
     /// Take trust away from a peer: it keeps syncing public records only.
+    ///
+    /// At the next sync with it (either direction), it receives signed withdrawals of the
+    /// trusted records of this instance it was sent, and deletes its copies. For that, our
+    /// trusted records get a new version once (trusted peers receive them again).
     Untrust {
         /// The peer's name, as `wb sync peers list` shows it.
         name: String,
@@ -295,7 +472,8 @@ pub enum PeersCommand {
     ///
     /// Revoking also clears its trust (Trusted: no), and a revoked peer cannot be trusted
     /// again. Its entry stays in sync_peers.txt so that its key stays refused, even in open
-    /// mode. To start over with it, remove it and add it again.
+    /// mode. To start over with it, remove it and add it again. A revoked peer cannot be told
+    /// to delete the trusted records it already has: untrust it and sync once before revoking.
     Revoke {
         /// The peer's name, as `wb sync peers list` shows it.
         name: String,

@@ -102,7 +102,8 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
+    // Inside a node for a control-socket client, stderr is the node's log, not the client's.
+    if crate::control::client_tty().is_some() || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
@@ -167,8 +168,16 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
     let now = time::now_ms();
     let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
     let bundle = bundles::check(bundle, now).map_err(rejected)?;
-    let report = bundles::import(home, &bundle, &dir.display().to_string(), now, dry_run)
-        .map_err(rejected)?;
+    let node_store = crate::running::get().map(|node| node.store().clone());
+    let report = bundles::import(
+        home,
+        node_store.as_deref(),
+        &bundle,
+        &dir.display().to_string(),
+        now,
+        dry_run,
+    )
+    .map_err(rejected)?;
     Ok(Output::new(
         import_text(&report, dir),
         serde_json::to_value(&report)?,
@@ -214,8 +223,16 @@ pub fn init_from(
 
     let init_out = init(home, name)?;
     let own_key = home.load_key()?.public();
-    let report =
-        bundles::import(home, &bundle, &dir.display().to_string(), now, false).map_err(rejected)?;
+    let node_store = crate::running::get().map(|node| node.store().clone());
+    let report = bundles::import(
+        home,
+        node_store.as_deref(),
+        &bundle,
+        &dir.display().to_string(),
+        now,
+        false,
+    )
+    .map_err(rejected)?;
     let registered = if bundle.signer == own_key {
         "the bundle is this instance's own export; no peer registered".to_string()
     } else if let Some(peer) = known {

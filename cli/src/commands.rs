@@ -7,7 +7,7 @@ use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde_json::{Value, json};
 use store::{Draft, Home, InitOutcome, ListFilter, LocalChange, Store, StoreError, time};
 
-use crate::args::{Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand};
+use crate::args::{Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand, TrustCommand};
 
 /// What a command prints: text for people, one JSON document for scripts, warnings on stderr.
 #[derive(Debug, Default)]
@@ -41,6 +41,12 @@ pub fn run(cli: Cli) -> Result<Output> {
             allow_contact,
         }) => scope_set(&home, &entity, &id, &scope, allow_contact),
         Command::Sync(SyncCommand::Keygen { force, yes }) => keygen(&home, force, yes),
+        Command::Sync(SyncCommand::Prune {
+            peer,
+            older_than,
+            dry_run,
+            yes,
+        }) => crate::prune_cmd::prune(&home, peer.as_deref(), older_than.as_deref(), dry_run, yes),
         Command::Sync(SyncCommand::Peers(cmd)) => crate::peers_cmd::run(&home, cmd),
         Command::Sync(SyncCommand::Export { dir, for_peer }) => {
             crate::bundle_cmd::export(&home, &dir, for_peer.as_deref())
@@ -59,10 +65,20 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Node(crate::args::NodeCommand::Run {
             listen,
             open,
+            sync_interval,
+            no_auto_sync,
             test_cut_after_batches,
-        }) => crate::node_cmd::run(&home, &listen, open, test_cut_after_batches, json),
+        }) => crate::node_cmd::run(
+            &home,
+            &listen,
+            open,
+            (!no_auto_sync).then(|| std::time::Duration::from_secs(sync_interval)),
+            test_cut_after_batches,
+            json,
+        ),
         Command::Sync(SyncCommand::Now {
             peer,
+            hub,
             pull_only,
             push_only,
         }) => {
@@ -71,8 +87,12 @@ pub fn run(cli: Cli) -> Result<Output> {
                 (_, true) => node::node::Direction::PushOnly,
                 _ => node::node::Direction::Both,
             };
-            crate::node_cmd::sync_now(&home, &peer, direction)
+            match peer {
+                Some(peer) if !hub => crate::node_cmd::sync_now(&home, &peer, direction),
+                _ => crate::hub_cmd::sync_hubs(&home, direction),
+            }
         }
+        Command::Hub(cmd) => crate::hub_cmd::run(&home, cmd, json),
         Command::Sync(SyncCommand::Pull { peer }) => {
             crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PullOnly)
         }
@@ -80,18 +100,34 @@ pub fn run(cli: Cli) -> Result<Output> {
             crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PushOnly)
         }
         Command::Sync(SyncCommand::Conflicts) => crate::bundle_cmd::conflicts(&home),
+        Command::Sync(SyncCommand::Vouch(args)) => crate::trust_cmd::vouch(&home, args),
+        Command::Trust(TrustCommand::Path { user, from }) => {
+            crate::trust_cmd::path(&home, &user, from.as_deref())
+        }
+        Command::Trust(TrustCommand::Roots) => crate::trust_cmd::roots(&home),
     }
 }
 
 /// An opened, initialised home.
 pub(crate) struct Instance {
     pub(crate) key: SecretKey,
-    pub(crate) store: Store,
+    pub(crate) store: std::sync::Arc<Store>,
 }
 
+/// Opens the home, or, inside a running node (a control-socket client's command), uses the
+/// node's open store and key.
 pub(crate) fn open(home: &Home) -> Result<Instance> {
+    if let Some(node) = crate::running::get() {
+        return Ok(Instance {
+            key: node.key().clone(),
+            store: node.store().clone(),
+        });
+    }
     let (key, store) = home.open()?;
-    Ok(Instance { key, store })
+    Ok(Instance {
+        key,
+        store: std::sync::Arc::new(store),
+    })
 }
 
 pub(crate) fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
@@ -100,24 +136,84 @@ pub(crate) fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value
         "endpoint_id": node::identity::endpoint_id(key)?.to_string(),
         "key_id": key.key_id(),
         "public_key": key.to_base64(),
-        // A ticket carries the node's current addresses; there are none until a node runs.
-        "ticket": Value::Null,
+        // The endpoint id alone; `wb id` adds the node's addresses (see `ticket`).
+        "ticket": node::ticket::encode(key, &[])?,
     }))
+}
+
+/// A ticket for this instance (§9) and a line saying where its addresses come from: the node
+/// running in this process (its live addresses), else the addresses `wb node run` recorded
+/// when it last listened, else none (the ticket then carries only the endpoint id).
+pub(crate) fn ticket(key: &PublicKey, store: &Store) -> Result<(String, String)> {
+    let (addrs, note) = match crate::running::get() {
+        Some(node) => {
+            let addrs = node::ticket::advertised_addrs(node.endpoint(), node.addrs());
+            let note = format!(
+                "the running node's addresses: {}",
+                addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            (addrs, note)
+        }
+        None => {
+            let addrs: Vec<std::net::SocketAddr> = store
+                .listen_addrs()?
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            let note = if addrs.is_empty() {
+                "no address: no node has listened on this home yet; after `wb node run`, \
+                 `wb id` prints a ticket with its addresses"
+                    .to_string()
+            } else {
+                format!(
+                    "the addresses the node listened on when it last ran: {}",
+                    addrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            (addrs, note)
+        }
+    };
+    Ok((node::ticket::encode(key, &addrs)?, note))
 }
 
 pub(crate) fn identity_text(j: &Value) -> String {
     let s = |k: &str| j[k].as_str().unwrap_or("(none)").to_string();
     format!(
-        "name:        {}\nendpoint id: {}\nkey id:      {}\npublic key:  {}",
+        "name:        {}\nendpoint id: {}\nkey id:      {}\npublic key:  {}\nticket:      {}",
         s("name"),
         s("endpoint_id"),
         s("key_id"),
-        s("public_key")
+        s("public_key"),
+        s("ticket")
     )
 }
 
 pub(crate) fn init(home: &Home, name: Option<&str>) -> Result<Output> {
-    let (outcome, key, store) = home.init(name)?;
+    let (outcome, key, store) = match crate::running::get() {
+        // A running node's home is initialised: keep it, as `init` on any existing home does.
+        Some(node) => {
+            if let Some(name) = name {
+                node.store().set_name(name)?;
+            }
+            (
+                InitOutcome::Existing,
+                node.key().clone(),
+                node.store().clone(),
+            )
+        }
+        None => {
+            let (outcome, key, store) = home.init(name)?;
+            (outcome, key, std::sync::Arc::new(store))
+        }
+    };
     let name = store.name()?;
     let mut j = identity_json(&key.public(), name.as_deref())?;
     let (word, headline) = match outcome {
@@ -151,8 +247,11 @@ pub(crate) fn init(home: &Home, name: Option<&str>) -> Result<Output> {
 fn id(home: &Home) -> Result<Output> {
     let inst = open(home)?;
     let name = inst.store.name()?;
-    let j = identity_json(&inst.key.public(), name.as_deref())?;
-    Ok(Output::new(identity_text(&j), j))
+    let mut j = identity_json(&inst.key.public(), name.as_deref())?;
+    let (ticket, note) = ticket(&inst.key.public(), &inst.store)?;
+    j["ticket"] = json!(ticket);
+    let text = format!("{}\n             (carries {note})", identity_text(&j));
+    Ok(Output::new(text, j))
 }
 
 fn parse_entity(s: &str) -> Result<Entity> {
@@ -290,14 +389,21 @@ fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
                 (None, None) => String::new(),
             };
             let inst = open(home)?;
+            let default_scope = entity.default_scope();
+            let is_vouch = entity == Entity::Vouch;
+            let now = time::now_ms();
             let change = inst.store.update_local(
                 &inst.key,
                 entity,
                 &id,
-                time::now_ms(),
-                |current| -> Result<Draft, StoreError> {
+                now,
+                |current| -> Result<Draft> {
+                    let mut fields = fields;
+                    if is_vouch {
+                        crate::trust_cmd::prepare_vouch_put(&inst, &id, current, &mut fields, now)?;
+                    }
                     Ok(Draft {
-                        scope: scope.or(current.map(|r| r.scope)).unwrap_or_default(),
+                        scope: scope.or(current.map(|r| r.scope)).unwrap_or(default_scope),
                         deleted: false,
                         fields,
                         body,
@@ -533,10 +639,16 @@ fn scope_set(
 }
 
 fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
+    if force && crate::running::get().is_some() {
+        bail!(
+            "a node is running on this home with the current key; stop it (Ctrl-C or SIGTERM) \
+             before replacing the key"
+        );
+    }
     // An initialised home is opened whole, so a key that does not belong to its store is refused.
     let (existing, store) = if home.is_initialized() {
-        let (key, store) = home.open()?;
-        (Some(key), Some(store))
+        let inst = open(home)?;
+        (Some(inst.key), Some(inst.store))
     } else {
         match home.load_key() {
             Ok(key) => (Some(key), None),
@@ -544,7 +656,7 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
             Err(e) => return Err(e.into()),
         }
     };
-    let name = store.as_ref().map(Store::name).transpose()?.flatten();
+    let name = store.as_deref().map(Store::name).transpose()?.flatten();
     let Some(old) = existing else {
         let key = store::home::new_secret_key()?;
         home.write_key_files(&key)?;
@@ -603,8 +715,26 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
     Ok(Output::new(text, j))
 }
 
-/// Asks y/N on the terminal; refuses without one.
+/// Asks y/N before going on; refuses without a terminal to ask on (`--yes` skips the question).
+/// For a control-socket client the node cannot ask: the client asks and repeats the command.
 pub(crate) fn confirm(question: &str) -> Result<()> {
+    let has_terminal = match crate::control::client_tty() {
+        Some(true) => return Err(crate::control::NeedsAnswer(question.to_string()).into()),
+        Some(false) => false,
+        None => std::io::stdin().is_terminal(),
+    };
+    if !has_terminal {
+        bail!("refusing to continue without confirmation: no terminal to ask on (pass --yes)");
+    }
+    if ask_terminal(question)? {
+        Ok(())
+    } else {
+        bail!("cancelled; nothing changed")
+    }
+}
+
+/// Asks y/N on this process's terminal (question on stderr, answer on stdin).
+pub(crate) fn ask_terminal(question: &str) -> Result<bool> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to continue without confirmation: no terminal to ask on (pass --yes)");
@@ -614,9 +744,8 @@ pub(crate) fn confirm(question: &str) -> Result<()> {
     stderr.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        bail!("cancelled; nothing changed")
-    }
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }

@@ -4,9 +4,14 @@
 mod args;
 mod bundle_cmd;
 mod commands;
+mod control;
+mod hub_cmd;
 mod node_cmd;
 mod peers_cmd;
+mod prune_cmd;
+mod render;
 mod running;
+mod trust_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,24 +35,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let json = cli.json;
-    match commands::run(cli) {
-        Ok(out) => {
-            for w in &out.warnings {
-                eprintln!("warning: {w}");
-            }
-            let text = if json {
-                serde_json::to_string_pretty(&out.json).unwrap_or_default()
-            } else {
-                out.text
-            };
-            print_stdout(&text)
-        }
-        Err(e) => {
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
+    // With a node running on this home, the node runs the command (it holds the store).
+    if let Some(reply) = control::forward(&cli) {
+        return reply.emit();
     }
+    let json = cli.json;
+    render::Reply::render(commands::run(cli), json).emit()
 }
 
 /// Help and version go to stdout as clap renders them; usage mistakes become one line on stderr
@@ -87,19 +80,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         .unwrap_or_default();
     eprintln!("{message}{usage}");
     ExitCode::from(2)
-}
-
-/// The error and its causes on one line, without repeating a cause already in the message.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg.replace('\n', " ")
 }
 
 /// Prints to stdout; a closed pipe (`wb record list | head`) is not an error.

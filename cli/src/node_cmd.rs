@@ -4,7 +4,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use node::node::{Direction, NodeConfig, sync_once};
+use node::continuous::ContinuousConfig;
+use node::node::{Direction, NodeConfig, sync_once_with_hubs};
 use node::session::Faults;
 use serde_json::json;
 use store::Home;
@@ -20,16 +21,24 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Runs the node until Ctrl-C or SIGTERM. The ready line is printed as soon as the node
 /// listens (tests and scripts wait for it); the returned output is the shutdown summary.
+/// With `auto_sync` (the interval), the node syncs with its peers by itself (continuous sync).
 pub fn run(
     home: &Home,
     listen: &str,
     open: bool,
+    auto_sync: Option<std::time::Duration>,
     cut_after_batches: Option<u64>,
     json: bool,
 ) -> Result<Output> {
     let listen: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not HOST:PORT (e.g. 0.0.0.0:4433)"))?;
+    if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
+        anyhow::bail!(
+            "a node is already running on {} (its control socket answers); stop it first",
+            home.root().display()
+        );
+    }
     let (key, store) = home.open()?;
     let store = Arc::new(store);
     runtime()?.block_on(async move {
@@ -39,20 +48,47 @@ pub fn run(
             open,
             faults: Faults { cut_after_batches },
         };
-        let node = node::node::start(config, key, store).await?;
+        let mut node = node::node::start(config, key, store).await?;
+        if let Some(interval) = auto_sync {
+            node.start_continuous(ContinuousConfig {
+                interval,
+                ..ContinuousConfig::default()
+            })
+            .await;
+        }
         crate::running::set(node.handle());
+        // `wb id` puts these addresses in its ticket, also after the node stopped.
+        record_addrs(node.handle()).await;
+        // Other `wb` commands on this home now reach the node through its control socket.
+        let handle = node.handle();
+        let control =
+            crate::control::Server::start(home, Arc::new(move || handle.local_changed()))?;
         let addrs: Vec<String> = node.addrs().iter().map(ToString::to_string).collect();
         let id = node::identity::endpoint_id(&node.id())?.to_string();
         let ready = if json {
-            json!({"event": "ready", "endpoint_id": id, "addrs": addrs, "open": open}).to_string()
+            json!({
+                "event": "ready",
+                "endpoint_id": id,
+                "addrs": addrs,
+                "open": open,
+                "sync_interval_s": auto_sync.map(|d| d.as_secs()),
+            })
+            .to_string()
         } else {
             format!(
-                "wb node ready: endpoint {id} listening on {}{}",
+                "wb node ready: endpoint {id} listening on {}{}{}",
                 addrs.join(", "),
                 if open {
                     " (open: unknown peers may pull public records)"
                 } else {
                     ""
+                },
+                match auto_sync {
+                    Some(d) => format!(
+                        "; syncing with peers every {} s and on changes",
+                        d.as_secs()
+                    ),
+                    None => "; not dialling peers (--no-auto-sync)".into(),
                 }
             )
         };
@@ -62,13 +98,15 @@ pub fn run(
             let _ = out.flush();
         }
         wait_for_shutdown().await;
+        control.stop();
+        crate::running::clear();
         node.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Output::new("wb node stopped", json!({"event": "stopped"})))
 }
 
-async fn wait_for_shutdown() {
+pub(crate) async fn wait_for_shutdown() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -100,9 +138,25 @@ pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Ou
             "peer {peer_name} is revoked; nothing is synced with it"
         ));
     }
-    let (key, store) = home.open()?;
-    let store = Arc::new(store);
-    let report = runtime()?.block_on(sync_once(&key, &store, &peer, direction))?;
+    let report = match crate::running::get() {
+        // A control-socket client's command: sync from the running node's own endpoint.
+        Some(node) => {
+            let runtime = crate::running::runtime()
+                .ok_or_else(|| anyhow!("the running node has no async runtime"))?;
+            let report = runtime.block_on(node.sync_with(&peer, direction))?;
+            if report.pulled.new + report.pulled.updated > 0 {
+                node.local_changed();
+            }
+            report
+        }
+        None => {
+            let (key, store) = home.open()?;
+            let store = Arc::new(store);
+            // Hubs help find a peer registered without an address, and relay to it.
+            let hubs: Vec<store::Peer> = peers.iter().filter(|p| p.hub).cloned().collect();
+            runtime()?.block_on(sync_once_with_hubs(&key, &store, &peer, direction, &hubs))?
+        }
+    };
     let p = report.pulled;
     let text = format!(
         "synced with {}: received {} ({} new, {} updated, {} unchanged), sent {}, {} conflicts, {} stale, {} rejected",
@@ -130,4 +184,33 @@ pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Ou
             "unchanged": p.unchanged,
         }),
     ))
+}
+
+/// Records the addresses the node can be reached at in the store (for `wb id`'s ticket): at
+/// once, and for a node bound to the unspecified address once more when the endpoint has found
+/// the machine's interface addresses. A failure only loses the hint; it is logged.
+async fn record_addrs(handle: node::node::NodeHandle) {
+    async fn write(handle: &node::node::NodeHandle, addrs: Vec<std::net::SocketAddr>) {
+        let store = handle.store().clone();
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let result = tokio::task::spawn_blocking(move || store.set_listen_addrs(&addrs)).await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!("cannot record the node's addresses: {e}");
+        }
+    }
+    let now = node::ticket::advertised_addrs(handle.endpoint(), handle.addrs());
+    write(&handle, now.clone()).await;
+    if handle.addrs().iter().any(|a| a.ip().is_unspecified()) {
+        tokio::spawn(async move {
+            let later = node::ticket::settled_addrs(
+                handle.endpoint(),
+                handle.addrs(),
+                std::time::Duration::from_secs(10),
+            )
+            .await;
+            if later != now {
+                write(&handle, later).await;
+            }
+        });
+    }
 }

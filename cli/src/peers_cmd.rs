@@ -19,10 +19,25 @@ pub fn run(home: &Home, cmd: PeersCommand) -> Result<Output> {
             name,
             key,
             addrs,
+            ticket,
             trusted,
             hub,
             notes,
-        } => add(home, name, &key, addrs, trusted, hub, notes),
+        } => {
+            // Everything is checked before the registry is touched: a bad ticket or key
+            // leaves sync_peers.txt as it was.
+            let source = match (ticket, key) {
+                (Some(t), _) => {
+                    Source::Ticket(node::ticket::decode(&t).map_err(|e| anyhow!("--ticket: {e}"))?)
+                }
+                (None, Some(k)) => Source::Key(
+                    PublicKey::parse(&k).map_err(|e| anyhow!("--key: {e}"))?,
+                    addrs,
+                ),
+                (None, None) => bail!("give the peer's --ticket (from its `wb id`), or its --key"),
+            };
+            add(home, name, source, trusted, hub, notes)
+        }
         PeersCommand::List => list(home),
         PeersCommand::Remove { name } => remove(home, &name),
         PeersCommand::Trust { name } => trust(home, &name),
@@ -60,16 +75,45 @@ fn outcome(p: &Peer, word: &str, text: String) -> Output {
     Output::new(text, j)
 }
 
+/// Where `peers add` got the peer's key and addresses.
+enum Source {
+    Key(PublicKey, Vec<String>),
+    Ticket(node::ticket::TicketInfo),
+}
+
 fn add(
     home: &Home,
     name: String,
-    key: &str,
-    addrs: Vec<String>,
+    source: Source,
     trusted: bool,
     hub: bool,
     notes: Option<String>,
 ) -> Result<Output> {
-    let public_key = PublicKey::parse(key).map_err(|e| anyhow!("--key: {e}"))?;
+    let mut warnings = Vec::new();
+    let (public_key, addrs, from_ticket) = match source {
+        Source::Key(key, addrs) => (key, addrs, false),
+        Source::Ticket(t) => {
+            if t.ignored > 0 {
+                warnings.push(format!(
+                    "the ticket also names {} relay or other non-IP address(es); wb dials IP \
+                     addresses only and left them out",
+                    t.ignored
+                ));
+            }
+            if t.addrs.is_empty() {
+                warnings.push(format!(
+                    "the ticket carries no address (its node had not listened yet), so {name} \
+                     cannot be dialled until it is added again with an address or found through \
+                     a hub; it can still connect to us"
+                ));
+            }
+            (
+                t.key,
+                t.addrs.iter().map(ToString::to_string).collect(),
+                true,
+            )
+        }
+    };
     let peer = Peer {
         name,
         public_key,
@@ -92,8 +136,22 @@ fn add(
     if peer.hub {
         details.push("hub".into());
     }
-    let text = format!("added peer {} ({})", peer.name, details.join(", "));
-    Ok(outcome(&peer, "added", text))
+    let mut text = format!("added peer {} ({})", peer.name, details.join(", "));
+    if from_ticket {
+        text.push_str(&format!(
+            " from its ticket, with {} address{}{}",
+            peer.addrs.len(),
+            if peer.addrs.len() == 1 { "" } else { "es" },
+            if peer.addrs.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", peer.addrs.join(", "))
+            }
+        ));
+    }
+    let mut out = outcome(&peer, "added", text);
+    out.warnings = warnings;
+    Ok(out)
 }
 
 fn list(home: &Home) -> Result<Output> {
@@ -187,7 +245,10 @@ fn untrust(home: &Home, name: &str) -> Result<Output> {
         outcome(
             &peer,
             "untrusted",
-            format!("peer {name} is no longer trusted"),
+            format!(
+                "peer {name} is no longer trusted; at the next sync with it, it is told to delete \
+                 the trusted records it received from us"
+            ),
         )
     } else {
         outcome(
@@ -223,7 +284,15 @@ fn revoke(home: &Home, name: &str) -> Result<Output> {
         outcome(
             &peer,
             "revoked",
-            format!("revoked peer {name}: its connections will be refused and it receives nothing"),
+            format!(
+                "revoked peer {name}: its connections will be refused and it receives nothing{}",
+                if was_trusted {
+                    " (it keeps the trusted records it already received: to withdraw them, \
+                     untrust it and sync with it before revoking)"
+                } else {
+                    ""
+                }
+            ),
         )
     })
 }

@@ -1,11 +1,18 @@
 //! The wb node crate: everything that touches the network. [`identity`] maps the instance key
 //! to its iroh endpoint identity; [`session`] is one `wb-sync/1` session (framing, `Hello`,
 //! serving and pulling changes); [`node`] runs the listener (`wb node run`) and one-shot syncs
-//! (`wb sync now`).
+//! (`wb sync now`); [`continuous`] keeps a running node's peers up to date by itself;
+//! [`directory`] is a node's side of its hubs (announcements, lookups, relays) and [`hub`] the
+//! hub role (`wb hub run`); [`ticket`] reads and writes tickets (endpoint id and addresses).
 
+pub mod continuous;
+pub mod directory;
 mod error;
+pub mod hub;
 pub mod identity;
 pub mod node;
 pub mod session;
+pub mod ticket;
+mod withdraw;
 
 pub use error::{NodeError, code_name};

@@ -1,6 +1,7 @@
 //! The running node (`wb node run`) and one-shot syncs (`wb sync now`): an iroh endpoint with
 //! the instance key, accepting ALPN `wb-sync/1` from known peers, and dialling peers by the
-//! addresses in `sync_peers.txt`. Works with no internet: no relay, no address lookup.
+//! addresses in `sync_peers.txt`. Works with no internet: no relay, no address lookup, unless
+//! the registry names hubs, whose relays and directories are then used ([`crate::directory`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,9 +13,12 @@ use iroh::{Endpoint, EndpointAddr, RelayMode};
 use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Audience, PublicKey, SecretKey};
 use store::{Home, Peer, Store, time};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::NodeError;
+use crate::continuous::{Continuous, ContinuousConfig, PeerSyncStatus, Shared, changed_store};
+use crate::directory::{HubLink, HubOptions, bind_endpoint_for_hubs, hub_targets};
 use crate::identity::{endpoint_id, iroh_secret_key};
 use crate::session::{Channel, Faults, PullStats, expect_hello, pull, serve_pull};
 
@@ -22,6 +26,11 @@ use crate::session::{Channel, Faults, PullStats, expect_hello, pull, serve_pull}
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incoming sessions served at once; a connection over the limit is closed at once (the
+/// dialer retries later).
+pub const MAX_INCOMING_SESSIONS: usize = 64;
+/// How long an accepted connection may take to open its stream and say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds an endpoint with the instance key: no relay, no address lookup, no port mapping.
 pub async fn bind_endpoint(key: &SecretKey, listen: SocketAddr) -> Result<Endpoint, NodeError> {
@@ -57,6 +66,9 @@ pub struct NodeConfig {
 pub struct RunningNode {
     router: Router,
     handle: NodeHandle,
+    continuous: Option<Continuous>,
+    /// Announcements to and lookups through the node's hubs; dropped with the node.
+    _hubs: HubLink,
 }
 
 /// What other parts of the process (the control socket, continuous sync) use to act through a
@@ -67,6 +79,8 @@ pub struct NodeHandle {
     store: Arc<Store>,
     endpoint: Endpoint,
     addrs: Vec<SocketAddr>,
+    home: Home,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -91,6 +105,44 @@ impl NodeHandle {
     /// The sockets the node listens on.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Tells the node its store changed (a local edit, an import, a sync run in this process
+    /// that brought new records): continuous sync then offers the change to every peer.
+    /// Cheap, never blocks; any number of calls in a burst make one round of sessions.
+    pub fn local_changed(&self) {
+        self.shared.changed(None);
+    }
+
+    /// What continuous sync knows about each peer it syncs with (empty when it is off).
+    pub fn continuous_status(&self) -> Vec<PeerSyncStatus> {
+        self.shared.status()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A handle for another role built on the node's code (the hub, [`crate::hub`]).
+    pub(crate) fn new(
+        key: SecretKey,
+        store: Arc<Store>,
+        endpoint: Endpoint,
+        addrs: Vec<SocketAddr>,
+        home: Home,
+    ) -> Self {
+        Self {
+            key,
+            store,
+            endpoint,
+            addrs,
+            home,
+            shared: Arc::new(Shared::new()),
+        }
     }
 
     /// One sync session with `peer`, dialled from the node's own endpoint (so the peer sees the
@@ -140,9 +192,22 @@ impl RunningNode {
         self.handle.clone()
     }
 
-    /// Stops accepting, lets sessions end (they are aborted when the endpoint closes), closes
-    /// the endpoint.
-    pub async fn shutdown(self) -> Result<(), NodeError> {
+    /// Starts continuous sync (module [`crate::continuous`]): the node syncs with every
+    /// dialable peer at once, after local changes and every `config.interval`, retrying
+    /// failures with backoff. Off until called; calling again restarts it with the new config.
+    pub async fn start_continuous(&mut self, config: ContinuousConfig) {
+        if let Some(old) = self.continuous.take() {
+            old.stop().await;
+        }
+        self.continuous = Some(Continuous::start(self.handle.clone(), config));
+    }
+
+    /// Stops continuous sync, stops accepting, lets sessions end (they are aborted when the
+    /// endpoint closes), closes the endpoint.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(c) = self.continuous.take() {
+            c.stop().await;
+        }
         self.router
             .shutdown()
             .await
@@ -156,14 +221,36 @@ pub async fn start(
     key: SecretKey,
     store: Arc<Store>,
 ) -> Result<RunningNode, NodeError> {
-    let endpoint = bind_endpoint(&key, config.listen).await?;
+    start_with_hubs(config, key, store, HubOptions::default()).await
+}
+
+/// Starts a node on an opened home, using the hubs of its registry (`Hub: yes`) as `hubs` says:
+/// with hubs, the endpoint can use their relays, looks peers up in their directories and
+/// announces its addresses to them (module [`crate::directory`]). Hubs added to the registry
+/// later are used after a restart.
+pub async fn start_with_hubs(
+    config: NodeConfig,
+    key: SecretKey,
+    store: Arc<Store>,
+    hubs: HubOptions,
+) -> Result<RunningNode, NodeError> {
+    let targets = hub_targets(&store::load_peers(&config.home)?).await;
+    let endpoint = if targets.is_empty() {
+        bind_endpoint(&key, config.listen).await?
+    } else {
+        bind_endpoint_for_hubs(&key, config.listen).await?
+    };
+    let hub_link = crate::directory::attach(&endpoint, &key, targets, hubs).await?;
     let addrs = endpoint.bound_sockets();
+    let shared = Arc::new(Shared::new());
     let handler = SyncHandler {
         home: config.home.clone(),
         key: key.clone(),
         store: store.clone(),
         open: config.open,
         faults: config.faults,
+        shared: shared.clone(),
+        sessions: Arc::new(Semaphore::new(MAX_INCOMING_SESSIONS)),
     };
     let router = Router::builder(endpoint.clone())
         .accept(SYNC_ALPN, handler)
@@ -175,7 +262,11 @@ pub async fn start(
             store,
             endpoint,
             addrs,
+            home: config.home,
+            shared,
         },
+        continuous: None,
+        _hubs: hub_link,
     })
 }
 
@@ -187,6 +278,10 @@ struct SyncHandler {
     store: Arc<Store>,
     open: bool,
     faults: Faults,
+    /// Where a session that brought new records says so (continuous sync passes it on).
+    shared: Arc<Shared>,
+    /// Bounds the incoming sessions served at once.
+    sessions: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SyncHandler {
@@ -201,6 +296,14 @@ impl ProtocolHandler for SyncHandler {
         let span = info_span!("conn", peer = %remote.fmt_short(), alpn = "wb-sync/1");
         let this = self.clone();
         async move {
+            let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
+                warn!("refused: already serving {MAX_INCOMING_SESSIONS} sessions");
+                conn.close(
+                    code::INTERNAL.into(),
+                    b"busy: too many sessions, try again later",
+                );
+                return Ok(());
+            };
             if let Err(e) = this.session(&conn).await {
                 warn!("session ended with an error: {e}");
                 // The close code tells the dialer what happened (an Error message queued just
@@ -252,9 +355,19 @@ impl SyncHandler {
         let audience = Audience {
             trusted: known.as_ref().is_some_and(|p| p.trusted),
         };
-        let (send, recv) = conn.accept_bi().await.map_err(|e| lost(&name, e))?;
-        let mut ch = Channel::new(name.clone(), send, recv);
-        let (peer_epoch, _) = expect_hello(&mut ch).await?;
+        let hello = async {
+            let (send, recv) = conn.accept_bi().await.map_err(|e| lost(&name, e))?;
+            let mut ch = Channel::new(name.clone(), send, recv);
+            let (peer_epoch, _) = expect_hello(&mut ch).await?;
+            Ok::<_, NodeError>((ch, peer_epoch))
+        };
+        let (mut ch, peer_epoch) =
+            tokio::time::timeout(HELLO_TIMEOUT, hello)
+                .await
+                .map_err(|_| NodeError::Protocol {
+                    peer: name.clone(),
+                    reason: format!("no Hello within {}s", HELLO_TIMEOUT.as_secs()),
+                })??;
         ch.send(&Message::hello(self.store.epoch().0, Role::Node))
             .await?;
         let mut received = PullStats::default();
@@ -262,6 +375,8 @@ impl SyncHandler {
         loop {
             match ch.recv().await? {
                 Some(Message::Pull { cursor }) => {
+                    crate::withdraw::settle_trust(&self.store, &self.key, remote, audience, cursor)
+                        .await?;
                     sent += serve_pull(
                         &mut ch,
                         &self.store,
@@ -284,6 +399,10 @@ impl SyncHandler {
                     }
                     let stats =
                         pull(&mut ch, &self.store, remote, peer_epoch, time::now_ms).await?;
+                    if changed_store(&stats) {
+                        // Pass the news on to our other peers (not back to this one).
+                        self.shared.changed(Some(remote));
+                    }
                     received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
@@ -309,7 +428,7 @@ impl SyncHandler {
 }
 
 /// Keeps a peer's runtime state: last sync or last error, counters.
-async fn record_session(
+pub(crate) async fn record_session(
     store: &Arc<Store>,
     peer: PublicKey,
     sent: u64,
@@ -346,7 +465,7 @@ fn lost(peer: &str, e: impl std::fmt::Display) -> NodeError {
 }
 
 /// Maps a connection error to what the peer told us, when it closed with one of our codes.
-fn connection_error(peer: &str, e: &ConnectionError) -> NodeError {
+pub(crate) fn connection_error(peer: &str, e: &ConnectionError) -> NodeError {
     match e {
         ConnectionError::ApplicationClosed(close) => {
             let code = u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX);
@@ -389,11 +508,8 @@ async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
                 })?;
         out.extend(found);
     }
-    if out.is_empty() {
-        return Err(NodeError::NoAddress {
-            peer: peer.name.clone(),
-        });
-    }
+    // No address is fine when the endpoint can look the peer up (through a hub): checked when
+    // dialling.
     Ok(out)
 }
 
@@ -404,9 +520,21 @@ pub async fn sync_once(
     peer: &Peer,
     direction: Direction,
 ) -> Result<SyncReport, NodeError> {
+    sync_once_with_hubs(key, store, peer, direction, &[]).await
+}
+
+/// [`sync_once`] through hubs: `hubs` (registry entries marked `Hub: yes`) give the one-shot
+/// endpoint their relays and directories, so a peer registered without an address is found.
+pub async fn sync_once_with_hubs(
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+    hubs: &[Peer],
+) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result = sync_inner(key, store, peer, direction).await;
+        let result = sync_inner(key, store, peer, direction, hubs).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e.to_string())),
@@ -423,9 +551,10 @@ async fn sync_inner(
     store: &Arc<Store>,
     peer: &Peer,
     direction: Direction,
+    hubs: &[Peer],
 ) -> Result<SyncReport, NodeError> {
     let addrs = resolve(peer).await?;
-    let unspecified: SocketAddr = if addrs.iter().all(SocketAddr::is_ipv6) {
+    let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
         "[::]:0"
             .parse()
             .map_err(|_| NodeError::Internal("addr".into()))?
@@ -434,8 +563,26 @@ async fn sync_inner(
             .parse()
             .map_err(|_| NodeError::Internal("addr".into()))?
     };
-    let endpoint = bind_endpoint(key, unspecified).await?;
-    let result = dial_and_sync(&endpoint, key, store, peer, direction, &addrs).await;
+    // The hub being synced with is dialled like any peer; the others help find this peer.
+    let others: Vec<Peer> = hubs
+        .iter()
+        .filter(|h| h.public_key != peer.public_key)
+        .cloned()
+        .collect();
+    let targets = hub_targets(&others).await;
+    let endpoint = if targets.is_empty() {
+        bind_endpoint(key, unspecified).await?
+    } else {
+        bind_endpoint_for_hubs(key, unspecified).await?
+    };
+    let options = HubOptions {
+        announce: false,
+        ..HubOptions::default()
+    };
+    let result = match crate::directory::attach(&endpoint, key, targets, options).await {
+        Ok(_link) => dial_and_sync(&endpoint, key, store, peer, direction, &addrs).await,
+        Err(e) => Err(e),
+    };
     endpoint.close().await;
     result
 }
@@ -448,6 +595,14 @@ async fn dial_and_sync(
     direction: Direction,
     addrs: &[SocketAddr],
 ) -> Result<SyncReport, NodeError> {
+    let can_look_up = endpoint
+        .address_lookup()
+        .is_ok_and(|services| !services.is_empty());
+    if addrs.is_empty() && !can_look_up {
+        return Err(NodeError::NoAddress {
+            peer: peer.name.clone(),
+        });
+    }
     let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
     for a in addrs {
         target = target.with_ip_addr(*a);
@@ -519,8 +674,11 @@ async fn session(
             }
         };
         let audience = Audience {
-            trusted: peer.trusted && !peer.revoked,
+            // Hubs are never trusted (§4): enforced here, on the sender, whatever the registry
+            // says; the hub checks again.
+            trusted: peer.trusted && !peer.revoked && !peer.hub,
         };
+        crate::withdraw::settle_trust(store, key, peer.public_key, audience, cursor).await?;
         report.sent = serve_pull(
             &mut ch,
             store,

@@ -9,7 +9,7 @@ use iroh::endpoint::{RecvStream, SendStream};
 use protocol::wire::{
     BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
 };
-use protocol::{Audience, PublicKey, Record, Scope};
+use protocol::{Audience, PublicKey, Scope};
 use store::{ApplyOptions, ApplyReport, CheckedBatch, Store};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -233,34 +233,13 @@ pub async fn serve_pull(
     let mut batches_sent = 0u64;
     loop {
         let s = store.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            s.outgoing(
-                &me,
-                Some(&peer),
-                audience,
-                after,
-                BATCH_RECORDS_MAX,
-                SCAN_MAX,
-            )
+        let step = tokio::task::spawn_blocking(move || {
+            next_batches(&s, &me, &peer, audience, epoch, after)
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
-        let sealed = seal_batches(&out.records);
-        let parts = sealed.len().max(1);
-        let mut sealed = sealed.into_iter();
-        for i in 0..parts {
-            let last = i + 1 == parts;
-            let records = sealed.next().unwrap_or_default();
-            let next = Cursor {
-                epoch,
-                seq: if last { out.last_seq } else { after },
-            };
-            ch.send(&Message::Batch {
-                records,
-                next,
-                done: last && out.done,
-            })
-            .await?;
+        for message in &step.messages {
+            ch.send(message).await?;
             batches_sent += 1;
             if faults.cut_after_batches == Some(batches_sent) {
                 return Err(NodeError::Internal(
@@ -268,12 +247,59 @@ pub async fn serve_pull(
                 ));
             }
         }
-        sent += out.records.len() as u64;
-        after = out.last_seq;
-        if out.done {
+        sent += step.records;
+        after = step.last_seq;
+        if step.done {
             return Ok(sent);
         }
     }
+}
+
+/// One step of serving a pull: `Batch` messages (each with the cursor that covers it), the
+/// records they hold, and where the scan of the change log stopped.
+#[derive(Debug)]
+pub struct ServeStep {
+    pub messages: Vec<Message>,
+    pub records: u64,
+    pub last_seq: u64,
+    pub done: bool,
+}
+
+/// Reads our changes after log sequence `after` that `audience` may receive and cuts them into
+/// `Batch` messages: what [`serve_pull`] sends next (blocking: reads the store). Public so the
+/// sync benchmark measures its stages on exactly the bytes a pull moves.
+pub fn next_batches(
+    store: &Store,
+    me: &PublicKey,
+    peer: &PublicKey,
+    audience: Audience,
+    epoch: [u8; 16],
+    after: u64,
+) -> Result<ServeStep, NodeError> {
+    let out = store.outgoing(me, Some(peer), audience, after, BATCH_RECORDS_MAX, SCAN_MAX)?;
+    let sealed = seal_batches(&out.records);
+    let parts = sealed.len().max(1);
+    let mut sealed = sealed.into_iter();
+    let mut messages = Vec::with_capacity(parts);
+    for i in 0..parts {
+        let last = i + 1 == parts;
+        let records = sealed.next().unwrap_or_default();
+        let next = Cursor {
+            epoch,
+            seq: if last { out.last_seq } else { after },
+        };
+        messages.push(Message::Batch {
+            records,
+            next,
+            done: last && out.done,
+        });
+    }
+    Ok(ServeStep {
+        messages,
+        records: out.records.len() as u64,
+        last_seq: out.last_seq,
+        done: out.done,
+    })
 }
 
 /// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
@@ -298,6 +324,32 @@ pub async fn pull(
     };
     ch.send(&Message::Pull { cursor }).await?;
     let mut stats = PullStats::default();
+    let mut applying = None;
+    let result = pull_batches(ch, store, peer, &now_ms, &mut stats, &mut applying).await;
+    // Whatever happened, the batch being applied finishes first: it is one transaction, and
+    // the caller may look at the store (or pull again) as soon as this returns.
+    let last = finish_apply(applying).await;
+    result?;
+    if let Some(report) = last? {
+        stats.add_report(&report);
+    }
+    Ok(stats)
+}
+
+/// A batch being applied on a blocking thread.
+type Applying = tokio::task::JoinHandle<Result<ApplyReport, store::StoreError>>;
+
+/// The pull loop, pipelined: while one batch is applied (on a blocking thread, one
+/// transaction with its cursor), the next one is received and checked (on all cores). Batches
+/// are still applied one at a time and in order, so the cursor only moves past applied batches.
+async fn pull_batches(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    peer: PublicKey,
+    now_ms: &impl Fn() -> u64,
+    stats: &mut PullStats,
+    applying: &mut Option<Applying>,
+) -> Result<(), NodeError> {
     loop {
         let (records, next, done) = match ch.expect("Batch").await? {
             Message::Batch {
@@ -307,34 +359,55 @@ pub async fn pull(
             } => (records, next, done),
             other => return Err(ch.protocol(format!("expected Batch, got {}", other.kind()))),
         };
-        let mut decoded = Vec::with_capacity(records.len());
-        for bytes in &records {
-            let r = Record::from_sealed_bytes(bytes)
-                .map_err(|e| ch.protocol(format!("undecodable record: {e}")))?;
-            decoded.push(r);
-        }
-        // Checked again on the way in: nobody may pass us private records, nor another
-        // instance's trusted ones.
-        let before = decoded.len();
-        decoded.retain(|r| match r.effective_scope() {
-            Scope::Private => false,
-            Scope::Trusted => r.origin == peer,
-            Scope::Public => true,
-        });
-        stats.rejected += (before - decoded.len()) as u64;
         stats.received += records.len() as u64;
         let mut opts = ApplyOptions::new(format!("peer {}", peer.key_id()), now_ms());
         opts.cursor = Some((peer, next));
-        let s = store.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            let checked = CheckedBatch::check(decoded, &opts);
-            s.apply_checked(&checked, &opts)
+        let (checked, opts, rejected) = tokio::task::spawn_blocking(move || {
+            check_batch(records, &peer, &opts).map(|(checked, rejected)| (checked, opts, rejected))
         })
         .await
-        .map_err(|e| NodeError::Internal(e.to_string()))??;
-        stats.add_report(&report);
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+        .map_err(|e| ch.protocol(e))?;
+        stats.rejected += rejected;
+        if let Some(report) = finish_apply(applying.take()).await? {
+            stats.add_report(&report);
+        }
+        let s = store.clone();
+        *applying = Some(tokio::task::spawn_blocking(move || {
+            s.apply_checked(&checked, &opts)
+        }));
         if done {
-            return Ok(stats);
+            return Ok(());
         }
     }
+}
+
+/// Waits for a batch being applied, if any; its report.
+async fn finish_apply(applying: Option<Applying>) -> Result<Option<ApplyReport>, NodeError> {
+    match applying {
+        None => Ok(None),
+        Some(handle) => Ok(Some(
+            handle
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))??,
+        )),
+    }
+}
+
+/// Decodes and checks a received batch (signatures on all cores, blocking) and drops what
+/// `peer` may not pass us: private records, another instance's trusted ones (checked again
+/// on the way in), counted as rejected. Public for the sync benchmark.
+pub fn check_batch(
+    records: Vec<Vec<u8>>,
+    peer: &PublicKey,
+    opts: &ApplyOptions,
+) -> Result<(CheckedBatch, u64), String> {
+    let mut checked = CheckedBatch::check_sealed(records, opts)
+        .map_err(|(index, e)| format!("undecodable record (#{index} of its batch): {e}"))?;
+    let rejected = checked.retain(|r| match r.effective_scope() {
+        Scope::Private => false,
+        Scope::Trusted => r.origin == *peer,
+        Scope::Public => true,
+    });
+    Ok((checked, rejected as u64))
 }

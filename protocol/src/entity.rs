@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{ProtocolError, PublicKey, Record};
+use crate::{ProtocolError, PublicKey, Record, Scope};
 
 /// Header names the `.sync.txt` format uses for record metadata; they cannot be fields.
 pub const RESERVED_FIELD_NAMES: &[&str] = &[
@@ -81,6 +81,15 @@ impl Entity {
             Entity::Invite => &["Created-By", "Max-Uses", "Use-Count", "Auto-Approve"],
             Entity::Vouch => &["Voucher", "Subject"],
             Entity::Other(_) => &[],
+        }
+    }
+
+    /// The scope a new record gets when none is given: vouches exist to be shared, so they
+    /// start public; everything else starts private (§4).
+    pub fn default_scope(&self) -> Scope {
+        match self {
+            Entity::Vouch => Scope::Public,
+            _ => Scope::Private,
         }
     }
 }
@@ -199,6 +208,15 @@ pub fn validate(record: &Record) -> Result<(), ProtocolError> {
         Entity::Comment => {
             let r = record.field("Request").unwrap_or_default();
             Reference::parse(r).map_err(|_| bad_field("Request", r, "not a record reference"))?;
+        }
+        Entity::User => {
+            // Optional; empty (as the app writes absent values) means a root user.
+            if let Some(r) = record.field(crate::trust::INVITED_BY)
+                && !r.trim().is_empty()
+            {
+                Reference::parse(r.trim())
+                    .map_err(|_| bad_field(crate::trust::INVITED_BY, r, "not a user reference"))?;
+            }
         }
         Entity::Vouch => {
             for f in ["Voucher", "Subject"] {

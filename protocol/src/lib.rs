@@ -6,18 +6,21 @@
 //! [`record`] (the signed record, canonical and sealed bytes), [`contact`] (contact-data
 //! detection for the scope warning), [`sync_txt`] (the `.sync.txt` file codec and record
 //! mapping), [`bundle`] (manifest, `bundle.sig`, public key files), [`peers`] (the
-//! `sync_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds).
+//! `sync_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds), [`wire`] (the
+//! `wb-sync/1` messages), [`hub`] (the hub's `wb-hub/1` messages and signed announcements).
 
 pub mod bundle;
 pub mod contact;
 pub mod entity;
 mod error;
+pub mod hub;
 pub mod keys;
 pub mod peers;
 pub mod record;
 pub mod scope;
 pub mod sync_txt;
 pub mod time;
+pub mod trust;
 pub mod version;
 pub mod wire;
 
@@ -25,7 +28,7 @@ pub use entity::{Entity, Reference, validate};
 pub use error::ProtocolError;
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use record::{Record, RecordKey};
-pub use scope::{Audience, Scope, may_receive};
+pub use scope::{Audience, Scope, may_receive, may_receive_withdrawal};
 pub use sync_txt::{CodecError, SyncFile};
 pub use version::Version;
 

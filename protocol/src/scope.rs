@@ -92,3 +92,18 @@ pub fn may_receive(record: &crate::Record, sender: &crate::PublicKey, audience: 
         Scope::Public => true,
     }
 }
+
+/// The one exception to [`may_receive`], for withdrawals only: a party that was served trusted
+/// records and is no longer trusted may receive the withdrawals of trusted records, so that it
+/// deletes the copies it holds. A withdrawal here is a signed tombstone from its origin
+/// (`sender`) with no fields and no body: it carries the record's key, scope and version,
+/// never its content. The caller decides who is owed withdrawals (the store remembers which
+/// peers were served trusted records).
+pub fn may_receive_withdrawal(record: &crate::Record, sender: &crate::PublicKey) -> bool {
+    record.signature.is_some()
+        && record.deleted
+        && record.fields.is_empty()
+        && record.body.is_empty()
+        && record.origin == *sender
+        && record.effective_scope() == Scope::Trusted
+}

@@ -4,8 +4,10 @@
 //! The formats belong to `protocol::sync_txt` and `protocol::bundle`; this module decides which
 //! records go out, walks directories, and applies what comes in through [`Store::apply_batch`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use protocol::bundle::{
@@ -20,7 +22,7 @@ use protocol::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::db::{ApplyOptions, ApplyReport, CheckedBatch, ListFilter, Provenance, Store};
+use crate::db::{ApplyOptions, ApplyReport, CheckedBatch, Provenance, Store};
 use crate::error::{Rejection, StoreError};
 use crate::home::Home;
 
@@ -134,7 +136,12 @@ fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String 
 }
 
 /// Exports the store's shareable records into `dir` (created if needed). `progress` is called
-/// with (files written so far, total) as the export goes.
+/// with (records handled so far, records in the store) as the export goes.
+///
+/// The store is read as a stream, never listed whole: first its comments (kept, since requests
+/// render their public comments into their body), then every other record, whose file is
+/// written as soon as it is decoded; comment files go last, once it is known which requests
+/// stay home (their comments stay home too).
 pub fn export(
     store: &Store,
     key: &SecretKey,
@@ -142,46 +149,172 @@ pub fn export(
     opts: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport> {
-    let local = key.public();
-    let all = store.list(&ListFilter {
-        include_deleted: true,
-        ..Default::default()
+    let mut out = Export {
+        store,
+        local: key.public(),
+        // What may leave is decided by `protocol::may_receive`, the same check as for sync;
+        // `Export::choose` only counts why a record stayed home.
+        audience: Audience {
+            trusted: opts.include_trusted,
+        },
+        report: ExportReport {
+            dir: dir.display().to_string(),
+            ..Default::default()
+        },
+        withheld_requests: HashSet::new(),
+        origins: Origins::default(),
+        deferred: Vec::new(),
+    };
+    let total = store.record_count()?;
+    let comment = Entity::Comment.as_str();
+
+    let mut chosen_comments: Vec<(Option<RecordKey>, Record)> = Vec::new();
+    store.scan(
+        |entity| entity == comment,
+        |r| -> Result<()> {
+            if let Some(c) = out.choose(r)? {
+                chosen_comments.push((comment_parent(&c), c));
+            }
+            Ok(())
+        },
+    )?;
+    let comments = Comments::new(chosen_comments);
+
+    fs::create_dir_all(dir).map_err(|source| BundleError::Write {
+        path: dir.to_path_buf(),
+        source,
     })?;
-    let mut report = ExportReport {
-        dir: dir.display().to_string(),
-        ..Default::default()
-    };
-    // What may leave is decided by `protocol::may_receive`, the same check as for sync; the
-    // branches below only count why a record stayed home.
-    let audience = Audience {
-        trusted: opts.include_trusted,
-    };
-    // A record that may not go out, but was narrowed from a scope that may, goes out as its
-    // signed withdrawal, so importers of an earlier export delete their copy (§4).
-    let mut withdrawals: HashMap<RecordKey, Record> = HashMap::new();
-    for r in &all {
-        if !may_receive(r, &local, audience)
-            && let Some(w) = store.withdrawal(&r.key())?
-            && may_receive(&w, &local, audience)
-        {
-            withdrawals.insert(r.key(), w);
+    let mut files = RecordFiles::new(dir)?;
+    let mut done = 0u64;
+    store.scan(
+        |entity| entity != comment,
+        |r| -> Result<()> {
+            if done % 256 == 0 {
+                progress(done, total);
+            }
+            done += 1;
+            let Some(r) = out.choose(r)? else {
+                return Ok(());
+            };
+            // A request that goes out as its withdrawal carries no comments: they stay home.
+            let rendered = match r.entity {
+                Entity::Request => {
+                    let key = r.key();
+                    if out.withheld_requests.contains(&key) {
+                        &[]
+                    } else {
+                        comments.of(&key)
+                    }
+                }
+                _ => &[],
+            };
+            let text = render(&r, rendered, &out.local, out.origins.several)?;
+            out.origins.note(&r.origin);
+            if r.origin == out.local || out.origins.several {
+                out.write(&mut files, &r, &text)?;
+                if out.origins.several && !out.deferred.is_empty() {
+                    for (r, text) in std::mem::take(&mut out.deferred) {
+                        out.write(&mut files, &r, &text)?;
+                    }
+                }
+            } else {
+                // Its file name depends on whether the export holds several origins, which the
+                // rest of the store decides.
+                out.deferred.push((r, text));
+            }
+            Ok(())
+        },
+    )?;
+
+    // Comments whose request stays home stay home too; the others are now all known, and so
+    // is whether the export holds several origins.
+    let hidden: Vec<bool> = comments
+        .parents
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .is_some_and(|p| out.withheld_requests.contains(p))
+        })
+        .collect();
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if *hidden {
+            out.report.skipped_hidden_parent += 1;
+        } else {
+            out.origins.note(&c.origin);
         }
     }
-    let mut chosen: Vec<&Record> = Vec::new();
-    let mut withheld_requests: BTreeSet<RecordKey> = BTreeSet::new();
-    for r in &all {
-        if may_receive(r, &local, audience) {
-            chosen.push(r);
-            continue;
+    for (r, text) in std::mem::take(&mut out.deferred) {
+        out.write(&mut files, &r, &text)?;
+    }
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if done % 256 == 0 {
+            progress(done.min(total), total);
         }
-        if let Some(w) = withdrawals.get(&r.key()) {
-            chosen.push(w);
-            report.withdrawals += 1;
-            if r.entity == Entity::Request {
-                withheld_requests.insert(r.key());
-            }
-            continue;
+        done += 1;
+        if !*hidden {
+            let text = render(c, &[], &out.local, out.origins.several)?;
+            out.write(&mut files, c, &text)?;
         }
+    }
+    progress(total, total);
+
+    let Export {
+        mut report, local, ..
+    } = out;
+    let (digests, existing) = files.finish();
+    report.files = digests.len() as u64 + 3;
+    let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
+        path: MANIFEST_FILE.into(),
+        source,
+    })?;
+    let manifest_text = manifest.to_text();
+    let signature = BundleSignature::sign(manifest_text.as_bytes(), key, opts.now_ms);
+    let key_file = public_key_file_path(&local);
+    report.removed = remove_stale(dir, existing, &key_file)?;
+    // Written last, each atomically: a bundle whose export was cut short has no manifest that
+    // matches its files.
+    for (path, bytes) in [
+        (MANIFEST_FILE.to_string(), manifest_text),
+        (key_file, write_public_key_file(&local)),
+        (SIGNATURE_FILE.to_string(), signature.to_text()),
+    ] {
+        report.bytes += bytes.len() as u64;
+        write_if_changed(&dir.join(&path), bytes.as_bytes())?;
+    }
+    Ok(report)
+}
+
+/// The state of one export as the store streams by.
+struct Export<'a> {
+    store: &'a Store,
+    local: PublicKey,
+    audience: Audience,
+    report: ExportReport,
+    /// Requests that do not go out as themselves (withheld, or sent as their withdrawal).
+    withheld_requests: HashSet<RecordKey>,
+    origins: Origins,
+    /// Records of other origins than ours, rendered, waiting to know their file name.
+    deferred: Vec<(Record, String)>,
+}
+
+impl Export<'_> {
+    /// What goes out for a stored record: itself, its signed withdrawal (a record that may not
+    /// go out, but was narrowed from a scope that may, so importers of an earlier export delete
+    /// their copy, §4), or nothing, counted by why.
+    fn choose(&mut self, r: Record) -> Result<Option<Record>> {
+        if may_receive(&r, &self.local, self.audience) {
+            return Ok(Some(r));
+        }
+        if r.entity == Entity::Request {
+            self.withheld_requests.insert(r.key());
+        }
+        if let Some(w) = self.store.withdrawal(&r.key())?
+            && may_receive(&w, &self.local, self.audience)
+        {
+            self.report.withdrawals += 1;
+            return Ok(Some(w));
+        }
+        let report = &mut self.report;
         if r.signature.is_none() {
             report.skipped_unsigned += 1;
         } else if r.is_draft() {
@@ -191,90 +324,212 @@ pub fn export(
         } else {
             report.skipped_trusted += 1;
         }
-        if r.entity == Entity::Request {
-            withheld_requests.insert(r.key());
-        }
-    }
-    chosen.retain(|r| {
-        let hidden = r.entity == Entity::Comment
-            && comment_parent(r).is_some_and(|p| withheld_requests.contains(&p));
-        if hidden {
-            report.skipped_hidden_parent += 1;
-        }
-        !hidden
-    });
-
-    // Comments rendered into their request's body, for the app (live ones, in a stable order).
-    let mut comments_of: HashMap<RecordKey, Vec<Record>> = HashMap::new();
-    for r in chosen
-        .iter()
-        .filter(|r| r.entity == Entity::Comment && !r.deleted)
-    {
-        if let Some(parent) = comment_parent(r) {
-            comments_of.entry(parent).or_default().push((*r).clone());
-        }
-    }
-    for list in comments_of.values_mut() {
-        list.sort_by(|a, b| (a.field("Created-At"), &a.id).cmp(&(b.field("Created-At"), &b.id)));
+        Ok(None)
     }
 
-    fs::create_dir_all(dir).map_err(|source| BundleError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let several_origins = chosen.iter().any(|r| r.origin != chosen[0].origin);
-    let total = chosen.len() as u64;
-    let mut digests: Vec<(String, [u8; 32])> = Vec::with_capacity(chosen.len());
-    for (done, r) in chosen.iter().enumerate() {
-        let path = record_path(r, &local, several_origins);
-        let comments = comments_of
-            .get(&r.key())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let options = RecordFileOptions {
-            instance: None,
-            comments,
-        };
-        let text = sync_txt::write_record(r, &options).map_err(|source| BundleError::Codec {
-            path: path.clone(),
-            source,
-        })?;
-        report.bytes += text.len() as u64;
-        if write_if_changed(&dir.join(&path), text.as_bytes())? {
-            report.written += 1;
+    /// Writes a record's file (its name known: see [`record_path`]) and counts it.
+    fn write(&mut self, files: &mut RecordFiles<'_>, r: &Record, text: &str) -> Result<()> {
+        let path = record_path(r, &self.local, self.origins.several);
+        self.report.bytes += text.len() as u64;
+        if files.write(path, text.as_bytes())? {
+            self.report.written += 1;
         }
-        *report.records.entry(r.entity.to_string()).or_default() += 1;
-        digests.push((path, Sha256::digest(text.as_bytes()).into()));
-        if done % 256 == 0 {
-            progress(done as u64, total);
+        match self.report.records.get_mut(r.entity.as_str()) {
+            Some(count) => *count += 1,
+            None => {
+                self.report.records.insert(r.entity.to_string(), 1);
+            }
         }
+        Ok(())
     }
-    progress(total, total);
-
-    let keep: BTreeSet<String> = digests.iter().map(|(p, _)| p.clone()).collect();
-    let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
-        path: MANIFEST_FILE.into(),
-        source,
-    })?;
-    let manifest_text = manifest.to_text();
-    let signature = BundleSignature::sign(manifest_text.as_bytes(), key, opts.now_ms);
-    let key_file = public_key_file_path(&local);
-    report.removed = remove_stale(dir, &keep, &key_file)?;
-    for (path, bytes) in [
-        (MANIFEST_FILE.to_string(), manifest_text),
-        (key_file, write_public_key_file(&local)),
-        (SIGNATURE_FILE.to_string(), signature.to_text()),
-    ] {
-        report.bytes += bytes.len() as u64;
-        write_if_changed(&dir.join(&path), bytes.as_bytes())?;
-    }
-    report.files = keep.len() as u64 + 3;
-    Ok(report)
 }
 
-/// Writes a file unless it already holds exactly these bytes; returns whether it wrote.
+/// Whether the records that go out come from more than one origin (file names depend on it).
+#[derive(Default)]
+struct Origins {
+    first: Option<PublicKey>,
+    several: bool,
+}
+
+impl Origins {
+    fn note(&mut self, origin: &PublicKey) {
+        match self.first {
+            None => self.first = Some(*origin),
+            Some(first) => self.several |= first != *origin,
+        }
+    }
+}
+
+/// The comments that go out (before those of withheld requests are taken out), ordered so the
+/// live comments of each request are one slice, in the order the app shows them.
+struct Comments {
+    records: Vec<Record>,
+    /// The request each comment belongs to, if its reference resolves.
+    parents: Vec<Option<RecordKey>>,
+    /// Live comments of each request: a range of `records`.
+    rendered: HashMap<RecordKey, Range<usize>>,
+}
+
+impl Comments {
+    /// `chosen` in store key order, each with its request.
+    fn new(mut chosen: Vec<(Option<RecordKey>, Record)>) -> Self {
+        /// The request a comment is rendered under: live comments only.
+        fn rendered_under((parent, c): &(Option<RecordKey>, Record)) -> Option<&RecordKey> {
+            parent.as_ref().filter(|_| !c.deleted)
+        }
+        // Stable: comments equal on (Created-At, id) keep the store's order.
+        chosen.sort_by(|a, b| {
+            (rendered_under(a), a.1.field("Created-At"), &a.1.id).cmp(&(
+                rendered_under(b),
+                b.1.field("Created-At"),
+                &b.1.id,
+            ))
+        });
+        let mut rendered: HashMap<RecordKey, Range<usize>> = HashMap::new();
+        for (i, item) in chosen.iter().enumerate() {
+            if let Some(parent) = rendered_under(item) {
+                match rendered.get_mut(parent) {
+                    Some(range) => range.end = i + 1,
+                    None => {
+                        rendered.insert(parent.clone(), i..i + 1);
+                    }
+                }
+            }
+        }
+        let (parents, records) = chosen.into_iter().unzip();
+        Self {
+            records,
+            parents,
+            rendered,
+        }
+    }
+
+    /// The live comments of a request, in the app's order.
+    fn of(&self, request: &RecordKey) -> &[Record] {
+        self.rendered
+            .get(request)
+            .and_then(|range| self.records.get(range.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// A record's `.sync.txt` text, with `comments` rendered into a request's body for the app.
+/// `several_origins` only names the file in an error.
+fn render(
+    r: &Record,
+    comments: &[Record],
+    signer: &PublicKey,
+    several_origins: bool,
+) -> Result<String> {
+    let options = RecordFileOptions {
+        instance: None,
+        comments,
+    };
+    sync_txt::write_record(r, &options).map_err(|source| BundleError::Codec {
+        path: record_path(r, signer, several_origins),
+        source,
+    })
+}
+
+/// Record files written into a bundle directory. A previous export's files are known from the
+/// start: only those are compared and, when their bytes change, replaced atomically (a cut
+/// export never leaves a torn file where a complete one was); every other file is new and
+/// written directly (a torn new file is listed by no manifest, so an import refuses it), and
+/// each entity directory is created once.
+struct RecordFiles<'a> {
+    dir: &'a Path,
+    /// Bundle files present before the export and not written again yet.
+    existing: HashSet<String>,
+    /// Entity directories known to exist.
+    dirs: HashSet<String>,
+    digests: Vec<(String, [u8; 32])>,
+}
+
+impl<'a> RecordFiles<'a> {
+    fn new(dir: &'a Path) -> Result<Self> {
+        Ok(Self {
+            dir,
+            existing: bundle_files(dir)?.into_iter().collect(),
+            dirs: HashSet::new(),
+            digests: Vec::new(),
+        })
+    }
+
+    /// Writes one record file; returns whether its bytes changed (or it is new).
+    fn write(&mut self, rel: String, bytes: &[u8]) -> Result<bool> {
+        let path = self.dir.join(&rel);
+        let written = if self.existing.remove(&rel) {
+            write_if_changed(&path, bytes)?
+        } else {
+            if let Some((parent, _)) = rel.rsplit_once('/')
+                && !self.dirs.contains(parent)
+            {
+                let parent_path = self.dir.join(parent);
+                fs::create_dir_all(&parent_path).map_err(|source| BundleError::Write {
+                    path: parent_path,
+                    source,
+                })?;
+                self.dirs.insert(parent.to_string());
+            }
+            write_new(&path, bytes)?
+        };
+        self.digests.push((rel, Sha256::digest(bytes).into()));
+        Ok(written)
+    }
+
+    /// The digest of every file written, and the previous export's files not written again.
+    fn finish(self) -> (Vec<(String, [u8; 32])>, HashSet<String>) {
+        (self.digests, self.existing)
+    }
+}
+
+/// Writes a file that did not exist: create, write, close. Should the file exist after all, it
+/// is replaced only if its bytes differ, atomically; a file left torn by a failed write is
+/// removed.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return write_if_changed(path, bytes);
+        }
+        Err(source) => {
+            return Err(BundleError::Write {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if let Err(source) = file.write_all(bytes) {
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(BundleError::Write {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(true)
+}
+
+/// Whether the file at `path` holds exactly `bytes` (its size is compared first).
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    if file.metadata().map(|m| m.len()).ok() != Some(bytes.len() as u64) {
+        return false;
+    }
+    let mut old = Vec::with_capacity(bytes.len());
+    file.read_to_end(&mut old).is_ok() && old == bytes
+}
+
+/// Writes a file unless it already holds exactly these bytes, atomically (a temporary file
+/// renamed over it); returns whether it wrote.
 fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if fs::read(path).is_ok_and(|old| old == bytes) {
+    if holds(path, bytes) {
         return Ok(false);
     }
     let err = |source| BundleError::Write {
@@ -290,14 +545,14 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-/// Removes record files of a previous export that are not in `keep`, and public key files other
-/// than ours. Nothing else in the directory is touched.
-fn remove_stale(dir: &Path, keep: &BTreeSet<String>, key_file: &str) -> Result<u64> {
+/// Removes the files of a previous export that this one did not write (`leftover`, bundle-
+/// relative): record files and public key files other than ours. Nothing else in the
+/// directory is touched.
+fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
     let mut removed = 0;
-    for rel in bundle_files(dir)? {
-        let ours = keep.contains(&rel) || rel == key_file;
+    for rel in leftover {
         let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
-        if !ours && bundle_file && rel != MANIFEST_FILE {
+        if rel != key_file && bundle_file && rel != MANIFEST_FILE {
             let path = dir.join(&rel);
             fs::remove_file(&path).map_err(|source| BundleError::Write { path, source })?;
             removed += 1;
@@ -600,9 +855,11 @@ pub struct ImportReport {
 
 /// Imports a checked bundle into the home's store in one transaction, with its provenance.
 /// A bundle imported before, and a dry run, only read the store (opened read-only, so its file
-/// stays byte-for-byte the same).
+/// stays byte-for-byte the same). `open`: the home's store when it is already open (a running
+/// node holds it); `None` opens it here.
 pub fn import(
     home: &Home,
+    open: Option<&Store>,
     bundle: &CheckedBundle,
     dir_label: &str,
     now_ms: u64,
@@ -618,7 +875,14 @@ pub fn import(
         ..Default::default()
     };
     let report = {
-        let (_, store) = home.open_read_only()?;
+        let read_only;
+        let store = match open {
+            Some(store) => store,
+            None => {
+                read_only = home.open_read_only()?.1;
+                &read_only
+            }
+        };
         if store.imported_bundle(&bundle.manifest_digest)?.is_some() {
             out.already_imported = true;
             return Ok(out);
@@ -632,7 +896,14 @@ pub fn import(
     let report = match report {
         Some(planned) => planned,
         None => {
-            let (_, store) = home.open()?;
+            let writable;
+            let store = match open {
+                Some(store) => store,
+                None => {
+                    writable = home.open()?.1;
+                    &writable
+                }
+            };
             let mut opts = apply_options(&bundle.signer, now_ms);
             opts.provenance = Some(Provenance {
                 manifest_digest: bundle.manifest_digest.clone(),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use protocol::wire::Cursor;
 use protocol::{
     Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version, may_receive,
+    may_receive_withdrawal,
 };
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Rejection, Result, StoreError};
 use crate::home::random_bytes;
 
-const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+pub(crate) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
@@ -31,7 +32,7 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
 const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
-const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
+pub(crate) const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
@@ -39,6 +40,7 @@ const META_CLOCK: &str = "clock";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
 const META_INSTANCE_KEY: &str = "instance_key";
+const META_LISTEN_ADDRS: &str = "listen_addrs";
 /// On-disk layout version of this store; bumped on incompatible changes.
 const STORE_FORMAT: u32 = 1;
 
@@ -218,6 +220,11 @@ pub struct PeerState {
     /// start once, so it gets the trusted records its cursor already went past.
     #[serde(default)]
     pub served_trusted: bool,
+    /// The peer was served trusted records and is no longer trusted: our trusted records were
+    /// re-versioned behind fresh withdrawals (see [`Store::withdraw_from_untrusted`]), and the
+    /// peer receives those withdrawals until its cursor into our log reaches this sequence.
+    #[serde(default)]
+    pub withdraw_trusted_until: Option<u64>,
 }
 
 /// One live change-log entry.
@@ -447,7 +454,7 @@ impl Store {
         &self.path
     }
 
-    fn read_tx(&self) -> Result<ReadTransaction> {
+    pub(crate) fn read_tx(&self) -> Result<ReadTransaction> {
         match &self.db {
             Handle::ReadWrite(db) => db.begin_read(),
             Handle::ReadOnly(db) => db.begin_read(),
@@ -455,7 +462,7 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
-    fn write_tx(&self) -> Result<WriteTransaction> {
+    pub(crate) fn write_tx(&self) -> Result<WriteTransaction> {
         match &self.db {
             Handle::ReadWrite(db) => db.begin_write().map_err(|e| self.err(e)),
             Handle::ReadOnly(_) => Err(self.err("opened read-only")),
@@ -466,21 +473,21 @@ impl Store {
         self.epoch
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+    pub(crate) fn err(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
             message: e.to_string(),
         }
     }
 
-    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+    pub(crate) fn corrupt(&self, what: impl Into<String>) -> StoreError {
         StoreError::Corrupt {
             path: self.path.clone(),
             what: what.into(),
         }
     }
 
-    fn decode_value(&self, value: &[u8]) -> Result<(u64, Record)> {
+    pub(crate) fn decode_value(&self, value: &[u8]) -> Result<(u64, Record)> {
         let seq = value
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -587,6 +594,43 @@ impl Store {
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// Number of records in the store, every origin, entity and scope (tombstones included).
+    pub fn record_count(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        let tx = self.read_tx()?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        records.len().map_err(|e| self.err(e))
+    }
+
+    /// Visits every record (tombstones included) whose entity name `wanted` accepts, in key
+    /// order (origin, entity, id), one at a time, inside one read transaction: nothing is
+    /// collected, and unwanted records are skipped on their key, before being decoded. An error
+    /// from `visit` stops the scan and is returned.
+    pub fn scan<E: From<StoreError>>(
+        &self,
+        mut wanted: impl FnMut(&str) -> bool,
+        mut visit: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let tx = self.read_tx()?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        for item in records.range::<&[u8]>(..).map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            // Key bytes: origin (32) ++ entity ++ NUL ++ id (see `key_bytes`).
+            let entity = key
+                .value()
+                .get(32..)
+                .and_then(|rest| rest.split(|&b| b == 0).next())
+                .and_then(|name| std::str::from_utf8(name).ok())
+                .ok_or_else(|| self.corrupt("record key"))?;
+            if !wanted(entity) {
+                continue;
+            }
+            let (_, record) = self.decode_value(value.value())?;
+            visit(record)?;
+        }
+        Ok(())
     }
 
     /// Changes a local record inside one transaction. `edit` sees the current version (if any)
@@ -773,23 +817,44 @@ impl Store {
         old_seq: Option<u64>,
         record: &Record,
     ) -> Result<u64> {
-        let seq = meta
+        let seq = self.next_seq(meta)?;
+        meta.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        self.put_sealed(records, log, kb, old_seq, seq, &record.to_sealed_bytes())?;
+        Ok(seq)
+    }
+
+    /// The next change-log sequence to issue.
+    fn next_seq(&self, meta: &redb::Table<&str, &[u8]>) -> Result<u64> {
+        Ok(meta
             .get(META_NEXT_SEQ)
             .map_err(|e| self.err(e))?
             .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(1);
-        meta.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes().as_slice())
-            .map_err(|e| self.err(e))?;
+            .unwrap_or(1))
+    }
+
+    /// Stores a sealed record under `kb` with change-log sequence `seq` (the caller issues it),
+    /// removing the key's old log entry.
+    fn put_sealed(
+        &self,
+        records: &mut redb::Table<&[u8], &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        kb: &[u8],
+        old_seq: Option<u64>,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<()> {
         if let Some(old) = old_seq {
             log.remove(old).map_err(|e| self.err(e))?;
         }
         log.insert(seq, kb).map_err(|e| self.err(e))?;
-        let mut value = seq.to_be_bytes().to_vec();
-        value.extend_from_slice(&record.to_sealed_bytes());
+        let mut value = Vec::with_capacity(8 + sealed.len());
+        value.extend_from_slice(&seq.to_be_bytes());
+        value.extend_from_slice(sealed);
         records
             .insert(kb, value.as_slice())
             .map_err(|e| self.err(e))?;
-        Ok(seq)
+        Ok(())
     }
 
     /// Applies incoming versions in one transaction with the §5 rules: higher version wins;
@@ -802,7 +867,8 @@ impl Store {
 
     /// Applies a batch whose records were checked by [`CheckedBatch::check`], in one
     /// transaction. With `all_or_nothing` and a rejected record, returns the first rejection
-    /// without opening a write transaction.
+    /// without opening a write transaction. Records are stored as the sealed bytes that were
+    /// checked; sequence numbers and counters are read and written once per batch.
     pub fn apply_checked(&self, batch: &CheckedBatch, opts: &ApplyOptions) -> Result<ApplyReport> {
         if opts.all_or_nothing
             && let Some((index, key, reason)) = batch.first_rejection()
@@ -817,14 +883,21 @@ impl Store {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
             let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
-            for (index, (incoming, verdict)) in
-                batch.records.iter().zip(&batch.verdicts).enumerate()
+            let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+            let first_seq = self.next_seq(&meta)?;
+            let mut seq = first_seq;
+            for (index, ((incoming, verdict), sealed)) in batch
+                .records
+                .iter()
+                .zip(&batch.verdicts)
+                .zip(&batch.sealed)
+                .enumerate()
             {
                 if opts.fail_after == Some(index) {
                     return Err(StoreError::InjectedFault(index));
                 }
                 if let Some(reason) = verdict {
-                    bump(&mut counters, reason.counter(), 1).map_err(|e| self.err(e))?;
+                    *counts.entry(reason.counter()).or_default() += 1;
                     report.count_rejection(incoming, reason);
                     continue;
                 }
@@ -835,7 +908,7 @@ impl Store {
                 };
                 let decision = decide(current.as_ref().map(|(_, r)| r), incoming);
                 report.count(&decision);
-                bump(&mut counters, decision.counter(), 1).map_err(|e| self.err(e))?;
+                *counts.entry(decision.counter()).or_default() += 1;
                 if let Decision::Conflict { winner, loser, .. } = &decision {
                     let entry = Conflict {
                         origin: incoming.origin.to_base64(),
@@ -857,8 +930,16 @@ impl Store {
                 }
                 if decision.replaces() {
                     let old_seq = current.as_ref().map(|(seq, _)| *seq);
-                    self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, incoming)?;
+                    self.put_sealed(&mut records, &mut log, &kb, old_seq, seq, sealed)?;
+                    seq += 1;
                 }
+            }
+            if seq != first_seq {
+                meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            for (name, by) in counts {
+                bump(&mut counters, name, by).map_err(|e| self.err(e))?;
             }
             if let Some((peer, cursor)) = &opts.cursor {
                 let mut cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
@@ -954,6 +1035,14 @@ impl Store {
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+        // A peer that was un-trusted is still owed the withdrawals of our trusted records.
+        let owed = match receiver {
+            Some(peer) => self.owes_withdrawals(&tx, peer)?,
+            None => false,
+        };
+        let may = |r: &Record| {
+            may_receive(r, sender, audience) || (owed && may_receive_withdrawal(r, sender))
+        };
         let mut out = Outgoing {
             records: Vec::new(),
             last_seq: after_seq,
@@ -980,7 +1069,7 @@ impl Store {
             if receiver == Some(&record.origin) {
                 continue;
             }
-            if may_receive(&record, sender, audience) {
+            if may(&record) {
                 out.records.push(record);
                 continue;
             }
@@ -992,7 +1081,7 @@ impl Store {
                 None => None,
             };
             match withdrawal {
-                Some(w) if may_receive(&w, sender, audience) => out.records.push(w),
+                Some(w) if may(&w) => out.records.push(w),
                 _ => out.filtered += 1,
             }
         }
@@ -1156,6 +1245,367 @@ impl Store {
         }
         Ok(out)
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Pruning (`wb sync prune`), withdrawals owed to un-trusted peers, advertised addresses.
+    // -----------------------------------------------------------------------------------------
+
+    /// Forgets everything that originated at `origin`, in one transaction: its records
+    /// (tombstones included), their change-log and conflict-log entries, our cursor into its log
+    /// and its runtime state (last sync, errors, counters). What we owe that peer is kept (that
+    /// it was served trusted records, the withdrawals it is still due). `local` is this
+    /// instance: pruning it is refused, local records are never pruned. With `dry_run` nothing is
+    /// written (a read-only store works) and the report says what would go.
+    ///
+    /// Nothing is sent to anyone: peers keep their copies. Since the cursor is gone, the next
+    /// pull from `origin` starts from 0 and brings its records back; another peer relays one back
+    /// only when a newer version of it reaches that peer (its cursor is already past the rest).
+    pub fn prune_origin(
+        &self,
+        local: &PublicKey,
+        origin: &PublicKey,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        if origin == local || self.instance_key()?.as_ref() == Some(origin) {
+            return Err(StoreError::OwnKeyAsPeer {
+                key_id: origin.key_id(),
+            });
+        }
+        let start = origin.as_bytes().to_vec();
+        let mut end = start.clone();
+        // Keys of one origin are `origin ++ entity …`; UTF-8 never holds 0xff.
+        end.push(0xff);
+        let bounds = (
+            std::ops::Bound::Included(start.as_slice()),
+            std::ops::Bound::Excluded(end.as_slice()),
+        );
+        let peer_key = origin.as_bytes().as_slice();
+        if dry_run {
+            let tx = self.read_tx()?;
+            let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
+            let cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
+            let states = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+            let victims = self.prunable(&records, bounds, |_| true)?;
+            let mut report = PruneReport::counting(&victims);
+            report.conflicts = self.keys_in(&conflicts, bounds)?.len() as u64;
+            report.cursor = cursors.get(peer_key).map_err(|e| self.err(e))?.is_some();
+            if let Some(v) = states.get(peer_key).map_err(|e| self.err(e))? {
+                let state: PeerState = serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("peer state: {e}")))?;
+                report.peer_state = state != state.pruned();
+            }
+            return Ok(report);
+        }
+        let tx = self.write_tx()?;
+        let report = {
+            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+            let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+            let mut conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
+            let mut cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
+            let mut states = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+            let victims = self.prunable(&records, bounds, |_| true)?;
+            self.remove_pruned(&mut records, &mut log, &mut withdrawals, &victims)?;
+            let mut report = PruneReport::counting(&victims);
+            let conflict_keys = self.keys_in(&conflicts, bounds)?;
+            for k in &conflict_keys {
+                conflicts.remove(k.as_slice()).map_err(|e| self.err(e))?;
+            }
+            report.conflicts = conflict_keys.len() as u64;
+            report.cursor = cursors.remove(peer_key).map_err(|e| self.err(e))?.is_some();
+            let state = match states.get(peer_key).map_err(|e| self.err(e))? {
+                Some(v) => Some(
+                    serde_json::from_slice::<PeerState>(v.value())
+                        .map_err(|e| self.corrupt(format!("peer state: {e}")))?,
+                ),
+                None => None,
+            };
+            if let Some(state) = state
+                && state != state.pruned()
+            {
+                report.peer_state = true;
+                let json = serde_json::to_vec(&state.pruned()).map_err(|e| self.err(e))?;
+                states
+                    .insert(peer_key, json.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            report
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(report)
+    }
+
+    /// Drops every record of another origin (tombstones included) whose version is dated
+    /// before `cutoff_ms` (Unix ms), with its change-log entry, in one transaction. Records of
+    /// `local` (and of the store's own instance key) are never pruned; cursors, peer state and
+    /// the conflict log stay. With `dry_run` nothing is written.
+    ///
+    /// A dropped record comes back only if a peer sends it again: a newer version, or a pull
+    /// that starts from 0. A dropped tombstone can therefore let an old copy held elsewhere
+    /// come back the same way.
+    pub fn prune_older_than(
+        &self,
+        local: &PublicKey,
+        cutoff_ms: u64,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        let own = self.instance_key()?;
+        let select =
+            |r: &Record| r.origin != *local && Some(r.origin) != own && r.version.ms < cutoff_ms;
+        let all = (
+            std::ops::Bound::<&[u8]>::Unbounded,
+            std::ops::Bound::<&[u8]>::Unbounded,
+        );
+        if dry_run {
+            let tx = self.read_tx()?;
+            let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            return Ok(PruneReport::counting(
+                &self.prunable(&records, all, select)?,
+            ));
+        }
+        let tx = self.write_tx()?;
+        let report = {
+            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+            let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+            let victims = self.prunable(&records, all, select)?;
+            self.remove_pruned(&mut records, &mut log, &mut withdrawals, &victims)?;
+            PruneReport::counting(&victims)
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(report)
+    }
+
+    /// The records in `bounds` that `select` picks: key bytes, log sequence, entity, deleted.
+    fn prunable<T>(
+        &self,
+        records: &T,
+        bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>),
+        select: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<Pruned>>
+    where
+        T: ReadableTable<&'static [u8], &'static [u8]>,
+    {
+        let mut out = Vec::new();
+        for item in records.range::<&[u8]>(bounds).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (seq, record) = self.decode_value(v.value())?;
+            if select(&record) {
+                out.push(Pruned {
+                    key: k.value().to_vec(),
+                    seq,
+                    entity: record.entity.to_string(),
+                    deleted: record.deleted,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The keys of a byte-keyed table in `bounds`.
+    fn keys_in<T>(
+        &self,
+        table: &T,
+        bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>),
+    ) -> Result<Vec<Vec<u8>>>
+    where
+        T: ReadableTable<&'static [u8], &'static [u8]>,
+    {
+        let mut out = Vec::new();
+        for item in table.range::<&[u8]>(bounds).map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(k.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    fn remove_pruned(
+        &self,
+        records: &mut redb::Table<&[u8], &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        withdrawals: &mut redb::Table<&[u8], &[u8]>,
+        victims: &[Pruned],
+    ) -> Result<()> {
+        for v in victims {
+            records.remove(v.key.as_slice()).map_err(|e| self.err(e))?;
+            log.remove(v.seq).map_err(|e| self.err(e))?;
+            withdrawals
+                .remove(v.key.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Settles what `peer` is owed before we serve it a pull (`cursor` is the one it sent;
+    /// `trusted`: whether it is trusted now). Returns how many records were re-versioned.
+    ///
+    /// A peer that was served trusted records (`PeerState::served_trusted`) and is no longer
+    /// trusted still holds copies of them. The first time it is served untrusted, every live
+    /// trusted record of ours gets, in one transaction, a fresh signed withdrawal (a tombstone
+    /// with the widest scope the record ever had) and, one version above it, the same content
+    /// re-signed, so the record moves to the end of the change log. The peer's next pull then
+    /// carries those withdrawals (see [`Store::outgoing`]) and the peer deletes its copies;
+    /// trusted peers get the re-signed records, and a peer trusted again later gets them too
+    /// (they are newer than its withdrawals). Idempotent: this happens once per un-trusting;
+    /// a pull cut midway resumes from the peer's cursor like any other. The peer stays owed
+    /// those withdrawals until its cursor passes the last re-versioned record, or it is
+    /// trusted again.
+    pub fn withdraw_from_untrusted(
+        &self,
+        key: &SecretKey,
+        peer: &PublicKey,
+        trusted: bool,
+        cursor: &Cursor,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let settle = |state: &PeerState| {
+            let caught_up = state
+                .withdraw_trusted_until
+                .is_some_and(|until| cursor.epoch == self.epoch.0 && cursor.seq >= until);
+            let bump = !trusted && state.served_trusted;
+            let clear = state.withdraw_trusted_until.is_some() && (trusted || caught_up);
+            (bump, clear)
+        };
+        if settle(&self.peer_state(peer)?) == (false, false) {
+            return Ok(0);
+        }
+        let me = key.public();
+        let tx = self.write_tx()?;
+        let moved = {
+            let mut states = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+            let mut state: PeerState = match states
+                .get(peer.as_bytes().as_slice())
+                .map_err(|e| self.err(e))?
+            {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt(format!("peer state: {e}")))?,
+                None => PeerState::default(),
+            };
+            let (bump, clear) = settle(&state);
+            if clear {
+                state.withdraw_trusted_until = None;
+            }
+            let mut moved = 0u64;
+            if bump {
+                let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+                let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+                let start = me.as_bytes().to_vec();
+                let mut end = start.clone();
+                end.push(0xff);
+                let mut targets = Vec::new();
+                for item in records
+                    .range::<&[u8]>(start.as_slice()..end.as_slice())
+                    .map_err(|e| self.err(e))?
+                {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    let (seq, record) = self.decode_value(v.value())?;
+                    if !record.deleted
+                        && record.signature.is_some()
+                        && record.effective_scope() == Scope::Trusted
+                    {
+                        targets.push((k.value().to_vec(), seq, record));
+                    }
+                }
+                let mut clock = meta
+                    .get(META_CLOCK)
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| version_from_bytes(v.value()))
+                    .unwrap_or(Version::ZERO);
+                for (kb, seq, record) in targets {
+                    let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                        Some(v) => Some(
+                            Record::from_sealed_bytes(v.value())
+                                .map_err(|e| self.corrupt(format!("withdrawal: {e}")))?,
+                        ),
+                        None => None,
+                    };
+                    clock = Version::next_after(clock.max(record.version), now_ms);
+                    let mut tombstone = Record {
+                        version: clock,
+                        scope: earlier.map_or(record.scope, |w| w.scope.max(record.scope)),
+                        deleted: true,
+                        fields: Vec::new(),
+                        body: String::new(),
+                        signature: None,
+                        ..record.clone()
+                    };
+                    tombstone.sign(key)?;
+                    withdrawals
+                        .insert(kb.as_slice(), tombstone.to_sealed_bytes().as_slice())
+                        .map_err(|e| self.err(e))?;
+                    clock = Version::next_after(clock, now_ms);
+                    let mut again = Record {
+                        version: clock,
+                        signature: None,
+                        ..record
+                    };
+                    again.sign(key)?;
+                    self.write_record(&mut records, &mut log, &mut meta, &kb, Some(seq), &again)?;
+                    moved += 1;
+                }
+                meta.insert(META_CLOCK, version_bytes(clock).as_slice())
+                    .map_err(|e| self.err(e))?;
+                let last = meta
+                    .get(META_NEXT_SEQ)
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(1)
+                    - 1;
+                state.served_trusted = false;
+                state.withdraw_trusted_until = Some(last);
+            }
+            let json = serde_json::to_vec(&state).map_err(|e| self.err(e))?;
+            states
+                .insert(peer.as_bytes().as_slice(), json.as_slice())
+                .map_err(|e| self.err(e))?;
+            moved
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(moved)
+    }
+
+    /// Whether `peer` is owed the withdrawals of our trusted records (read in `tx`).
+    fn owes_withdrawals(&self, tx: &ReadTransaction, peer: &PublicKey) -> Result<bool> {
+        let states = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
+        let value = states
+            .get(peer.as_bytes().as_slice())
+            .map_err(|e| self.err(e))?;
+        match value {
+            Some(v) => Ok(serde_json::from_slice::<PeerState>(v.value())
+                .map_err(|e| self.corrupt(format!("peer state: {e}")))?
+                .withdraw_trusted_until
+                .is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// Records the addresses a running node can be reached at (`wb node run` does), so that
+    /// `wb id` can put them in a ticket while no node runs.
+    pub fn set_listen_addrs(&self, addrs: &[String]) -> Result<()> {
+        let json = serde_json::to_vec(addrs).map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(META_LISTEN_ADDRS, json.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The addresses recorded by [`Store::set_listen_addrs`] (empty if none were).
+    pub fn listen_addrs(&self) -> Result<Vec<String>> {
+        let tx = self.read_tx()?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let value = meta.get(META_LISTEN_ADDRS).map_err(|e| self.err(e))?;
+        match value {
+            Some(v) => serde_json::from_slice(v.value())
+                .map_err(|e| self.corrupt(format!("listen addresses: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// Incoming versions with the verdict of the checks that need no store: signature (against the
@@ -1165,6 +1615,8 @@ impl Store {
 pub struct CheckedBatch {
     records: Vec<Record>,
     verdicts: Vec<Option<Rejection>>,
+    /// Each record's sealed form, as checked: what the store writes.
+    sealed: Vec<Vec<u8>>,
 }
 
 /// Batches smaller than this are checked on the calling thread.
@@ -1175,37 +1627,64 @@ const CHECK_THREADS_MAX: usize = 16;
 impl CheckedBatch {
     /// Checks every record, verifying signatures on all cores for large batches.
     pub fn check(records: Vec<Record>, opts: &ApplyOptions) -> Self {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(CHECK_THREADS_MAX);
-        let verdicts = if records.len() < PARALLEL_CHECK_MIN || threads < 2 {
-            records
-                .iter()
-                .map(|r| check_incoming(r, opts).err())
-                .collect()
-        } else {
-            let chunk = records.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = records
-                    .chunks(chunk)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.iter()
-                                .map(|r| check_incoming(r, opts).err())
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| {
-                        // A panic in a checker is a bug; re-raise it on this thread.
-                        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-                    })
-                    .collect()
+        let (verdicts, sealed) = par_map(&records, |r| {
+            (check_incoming(r, opts).err(), r.to_sealed_bytes())
+        })
+        .into_iter()
+        .unzip();
+        Self {
+            records,
+            verdicts,
+            sealed,
+        }
+    }
+
+    /// Decodes sealed records (as received from a peer) and checks them like [`check`], on
+    /// all cores for large batches; the store then writes exactly these bytes. Bytes that do
+    /// not decode as a record fail the whole batch: their index and why.
+    ///
+    /// [`check`]: CheckedBatch::check
+    pub fn check_sealed(
+        sealed: Vec<Vec<u8>>,
+        opts: &ApplyOptions,
+    ) -> std::result::Result<Self, (usize, protocol::ProtocolError)> {
+        let checked = par_map(&sealed, |bytes| {
+            Record::from_sealed_bytes(bytes).map(|r| {
+                let verdict = check_incoming(&r, opts).err();
+                (r, verdict)
             })
-        };
-        Self { records, verdicts }
+        });
+        let mut records = Vec::with_capacity(sealed.len());
+        let mut verdicts = Vec::with_capacity(sealed.len());
+        for (index, item) in checked.into_iter().enumerate() {
+            let (record, verdict) = item.map_err(|e| (index, e))?;
+            records.push(record);
+            verdicts.push(verdict);
+        }
+        Ok(Self {
+            records,
+            verdicts,
+            sealed,
+        })
+    }
+
+    /// Drops the records `keep` refuses (e.g. what a peer may not pass on); returns how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) -> usize {
+        let before = self.records.len();
+        let mut kept = (Vec::new(), Vec::new(), Vec::new());
+        for ((r, v), s) in std::mem::take(&mut self.records)
+            .into_iter()
+            .zip(std::mem::take(&mut self.verdicts))
+            .zip(std::mem::take(&mut self.sealed))
+        {
+            if keep(&r) {
+                kept.0.push(r);
+                kept.1.push(v);
+                kept.2.push(s);
+            }
+        }
+        (self.records, self.verdicts, self.sealed) = kept;
+        before - self.records.len()
     }
 
     /// The first rejected record: its index, key and reason.
@@ -1227,6 +1706,32 @@ impl CheckedBatch {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+}
+
+/// `f` over `items`, in order, on all cores (at most [`CHECK_THREADS_MAX`]) when there are
+/// enough items to be worth the threads.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(CHECK_THREADS_MAX);
+    if items.len() < PARALLEL_CHECK_MIN || threads < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a checker is a bug; re-raise it on this thread.
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    })
 }
 
 /// What the §5 rules do with one incoming version, given the current one.
@@ -1382,5 +1887,56 @@ fn db_open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
             path: path.to_path_buf(),
             message: other.to_string(),
         },
+    }
+}
+
+/// One record picked by a prune.
+struct Pruned {
+    key: Vec<u8>,
+    seq: u64,
+    entity: String,
+    deleted: bool,
+}
+
+/// What a prune removed (or, in a dry run, would remove).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Records by entity name, tombstones included.
+    pub records: BTreeMap<String, u64>,
+    /// How many of those were tombstones (deleted records).
+    pub tombstones: u64,
+    /// Conflict-log entries about those records (`prune_origin` only).
+    pub conflicts: u64,
+    /// Our cursor into the peer's log was dropped: the next pull from it starts from 0.
+    pub cursor: bool,
+    /// The peer's runtime state (last sync, errors, counters) was reset.
+    pub peer_state: bool,
+}
+
+impl PruneReport {
+    fn counting(victims: &[Pruned]) -> Self {
+        let mut report = PruneReport::default();
+        for v in victims {
+            *report.records.entry(v.entity.clone()).or_default() += 1;
+            report.tombstones += u64::from(v.deleted);
+        }
+        report
+    }
+
+    /// Records in all, tombstones included.
+    pub fn total(&self) -> u64 {
+        self.records.values().sum()
+    }
+}
+
+impl PeerState {
+    /// What `prune_origin` keeps of a peer's state: what we owe it (whether it was served
+    /// trusted records, the withdrawals it is still due); last sync, errors and counters go.
+    fn pruned(&self) -> PeerState {
+        PeerState {
+            served_trusted: self.served_trusted,
+            withdraw_trusted_until: self.withdraw_trusted_until,
+            ..PeerState::default()
+        }
     }
 }

@@ -1,24 +1,28 @@
 //! The wb store crate: the home directory with its key files ([`home`]) and the redb store of
-//! records, change log, epoch, clock, conflicts and counters ([`db`]), and the peer registry
-//! `sync_peers.txt` ([`peers`]). It knows nothing of the network, and redb types never appear
-//! in its public API.
+//! records, change log, epoch, clock, conflicts and counters ([`db`]), the peer registry
+//! `sync_peers.txt` ([`peers`]), and a hub's directory of announced addresses ([`hub`]). It
+//! knows nothing of the network, and redb types never appear in its public API.
 
 pub mod bundles;
 pub mod db;
 mod error;
 pub mod home;
+pub mod hub;
 pub mod peers;
 pub mod time;
 
 pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
-    LocalChange, Outgoing, PeerState, Provenance, Store, counter,
+    LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,
 };
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome};
+pub use hub::{DirectoryEntry, Holding};
 pub use peers::{
     Peer, add_peer, find_peer, load_peers, peer_by_key, remove_peer, save_peers, update_peer,
 };
 
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;

@@ -436,14 +436,22 @@ impl TestHome {
     /// line (never a fixed sleep). Use the address of an earlier run to restart a node where
     /// its peers expect it.
     pub fn start_node_with(&self, listen: &str, extra: &[&str]) -> NodeProcess {
+        let mut args = vec!["node", "run", "--listen", listen];
+        args.extend_from_slice(extra);
+        self.start_ready(&args).0
+    }
+
+    /// Starts `wb --json ARGS…` (a command that prints a JSON ready line: `node run`, `hub run`)
+    /// and waits for its ready line; returns the process and the parsed ready line.
+    pub fn start_ready(&self, args: &[&str]) -> (NodeProcess, Value) {
         use std::io::BufRead;
         use std::sync::atomic::{AtomicUsize, Ordering};
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let log = self.dir().join(format!("node-{n}.log"));
         let log_file = std::fs::File::create(&log).expect("create the node's log file");
-        let mut cmd = self.command(["--json", "node", "run", "--listen", listen]);
-        cmd.args(extra)
+        let mut cmd = self.command(["--json"]);
+        cmd.args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
@@ -489,13 +497,16 @@ impl TestHome {
             .filter_map(|a| a.as_str()?.parse::<std::net::SocketAddr>().ok())
             .find(std::net::SocketAddr::is_ipv4)
             .unwrap_or_else(|| panic!("no IPv4 address in the ready line: {line}"));
-        NodeProcess {
-            child,
-            endpoint_id,
-            addr,
-            log,
-            rest: Some(rest),
-        }
+        (
+            NodeProcess {
+                child,
+                endpoint_id,
+                addr,
+                log,
+                rest: Some(rest),
+            },
+            ready,
+        )
     }
 
     /// Registers `other` as peer NAME: `wb sync peers add NAME --key HEX [--addr A] [--trusted]`.
@@ -589,4 +600,46 @@ pub fn base32(key: &protocol::PublicKey) -> String {
     data_encoding::BASE32_NOPAD
         .encode(key.as_bytes())
         .to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hubs: `wb hub run` as a child process.
+// ---------------------------------------------------------------------------------------------
+
+/// A running `wb hub run` and what its ready line said.
+#[derive(Debug)]
+pub struct HubProcess {
+    pub process: NodeProcess,
+    /// The relay URL instances are given (`--relay-listen`), if any.
+    pub relay_url: Option<String>,
+}
+
+impl TestHome {
+    /// Starts `wb --json hub run --listen 127.0.0.1:0 EXTRA…` on this home (created if new) and
+    /// waits for its ready line.
+    pub fn start_hub(&self, extra: &[&str]) -> HubProcess {
+        let mut args = vec!["hub", "run", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (process, ready) = self.start_ready(&args);
+        assert_eq!(ready["role"], "hub", "not a hub's ready line: {ready}");
+        HubProcess {
+            process,
+            relay_url: ready["relay_url"].as_str().map(str::to_string),
+        }
+    }
+
+    /// Registers a running hub as peer NAME: `wb sync peers add NAME --key HEX --addr A --hub`.
+    pub fn add_hub(&self, name: &str, hub: &TestHome, process: &NodeProcess) {
+        self.ok([
+            "sync",
+            "peers",
+            "add",
+            name,
+            "--key",
+            &hub.public_key().to_hex(),
+            "--addr",
+            &process.addr().to_string(),
+            "--hub",
+        ]);
+    }
 }

@@ -3,3 +3,4 @@
 //! [`harness`] runs the real `wb` binary in temporary directories (ripgrep's `TestCommand`).
 
 pub mod harness;
+pub mod pty;

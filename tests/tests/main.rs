@@ -2,5 +2,10 @@
 
 mod bundles;
 mod cli;
+mod continuous;
+mod control;
+mod hub;
 mod peers;
+mod prune;
 mod sync;
+mod vouch;

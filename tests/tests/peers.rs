@@ -391,7 +391,8 @@ fn trust_untrust_revoke_and_remove() {
 
     assert_eq!(
         t.ok(["sync", "peers", "untrust", "riverside"]),
-        "peer riverside is no longer trusted\n"
+        "peer riverside is no longer trusted; at the next sync with it, it is told to delete \
+         the trusted records it received from us\n"
     );
     assert_eq!(flag("trusted"), false);
     assert_eq!(
@@ -404,7 +405,9 @@ fn trust_untrust_revoke_and_remove() {
     // Revoking clears trust; a revoked peer cannot be trusted again.
     assert_eq!(
         t.ok(["sync", "peers", "revoke", "riverside"]),
-        "revoked peer riverside: its connections will be refused and it receives nothing\n"
+        "revoked peer riverside: its connections will be refused and it receives nothing (it \
+         keeps the trusted records it already received: to withdraw them, untrust it and sync \
+         with it before revoking)\n"
     );
     assert_eq!(flag("revoked"), true);
     assert_eq!(flag("trusted"), false);

@@ -317,7 +317,7 @@ fn bundle_shape(export_json: &str, files: &[(String, Vec<u8>)]) -> Result<Bundle
 }
 
 /// CPU time (user, system) this process has used so far, all threads.
-fn own_cpu() -> (Duration, Duration) {
+pub(super) fn own_cpu() -> (Duration, Duration) {
     getrusage(UsageWho::RUSAGE_SELF).map_or((Duration::ZERO, Duration::ZERO), |u| {
         let d = |t: nix::sys::time::TimeVal| {
             Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
@@ -387,7 +387,7 @@ fn baseline_import(
     Ok(own_sample(start, cpu0))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.is_empty() {
@@ -423,7 +423,7 @@ fn phase(samples: &[Sample], records: usize, bytes: u64) -> Value {
     })
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(super) fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
 }
@@ -520,7 +520,7 @@ fn summarize(
 }
 
 /// Thousands separators for a whole number.
-fn grouped(x: f64) -> String {
+pub(super) fn grouped(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -3,7 +3,9 @@
 
 pub mod bundles;
 pub mod dataset;
+pub mod hub;
 pub mod measure;
+pub mod sync;
 
 /// Benchmarks stop at the first error and print it; they never fail on a missed target.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

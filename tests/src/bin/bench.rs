@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p wb-tests --bin bench -- bundles [--records N] [--runs R] [--json]
+//! cargo run --release -p wb-tests --bin bench -- sync [--records N] [--runs R] [--json]
+//! cargo run --release -p wb-tests --bin bench -- hub [--instances 5,20] [--records R] [--json]
 //! ```
 //!
 //! Each benchmark is a subcommand with its module in `src/bench/`.
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use bench::{bundles, measure};
+use bench::{bundles, hub, measure, sync};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +38,12 @@ struct Cli {
 enum Command {
     /// Export and import N records through the real `wb sync export|import` (issue 3).
     Bundles(bundles::BundlesArgs),
+    /// Sync N records from a node to a fresh node over iroh on loopback, with its stages
+    /// measured alone, and one-record incremental syncs (issue 4).
+    Sync(sync::SyncArgs),
+    /// Fan-out through a hub: N instances each publishing R public records, synced through
+    /// one `wb hub run` until every instance holds all; hub peak memory (issue 5).
+    Hub(hub::HubArgs),
     /// Runs one program and prints its wall time, peak memory and CPU time as JSON (used by
     /// the benchmarks to measure `wb`).
     #[command(name = measure::MEASURE_CHILD, hide = true)]
@@ -50,6 +58,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Bundles(args) => bundles::run(args, cli.json),
+        Command::Sync(args) => sync::run(args, cli.json),
+        Command::Hub(args) => hub::run(args, cli.json),
         Command::MeasureChild { program, args } => return measure::measure_child(program, args),
     };
     match result {

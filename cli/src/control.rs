@@ -1,0 +1,363 @@
+//! The control socket (§7): while `wb node run` holds a home's store, every other `wb` command on
+//! that home is executed by the running node, which has the store open.
+//!
+//! The socket is `<home>/node.sock`, mode 0600, and the node also checks that the connecting
+//! process runs as its own user. A client sends one request (its arguments, its working
+//! directory, whether its stdin is a terminal) as one JSON line; the node parses the arguments
+//! exactly as `wb` does, runs the command on its open store and sends back one [`Reply`]: the
+//! exit status and the very lines `wb` would have printed. So a command's output is the same with
+//! and without a running node.
+//!
+//! Questions to the operator (`confirm`) cannot be asked by the node: it answers with the
+//! question instead, the client asks it on its own terminal and, on "yes", sends the command
+//! again with `--yes`.
+
+use std::cell::Cell;
+use std::io::{BufReader, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use store::Home;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
+
+use crate::args::{Cli, Command, NodeCommand, RecordCommand, SyncCommand};
+use crate::render::Reply;
+
+/// The socket's file name in the home.
+pub const SOCKET_NAME: &str = "node.sock";
+/// Largest request accepted (arguments and working directory).
+const MAX_REQUEST: u64 = 1 << 20;
+/// Commands run at once for control clients; more wait.
+const MAX_CONCURRENT: usize = 8;
+
+pub fn socket_path(home: &Home) -> PathBuf {
+    home.root().join(SOCKET_NAME)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    /// The arguments after the program name, as given.
+    argv: Vec<String>,
+    /// The client's working directory: relative paths in the arguments are relative to it.
+    cwd: PathBuf,
+    /// Whether the client can ask its operator a question.
+    stdin_tty: bool,
+}
+
+thread_local! {
+    /// Set while a command runs for a control client: whether that client has a terminal.
+    static CLIENT_TTY: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// `Some(client has a terminal)` while running a command for a control client, else `None`.
+pub(crate) fn client_tty() -> Option<bool> {
+    CLIENT_TTY.with(Cell::get)
+}
+
+/// The node cannot ask the client's operator; the client asks this question and repeats the
+/// command with `--yes` if the answer is yes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NeedsAnswer(pub String);
+
+/// Commands that run in the node's own process never go through the socket.
+fn stays_local(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Node(NodeCommand::Run { .. }) | Command::Hub(crate::args::HubCommand::Run { .. })
+    )
+}
+
+/// Runs the command through the home's running node, if there is one. `None`: no node answers
+/// on this home (no socket, or a stale one left by a killed node), so the command runs here.
+pub fn forward(cli: &Cli) -> Option<Reply> {
+    if stays_local(&cli.command) {
+        return None;
+    }
+    let path = socket_path(&Home::new(&cli.home));
+    let stream = UnixStream::connect(&path).ok()?;
+    Some(call(stream, &path, cli).unwrap_or_else(|e| Reply::error(&e)))
+}
+
+fn call(mut stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {
+    let mut argv = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => argv.push(s),
+            Err(a) => bail!(
+                "argument {} is not UTF-8, so it cannot be sent to the running node",
+                a.to_string_lossy()
+            ),
+        }
+    }
+    let mut request = Request {
+        argv,
+        cwd: std::env::current_dir().context("cannot read the working directory")?,
+        stdin_tty: std::io::stdin().is_terminal(),
+    };
+    if let Command::Sync(SyncCommand::Vouch(args)) = &cli.command
+        && request.stdin_tty
+        && !args.yes
+        && !args.list_candidates
+        && args.answers.is_none()
+    {
+        return vouch_here(stream, path, request, cli.json, args.voucher.is_some());
+    }
+    loop {
+        let reply = exchange(&mut stream, &request)?;
+        let Some(question) = &reply.ask else {
+            return Ok(reply);
+        };
+        // The node needs an answer: ask here, then send the command again, confirmed.
+        if !crate::commands::ask_terminal(question)? {
+            bail!("cancelled; nothing changed");
+        }
+        request.argv.push("--yes".into());
+        stream = UnixStream::connect(path)
+            .context("the node stopped before the command could be confirmed")?;
+    }
+}
+
+/// Interactive `wb sync vouch` with a running node: the node lists the candidates, the questions
+/// are asked here, and the node creates the vouches from the answers (`--answers`).
+fn vouch_here(
+    stream: UnixStream,
+    path: &Path,
+    mut request: Request,
+    json: bool,
+    has_voucher: bool,
+) -> Result<Reply> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut prompts = std::io::stderr();
+    if !has_voucher {
+        let voucher = crate::trust_cmd::ask_voucher(&mut input, &mut prompts)?;
+        request.argv.extend(["--voucher".to_string(), voucher]);
+    }
+    let mut list = Request {
+        argv: request.argv.clone(),
+        cwd: request.cwd.clone(),
+        stdin_tty: false,
+    };
+    list.argv.push("--list-candidates".into());
+    if !json {
+        list.argv.push("--json".into());
+    }
+    let mut stream = stream;
+    let reply = exchange(&mut stream, &list)?;
+    if reply.code != 0 {
+        return Ok(reply);
+    }
+    let listed: serde_json::Value = serde_json::from_str(reply.stdout.as_deref().unwrap_or(""))
+        .context("the running node sent a candidate list wb cannot read")?;
+    let candidates: Vec<crate::trust_cmd::UserView> =
+        serde_json::from_value(listed["candidates"].clone())
+            .context("the running node sent a candidate list wb cannot read")?;
+    let answers: String = if candidates.is_empty() {
+        String::new()
+    } else {
+        let chosen = crate::trust_cmd::choose_subjects(&candidates, &mut input, &mut prompts)?;
+        (0..candidates.len())
+            .map(|i| if chosen.contains(&i) { 'y' } else { 'n' })
+            .collect()
+    };
+    request.argv.extend(["--answers".to_string(), answers]);
+    let mut stream =
+        UnixStream::connect(path).context("the node stopped before the vouches were made")?;
+    exchange(&mut stream, &request)
+}
+
+fn exchange(stream: &mut UnixStream, request: &Request) -> Result<Reply> {
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .context("cannot talk to the running node")?;
+    stream.shutdown(std::net::Shutdown::Write).ok();
+    let mut buf = Vec::new();
+    BufReader::new(stream)
+        .read_to_end(&mut buf)
+        .context("lost the running node while it ran the command")?;
+    serde_json::from_slice(&buf).context("the running node sent a reply wb cannot read")
+}
+
+/// Serves the control socket of a running node until the task is dropped.
+pub struct Server {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `<home>/node.sock` (owner-only) and answers clients. The node holds the store, so
+    /// no other node runs on this home and a socket file left behind by a killed one is stale.
+    pub fn start(home: &Home, on_change: Arc<dyn Fn() + Send + Sync>) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = socket_path(home);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove the stale socket {}", path.display()));
+            }
+        }
+        let listener = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+        let home = home.clone();
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
+        let task = tokio::spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        warn!("control socket: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let home = home.clone();
+                let limit = limit.clone();
+                let on_change = on_change.clone();
+                tokio::spawn(async move {
+                    let Ok(_permit) = limit.acquire_owned().await else {
+                        return;
+                    };
+                    if let Err(e) = serve_one(stream, &home, on_change).await {
+                        warn!("control socket: {e:#}");
+                    }
+                });
+            }
+        });
+        Ok(Self { path, task })
+    }
+
+    /// Stops answering and removes the socket file.
+    pub fn stop(self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn serve_one(
+    mut stream: tokio::net::UnixStream,
+    home: &Home,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let peer = stream
+        .peer_cred()
+        .context("cannot read the client's credentials")?;
+    // The node created the socket, so the socket's owner is the node's user.
+    let own_uid = std::fs::metadata(socket_path(home))
+        .context("cannot read the control socket's owner")?
+        .uid();
+    if peer.uid() != own_uid {
+        bail!(
+            "refused a client running as uid {} (the node runs as uid {own_uid})",
+            peer.uid()
+        );
+    }
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new((&mut stream).take(MAX_REQUEST));
+    reader
+        .read_line(&mut line)
+        .await
+        .context("cannot read the request")?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let home = home.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A plain thread: commands may block (and `sync now` waits on the node's runtime).
+            std::thread::spawn(move || {
+                let _ = tx.send(execute(request, &home, on_change));
+            });
+            rx.await
+                .unwrap_or_else(|_| Reply::error(&anyhow::anyhow!("the command crashed")))
+        }
+        Err(e) => Reply::error(&anyhow::anyhow!("malformed control request: {e}")),
+    };
+    let bytes = serde_json::to_vec(&reply)?;
+    stream.write_all(&bytes).await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+/// Runs one client's command as `wb` would, on this node's home.
+fn execute(request: Request, home: &Home, on_change: Arc<dyn Fn() + Send + Sync>) -> Reply {
+    let args = std::iter::once("wb".to_string()).chain(request.argv);
+    let mut cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // The client parsed the same arguments before sending them.
+        Err(e) => return Reply::error(&anyhow::anyhow!("{}", e.to_string().trim())),
+    };
+    cli.home = home.root().to_path_buf();
+    absolutize(&mut cli.command, &request.cwd);
+    let json = cli.json;
+    let writes = !read_only(&cli.command);
+    info!(command = %describe(&cli.command), "control: running a command for a local client");
+    CLIENT_TTY.with(|c| c.set(Some(request.stdin_tty)));
+    let result = crate::commands::run(cli);
+    CLIENT_TTY.with(|c| c.set(None));
+    if result.is_ok() && writes {
+        on_change();
+    }
+    match result {
+        Err(e) if e.downcast_ref::<NeedsAnswer>().is_some() => Reply::ask(e.to_string()),
+        other => Reply::render(other, json),
+    }
+}
+
+/// Commands that never change the store or the peer list (the others wake continuous sync).
+fn read_only(command: &Command) -> bool {
+    use crate::args::{HubCommand, PeersCommand, TrustCommand};
+    match command {
+        Command::Id
+        | Command::Trust(TrustCommand::Path { .. } | TrustCommand::Roots)
+        | Command::Hub(HubCommand::List | HubCommand::Status)
+        | Command::Record(RecordCommand::Get { .. } | RecordCommand::List(_))
+        | Command::Sync(
+            SyncCommand::Status
+            | SyncCommand::Conflicts
+            | SyncCommand::Export { .. }
+            | SyncCommand::Peers(PeersCommand::List),
+        ) => true,
+        Command::Sync(SyncCommand::Vouch(args)) => args.list_candidates,
+        Command::Sync(SyncCommand::Prune { dry_run, .. })
+        | Command::Sync(SyncCommand::Import { dry_run, .. }) => *dry_run,
+        _ => false,
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let text = format!("{command:?}");
+    text.split([' ', '(', '{'])
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Makes the path arguments absolute against the client's working directory.
+fn absolutize(command: &mut Command, cwd: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    };
+    match command {
+        Command::Record(RecordCommand::Put {
+            body_file: Some(p), ..
+        }) => fix(p),
+        Command::Sync(SyncCommand::Export { dir, .. } | SyncCommand::Import { dir, .. }) => {
+            fix(dir);
+        }
+        Command::Sync(SyncCommand::Init { from, .. }) => fix(from),
+        _ => {}
+    }
+}

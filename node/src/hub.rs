@@ -1,0 +1,646 @@
+//! The hub role (`wb hub run`, §11): the same endpoint, store and `wb-sync/1` sessions as a
+//! node, with three differences. It stores and forwards **public** records only, from every
+//! admitted instance, served to every admitted instance over its own log sequence numbers; it
+//! answers the directory protocol (`wb-hub/1`: signed address announcements and lookups); and it
+//! can run an iroh relay server for the instances it admits.
+//!
+//! Admission, per connection (the registry is read each time, so `wb hub allow|revoke` apply at
+//! once): a key marked revoked in the hub's `sync_peers.txt` is refused; a key not in it is
+//! refused unless the hub is open. Refusals close the connection with the `wb-sync` error codes
+//! and are logged.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use protocol::hub::{HUB_ALPN, HUB_MESSAGE_LEN_MAX, HubRequest, HubResponse};
+use protocol::wire::{Cursor, Message, Role, SYNC_ALPN, code};
+use protocol::{Audience, PublicKey, Record, Scope, SecretKey};
+use store::{ApplyOptions, CheckedBatch, Home, Peer, Store, time};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::NodeError;
+use crate::node::{NodeHandle, bind_endpoint, record_session};
+use crate::session::{Channel, Faults, PullStats, expect_hello, serve_pull};
+
+/// How long a finished session waits for the instance to close before giving up.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Directory requests one connection may make at once; more wait for a stream.
+const DIRECTORY_STREAMS_MAX: usize = 4;
+/// `wb-sync/1` sessions served at once; a connection over the limit is closed at once (the
+/// instance retries later).
+pub const HUB_SESSIONS_MAX: usize = 256;
+/// How long an admitted connection may take to open its stream and say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a hub runs.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub home: Home,
+    pub listen: SocketAddr,
+    /// Admit any instance that is not revoked.
+    pub open: bool,
+    /// Run a relay server on this address (plain HTTP; put TLS in front for real deployments).
+    pub relay_listen: Option<SocketAddr>,
+    /// The URL instances reach the relay at, when it is not `http://<relay_listen>` (behind a
+    /// TLS proxy, or listening on an unspecified address).
+    pub relay_url: Option<String>,
+}
+
+/// A running hub; dropping it without `shutdown` aborts it.
+#[derive(Debug)]
+pub struct RunningHub {
+    router: Router,
+    relay: Option<iroh_relay::server::Server>,
+    relay_url: Option<String>,
+    handle: NodeHandle,
+}
+
+impl RunningHub {
+    pub fn id(&self) -> PublicKey {
+        self.handle.key().public()
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        self.handle.addrs()
+    }
+
+    /// The relay URL the hub gives instances, when it runs a relay.
+    pub fn relay_url(&self) -> Option<&str> {
+        self.relay_url.as_deref()
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting, closes the endpoint, then stops the relay.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let result = self
+            .router
+            .shutdown()
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()));
+        if let Some(relay) = self.relay {
+            let _ = relay.shutdown().await;
+        }
+        result
+    }
+}
+
+/// Starts a hub on an opened home.
+pub async fn start(
+    config: HubConfig,
+    key: SecretKey,
+    store: Arc<Store>,
+) -> Result<RunningHub, NodeError> {
+    let access = Access {
+        home: config.home.clone(),
+        open: config.open,
+        hub: key.public(),
+    };
+    let (relay, relay_url) = match config.relay_listen {
+        None => (None, None),
+        Some(addr) => {
+            let (server, url) =
+                start_relay(addr, config.relay_url.as_deref(), access.clone()).await?;
+            (Some(server), Some(url))
+        }
+    };
+    let endpoint = bind_endpoint(&key, config.listen).await?;
+    let addrs = endpoint.bound_sockets();
+    let sync = HubSync {
+        access: access.clone(),
+        key: key.clone(),
+        store: store.clone(),
+        sessions: Arc::new(tokio::sync::Semaphore::new(HUB_SESSIONS_MAX)),
+    };
+    let directory = Directory {
+        access,
+        store: store.clone(),
+        relay_url: relay_url.clone(),
+    };
+    let router = Router::builder(endpoint.clone())
+        .accept(SYNC_ALPN, sync)
+        .accept(HUB_ALPN, directory)
+        .spawn();
+    Ok(RunningHub {
+        router,
+        relay,
+        relay_url,
+        handle: NodeHandle::new(key, store, endpoint, addrs, config.home),
+    })
+}
+
+async fn start_relay(
+    listen: SocketAddr,
+    url: Option<&str>,
+    access: Access,
+) -> Result<(iroh_relay::server::Server, String), NodeError> {
+    let bind_err = |reason: String| NodeError::Bind {
+        addr: listen.to_string(),
+        reason,
+    };
+    let url_given = url.map(str::to_string);
+    if url_given.is_none() && listen.ip().is_unspecified() {
+        return Err(bind_err(
+            "a relay on an unspecified address needs --relay-url (the URL instances reach it at)"
+                .into(),
+        ));
+    }
+    let mut relay = iroh_relay::server::RelayConfig::new(listen);
+    relay.access = Arc::new(access);
+    let mut config = iroh_relay::server::ServerConfig::default();
+    config.relay = Some(relay);
+    let server = iroh_relay::server::Server::spawn(config)
+        .await
+        .map_err(|e| bind_err(e.to_string()))?;
+    let url = match url_given {
+        Some(u) => u,
+        None => {
+            let addr = server
+                .http_addr()
+                .ok_or_else(|| bind_err("the relay has no HTTP address".into()))?;
+            format!("http://{addr}/")
+        }
+    };
+    url.parse::<iroh::RelayUrl>()
+        .map_err(|e| bind_err(format!("relay URL {url:?}: {e}")))?;
+    info!(%url, "relay server listening");
+    Ok((server, url))
+}
+
+/// Who the hub admits: read from its registry at every connection.
+#[derive(Clone, Debug)]
+struct Access {
+    home: Home,
+    open: bool,
+    hub: PublicKey,
+}
+
+/// Why an instance is refused.
+#[derive(Debug)]
+struct Refusal {
+    code: u32,
+    reason: &'static str,
+    name: String,
+}
+
+impl Access {
+    /// The instance's registry entry (if any) when it is admitted.
+    fn admit(&self, remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
+        let peers = store::load_peers(&self.home).map_err(|e| {
+            warn!("cannot read the hub's registry: {e}");
+            Refusal {
+                code: code::INTERNAL,
+                reason: "the hub cannot read its registry",
+                name: remote.key_id(),
+            }
+        })?;
+        let known = store::peer_by_key(&peers, remote).cloned();
+        let name = known.as_ref().map_or_else(
+            || format!("unknown {}", remote.key_id()),
+            |p| p.name.clone(),
+        );
+        match &known {
+            Some(p) if p.revoked => Err(Refusal {
+                code: code::REVOKED,
+                reason: "revoked",
+                name,
+            }),
+            None if !self.open => Err(Refusal {
+                code: code::UNKNOWN_PEER,
+                reason: "unknown instance (not on the hub's allowlist)",
+                name,
+            }),
+            _ => Ok(known),
+        }
+    }
+
+    /// Keys the registry marks revoked: their records are not taken, whoever relays them.
+    fn revoked(&self) -> HashSet<PublicKey> {
+        store::load_peers(&self.home)
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter(|p| p.revoked)
+                    .map(|p| p.public_key)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Admits or refuses a connection; a refused one is closed with the code and logged.
+    fn admit_connection(&self, conn: &Connection) -> Option<(PublicKey, String)> {
+        let Ok(remote) = PublicKey::from_bytes(*conn.remote_id().as_bytes()) else {
+            conn.close(code::PROTOCOL_VIOLATION.into(), b"bad key");
+            return None;
+        };
+        match self.admit(&remote) {
+            Ok(known) => Some((
+                remote,
+                known.map_or_else(|| format!("open {}", remote.key_id()), |p| p.name),
+            )),
+            Err(r) => {
+                warn!(instance = %r.name, code = r.code, "refused: {}", r.reason);
+                conn.close(r.code.into(), r.reason.as_bytes());
+                None
+            }
+        }
+    }
+}
+
+impl iroh_relay::server::AccessControl for Access {
+    async fn on_connect(
+        &self,
+        request: &iroh_relay::server::ClientRequest,
+    ) -> iroh_relay::server::Access {
+        let Ok(remote) = PublicKey::from_bytes(*request.endpoint_id().as_bytes()) else {
+            return iroh_relay::server::Access::Deny { reason: None };
+        };
+        if remote == self.hub {
+            return iroh_relay::server::Access::Allow;
+        }
+        match self.admit(&remote) {
+            Ok(_) => iroh_relay::server::Access::Allow,
+            Err(r) => {
+                warn!(instance = %r.name, "relay refused: {}", r.reason);
+                iroh_relay::server::Access::Deny {
+                    reason: Some(r.reason.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Accepts `wb-sync/1` from admitted instances: serves every public record it holds, takes
+/// their public records.
+#[derive(Clone)]
+struct HubSync {
+    access: Access,
+    key: SecretKey,
+    store: Arc<Store>,
+    /// Bounds the sessions served at once.
+    sessions: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for HubSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HubSync({})", self.access.home.root().display())
+    }
+}
+
+impl ProtocolHandler for HubSync {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-sync/1", role = "hub");
+        let this = self.clone();
+        async move {
+            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+                return Ok(());
+            };
+            let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
+                warn!(instance = %name, "refused: already serving {HUB_SESSIONS_MAX} sessions");
+                conn.close(
+                    code::INTERNAL.into(),
+                    b"busy: too many sessions, try again later",
+                );
+                return Ok(());
+            };
+            if let Err(e) = this.session(&conn, remote, &name).await {
+                warn!(instance = %name, "session ended with an error: {e}");
+                let (code, reason) = match &e {
+                    NodeError::VersionMismatch { ours, theirs, .. } => (
+                        code::VERSION_MISMATCH,
+                        format!("this hub speaks wb-sync major version {ours}, not {theirs}"),
+                    ),
+                    NodeError::Protocol { reason, .. } => {
+                        (code::PROTOCOL_VIOLATION, reason.clone())
+                    }
+                    NodeError::Lost { .. } => (code::PROTOCOL_VIOLATION, "connection lost".into()),
+                    _ => (code::INTERNAL, "internal error on the hub".into()),
+                };
+                record_session(
+                    &this.store,
+                    remote,
+                    0,
+                    &PullStats::default(),
+                    Some(e.to_string()),
+                )
+                .await;
+                conn.close(code.into(), reason.as_bytes());
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl HubSync {
+    async fn session(
+        &self,
+        conn: &Connection,
+        remote: PublicKey,
+        name: &str,
+    ) -> Result<(), NodeError> {
+        let hello = async {
+            let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
+                peer: name.to_string(),
+                reason: e.to_string(),
+            })?;
+            let mut ch = Channel::new(name.to_string(), send, recv);
+            let (peer_epoch, _) = expect_hello(&mut ch).await?;
+            Ok::<_, NodeError>((ch, peer_epoch))
+        };
+        let (mut ch, peer_epoch) =
+            tokio::time::timeout(HELLO_TIMEOUT, hello)
+                .await
+                .map_err(|_| NodeError::Protocol {
+                    peer: name.to_string(),
+                    reason: format!("no Hello within {}s", HELLO_TIMEOUT.as_secs()),
+                })??;
+        ch.send(&Message::hello(self.store.epoch().0, Role::Hub))
+            .await?;
+        let mut received = PullStats::default();
+        let mut sent = 0;
+        loop {
+            match ch.recv().await? {
+                Some(Message::Pull { cursor }) => {
+                    // Hubs are never trusted: the one check (`may_receive`) lets public
+                    // records (and public withdrawals) through, whatever their origin.
+                    sent += serve_pull(
+                        &mut ch,
+                        &self.store,
+                        self.key.public(),
+                        remote,
+                        Audience { trusted: false },
+                        cursor,
+                        Faults::default(),
+                    )
+                    .await?;
+                }
+                Some(Message::Offer) => {
+                    let revoked = self.access.revoked();
+                    let stats =
+                        receive_public(&mut ch, &self.store, remote, peer_epoch, &revoked).await?;
+                    received.add(stats);
+                }
+                Some(Message::Bye) | None => break,
+                Some(other) => {
+                    ch.send_error(
+                        code::PROTOCOL_VIOLATION,
+                        format!("unexpected {}", other.kind()),
+                    )
+                    .await;
+                    return Err(NodeError::Protocol {
+                        peer: name.to_string(),
+                        reason: format!("unexpected {}", other.kind()),
+                    });
+                }
+            }
+        }
+        info!(
+            sent,
+            received = received.received,
+            new = received.new,
+            rejected = received.rejected,
+            "session finished"
+        );
+        record_session(&self.store, remote, sent, &received, None).await;
+        ch.finish().await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        Ok(())
+    }
+}
+
+/// What a hub takes from an instance: public records (and public withdrawals) only, never from
+/// a revoked origin. Everything else is counted as rejected and logged.
+fn hub_may_take(record: &Record, revoked: &HashSet<PublicKey>) -> bool {
+    record.effective_scope() == Scope::Public
+        && record.signature.is_some()
+        && !revoked.contains(&record.origin)
+}
+
+/// Pulls an instance's changes into the hub's store: like [`crate::session::pull`], with the
+/// hub's stricter intake ([`hub_may_take`]). Versions the hub already holds byte for byte (an
+/// instance offering back what it pulled from the hub) are counted unchanged without verifying
+/// their signature again.
+pub async fn receive_public(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    peer: PublicKey,
+    peer_epoch: [u8; 16],
+    revoked: &HashSet<PublicKey>,
+) -> Result<PullStats, NodeError> {
+    let s = store.clone();
+    let stored = tokio::task::spawn_blocking(move || s.cursor(&peer))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    let cursor = match stored {
+        Some(c) if c.epoch == peer_epoch => c,
+        _ => Cursor {
+            epoch: peer_epoch,
+            seq: 0,
+        },
+    };
+    ch.send(&Message::Pull { cursor }).await?;
+    let mut stats = PullStats::default();
+    loop {
+        let (records, next, done) = match ch.expect("Batch").await? {
+            Message::Batch {
+                records,
+                next,
+                done,
+            } => (records, next, done),
+            other => {
+                return Err(NodeError::Protocol {
+                    peer: ch.peer().to_string(),
+                    reason: format!("expected Batch, got {}", other.kind()),
+                });
+            }
+        };
+        stats.received += records.len() as u64;
+        let mut decoded = Vec::with_capacity(records.len());
+        for bytes in &records {
+            let r = Record::from_sealed_bytes(bytes).map_err(|e| NodeError::Protocol {
+                peer: ch.peer().to_string(),
+                reason: format!("undecodable record: {e}"),
+            })?;
+            decoded.push(r);
+        }
+        let before = decoded.len();
+        decoded.retain(|r| hub_may_take(r, revoked));
+        let refused = (before - decoded.len()) as u64;
+        if refused > 0 {
+            warn!(
+                instance = %ch.peer(),
+                refused, "refused records that are not public (or from a revoked origin)"
+            );
+        }
+        stats.rejected += refused;
+        let mut opts = ApplyOptions::new(format!("hub instance {}", peer.key_id()), time::now_ms());
+        opts.cursor = Some((peer, next));
+        let s = store.clone();
+        let (report, held) = tokio::task::spawn_blocking(move || {
+            let mut fresh = Vec::with_capacity(decoded.len());
+            let mut held = 0u64;
+            for r in decoded {
+                match s.get(&r.key())? {
+                    Some(current) if current == r => held += 1,
+                    _ => fresh.push(r),
+                }
+            }
+            let checked = CheckedBatch::check(fresh, &opts);
+            s.apply_checked(&checked, &opts).map(|rep| (rep, held))
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        debug!(new = report.new, held, "applied a batch");
+        stats.add(PullStats {
+            new: report.new,
+            updated: report.updated,
+            unchanged: report.unchanged + held,
+            stale: report.stale,
+            conflicts: report.conflicts,
+            rejected: report.rejected,
+            received: 0,
+        });
+        if done {
+            return Ok(stats);
+        }
+    }
+}
+
+/// Accepts `wb-hub/1`: announcements, lookups, relay info.
+#[derive(Clone)]
+struct Directory {
+    access: Access,
+    store: Arc<Store>,
+    relay_url: Option<String>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Directory({})", self.access.home.root().display())
+    }
+}
+
+impl ProtocolHandler for Directory {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-hub/1");
+        let this = self.clone();
+        async move {
+            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+                return Ok(());
+            };
+            let limit = Arc::new(tokio::sync::Semaphore::new(DIRECTORY_STREAMS_MAX));
+            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = this.clone();
+                let name = name.clone();
+                tokio::spawn(
+                    async move {
+                        let answer = match recv.read_to_end(HUB_MESSAGE_LEN_MAX).await {
+                            Ok(bytes) => match HubRequest::decode(&bytes) {
+                                Ok(req) => this.answer(remote, &name, req).await,
+                                Err(e) => HubResponse::Rejected {
+                                    code: code::PROTOCOL_VIOLATION,
+                                    reason: e.to_string(),
+                                },
+                            },
+                            Err(e) => HubResponse::Rejected {
+                                code: code::PROTOCOL_VIOLATION,
+                                reason: format!("bad request: {e}"),
+                            },
+                        };
+                        if let Ok(bytes) = answer.encode() {
+                            let _ = send.write_all(&bytes).await;
+                        }
+                        let _ = send.finish();
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Directory {
+    async fn answer(&self, remote: PublicKey, name: &str, req: HubRequest) -> HubResponse {
+        match req {
+            HubRequest::Info => HubResponse::Info {
+                relay_url: self.relay_url.clone(),
+            },
+            HubRequest::Lookup { key } => {
+                let Ok(wanted) = PublicKey::from_bytes(key) else {
+                    return HubResponse::NotFound;
+                };
+                // A revoked instance's addresses are not given out.
+                if self.access.revoked().contains(&wanted) {
+                    return HubResponse::NotFound;
+                }
+                let s = self.store.clone();
+                match tokio::task::spawn_blocking(move || s.directory_entry(&wanted)).await {
+                    Ok(Ok(Some(entry))) => HubResponse::Found(entry.announcement),
+                    Ok(Ok(None)) => HubResponse::NotFound,
+                    Ok(Err(e)) => {
+                        warn!("directory lookup: {e}");
+                        internal()
+                    }
+                    Err(e) => {
+                        warn!("directory lookup: {e}");
+                        internal()
+                    }
+                }
+            }
+            HubRequest::Announce(a) => {
+                if a.key != *remote.as_bytes() {
+                    warn!(instance = %name, "refused an announcement of another key");
+                    return HubResponse::Rejected {
+                        code: protocol::hub::hub_code::NOT_SELF,
+                        reason: "an instance may only announce itself".into(),
+                    };
+                }
+                let s = self.store.clone();
+                let now = time::now_ms();
+                match tokio::task::spawn_blocking(move || s.accept_announcement(&a, now)).await {
+                    Ok(Ok(Ok(_))) => {
+                        debug!(instance = %name, "announcement accepted");
+                        HubResponse::Accepted
+                    }
+                    Ok(Ok(Err(e))) => {
+                        warn!(instance = %name, "refused an announcement: {e}");
+                        HubResponse::Rejected {
+                            code: e.code(),
+                            reason: e.to_string(),
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        warn!("storing an announcement: {e}");
+                        internal()
+                    }
+                    Err(e) => {
+                        warn!("storing an announcement: {e}");
+                        internal()
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn internal() -> HubResponse {
+    HubResponse::Rejected {
+        code: code::INTERNAL,
+        reason: "internal error on the hub".into(),
+    }
+}

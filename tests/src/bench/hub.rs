@@ -1,0 +1,390 @@
+//! `bench hub`: fan-out through one hub (issue 5). For each N in `--instances` (default 5 and
+//! 20), N instances each publish R public records (default 1,000); a `wb hub run --open` and
+//! the real `wb sync now --hub` of every instance, all at once, in rounds (the first pushes and
+//! pulls, the next ones pull) until every instance holds all N × R records. Reported: the time
+//! until then, the rounds it took, every sync's wall time and peak memory, and the hub's peak
+//! memory (VmHWM of the hub process).
+//!
+//! Baseline, measured in the same run: verifying and applying the same N × R records into one
+//! fresh store in-process, on all cores: what each instance must at least do to hold
+//! everything. N instances sharing the machine must do that N times, so the ratio reported is
+//! time / (N × baseline): about 1 means the hub, the network and the concurrency add nothing to
+//! the instances' own verification and writes.
+
+use std::ffi::{OsStr, OsString};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::{Entity, Record, Scope, SecretKey, Version};
+use serde_json::{Value, json};
+use store::{ApplyOptions, CheckedBatch, Home, Peer};
+
+use super::measure::{self, Measured};
+use super::{MB, Result};
+
+/// Rounds of `sync now --hub` at most before giving up (two are enough: push + pull, pull).
+const ROUNDS_MAX: usize = 5;
+/// Records per transaction while populating an instance.
+const POPULATE_BATCH_LEN: usize = 1_000;
+
+#[derive(Debug, clap::Args)]
+pub struct HubArgs {
+    /// Instance counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [5usize, 20], value_name = "N,…")]
+    pub instances: Vec<usize>,
+    /// Public records each instance publishes.
+    #[arg(long, default_value_t = 1_000, value_name = "R")]
+    pub records: usize,
+    /// The `wb` binary to measure (default: build it with the harness, same profile).
+    #[arg(long, value_name = "PATH")]
+    pub wb: Option<PathBuf>,
+    /// Keep the working directory (hub and instance homes) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+    /// Where to create the working directory (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// One fan-out measurement.
+#[derive(Debug)]
+struct FanOut {
+    instances: usize,
+    records: usize,
+    /// From the first sync started to the last instance holding everything.
+    time: Duration,
+    rounds: usize,
+    /// Every `sync now --hub` run, all rounds.
+    syncs: Vec<Measured>,
+    hub_peak_rss_bytes: u64,
+    hub_records: u64,
+    baseline: Duration,
+}
+
+pub fn run(args: &HubArgs, json_out: bool) -> Result<()> {
+    if args.records == 0 || args.instances.is_empty() || args.instances.contains(&0) {
+        return Err("--records and every --instances count must be at least 1".into());
+    }
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("wb-bench-hub-");
+    let tmp = match &args.dir {
+        Some(dir) => builder.tempdir_in(dir)?,
+        None => builder.tempdir()?,
+    };
+    let root = tmp.path();
+    let clock = Instant::now();
+    let progress = |what: &str| eprintln!("[{:6.1} s] {what}", clock.elapsed().as_secs_f64());
+    progress(&format!("working directory {}", root.display()));
+    let wb: OsString = match &args.wb {
+        Some(path) => path.clone().into_os_string(),
+        None => {
+            progress("building wb…");
+            wb_tests::harness::wb_bin().as_os_str().to_os_string()
+        }
+    };
+    let mut results = Vec::new();
+    for &n in &args.instances {
+        let dir = root.join(format!("n{n}"));
+        progress(&format!(
+            "{n} instances × {} records: populating…",
+            args.records
+        ));
+        results.push(fan_out(&wb, &dir, n, args.records, &progress)?);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let doc = json!({
+        "benchmark": "hub",
+        "cores": cores,
+        "records_per_instance": args.records,
+        "runs": results.iter().map(figures).collect::<Vec<_>>(),
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", table(&doc));
+    }
+    if args.keep {
+        eprintln!("kept {}", tmp.keep().display());
+    }
+    Ok(())
+}
+
+fn fan_out(
+    wb: &OsStr,
+    dir: &Path,
+    n: usize,
+    records: usize,
+    progress: &dyn Fn(&str),
+) -> Result<FanOut> {
+    std::fs::create_dir_all(dir)?;
+    let hub_home = dir.join("hub");
+    let (mut hub, hub_addr) = start_hub(wb, &hub_home)?;
+    let result = (|| {
+        let hub_key = Home::new(&hub_home).load_key()?.public();
+        let mut homes = Vec::with_capacity(n);
+        let mut all = Vec::with_capacity(n * records);
+        for i in 0..n {
+            let home = Home::new(dir.join(format!("i{i:02}")));
+            let (_, key, store) = home.init(Some(&format!("bench-{i}")))?;
+            let signed = populate(&key, &store, records)?;
+            all.extend(signed);
+            drop(store);
+            store::add_peer(
+                &home,
+                Peer {
+                    name: "hub".into(),
+                    public_key: hub_key,
+                    addrs: vec![hub_addr.clone()],
+                    hub: true,
+                    trusted: false,
+                    revoked: false,
+                    notes: String::new(),
+                },
+            )?;
+            homes.push(home);
+        }
+        let want = (n * records) as u64;
+        progress(&format!(
+            "{n} instances: syncing through the hub, all at once…"
+        ));
+        let started = Instant::now();
+        let mut syncs = Vec::new();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let pull_only = rounds > 1;
+            syncs.extend(sync_round(wb, &homes, pull_only)?);
+            let holding = homes
+                .iter()
+                .map(|h| h.open_read_only().and_then(|(_, s)| s.log_len()))
+                .collect::<std::result::Result<Vec<u64>, _>>()?;
+            if holding.iter().all(|&c| c == want) {
+                break;
+            }
+            if rounds == ROUNDS_MAX {
+                return Err(format!(
+                    "after {rounds} rounds the instances hold {holding:?} records, not {want}"
+                )
+                .into());
+            }
+        }
+        let time = started.elapsed();
+        let hub_peak_rss_bytes = peak_rss(hub.id())?;
+        progress(&format!(
+            "{n} instances: all hold {want} records after {:.2} s ({rounds} rounds); baseline…",
+            time.as_secs_f64()
+        ));
+        let baseline = baseline(&dir.join("baseline"), all)?;
+        Ok(FanOut {
+            instances: n,
+            records,
+            time,
+            rounds,
+            syncs,
+            hub_peak_rss_bytes,
+            hub_records: want,
+            baseline,
+        })
+    })();
+    stop(&mut hub);
+    result
+}
+
+/// `wb hub run --open` on 127.0.0.1; its address from the ready line.
+fn start_hub(wb: &OsStr, home: &Path) -> Result<(Child, String)> {
+    let mut child = Command::new(wb)
+        .arg("--home")
+        .arg(home)
+        .args(["--json", "hub", "run", "--open", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .env_remove("WB_SYNC_HOME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("the hub's stdout is not piped")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let ready: Value = serde_json::from_str(&line)
+        .map_err(|e| format!("the hub printed no ready line ({e}): {line:?}"))?;
+    let addr = ready["addrs"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or("no address in the hub's ready line")?
+        .to_string();
+    Ok((child, addr))
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The peak resident set of a running process (Linux `VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or("no VmHWM in /proc/PID/status")?;
+    Ok(kib * 1024)
+}
+
+/// Signs `n` public user records and applies them to `store`; returns them.
+fn populate(key: &SecretKey, store: &store::Store, n: usize) -> Result<Vec<Record>> {
+    let now = store::time::now_ms();
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(POPULATE_BATCH_LEN) {
+        let batch: Vec<Record> = (start..n.min(start + POPULATE_BATCH_LEN))
+            .map(|i| {
+                let id = format!("u{i:06}");
+                let mut r = Record {
+                    origin: key.public(),
+                    entity: Entity::User,
+                    id: id.clone(),
+                    version: Version::new(now, u32::try_from(i).unwrap_or(u32::MAX)),
+                    scope: Scope::Public,
+                    deleted: false,
+                    fields: vec![
+                        ("Username".into(), id),
+                        ("Display-Name".into(), format!("Bench user {i}")),
+                        (
+                            "Bio".into(),
+                            "Neighbour who helps with groceries and rides.".into(),
+                        ),
+                    ],
+                    body: String::new(),
+                    signature: None,
+                };
+                r.sign(key).map(|()| r)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        store.apply_batch(&batch, &ApplyOptions::new("bench populate", now))?;
+        out.extend(batch);
+    }
+    Ok(out)
+}
+
+/// Every instance's `wb sync now --hub` at once, each measured (wall, peak memory).
+fn sync_round(wb: &OsStr, homes: &[Home], pull_only: bool) -> Result<Vec<Measured>> {
+    let handles: Vec<_> = homes
+        .iter()
+        .map(|home| {
+            let wb = wb.to_os_string();
+            let root = home.root().as_os_str().to_os_string();
+            std::thread::spawn(move || {
+                let mut args: Vec<&OsStr> = vec![
+                    OsStr::new("--home"),
+                    &root,
+                    OsStr::new("--json"),
+                    OsStr::new("sync"),
+                    OsStr::new("now"),
+                    OsStr::new("--hub"),
+                ];
+                if pull_only {
+                    args.push(OsStr::new("--pull-only"));
+                }
+                measure::run(&wb, &args).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        let m = h.join().map_err(|_| "a sync thread panicked")??;
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Verify and apply every record into one fresh store, in batches of the wire's size.
+fn baseline(dir: &Path, mut all: Vec<Record>) -> Result<Duration> {
+    let home = Home::new(dir);
+    let (_, _, store) = home.init(Some("baseline"))?;
+    // Records arrive grouped by origin, as the hub serves them.
+    all.sort_by_key(Record::key);
+    let started = Instant::now();
+    for chunk in all.chunks(protocol::wire::BATCH_RECORDS_MAX) {
+        let opts = ApplyOptions::new("baseline", store::time::now_ms());
+        let checked = CheckedBatch::check(chunk.to_vec(), &opts);
+        let report = store.apply_checked(&checked, &opts)?;
+        if report.new != chunk.len() as u64 {
+            return Err(format!("baseline applied {} of {}", report.new, chunk.len()).into());
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn figures(f: &FanOut) -> Value {
+    let mut walls: Vec<f64> = f.syncs.iter().map(|m| m.wall.as_secs_f64()).collect();
+    walls.sort_by(f64::total_cmp);
+    let peak_sync = f.syncs.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0);
+    let total = f.hub_records;
+    let secs = f.time.as_secs_f64();
+    json!({
+        "instances": f.instances,
+        "records_per_instance": f.records,
+        "records_total": total,
+        "time_s": round3(secs),
+        "rounds": f.rounds,
+        "records_delivered_per_s": round3(total as f64 * (f.instances as f64 - 1.0) / secs.max(1e-9)),
+        "syncs": f.syncs.len(),
+        "sync_wall_s_median": round3(walls.get(walls.len() / 2).copied().unwrap_or(0.0)),
+        "sync_wall_s_max": round3(walls.last().copied().unwrap_or(0.0)),
+        "sync_peak_rss_mb_max": round3(peak_sync as f64 / MB),
+        "hub_peak_rss_mb": round3(f.hub_peak_rss_bytes as f64 / MB),
+        "baseline_apply_all_s": round3(f.baseline.as_secs_f64()),
+        "ratio_to_n_baselines": round3(
+            secs / (f.instances as f64 * f.baseline.as_secs_f64()).max(1e-9)
+        ),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn table(doc: &Value) -> String {
+    let mut out = format!(
+        "hub fan-out: {} records per instance, {} cores\n",
+        doc["records_per_instance"], doc["cores"]
+    );
+    out.push_str(
+        "instances   total   time s  rounds  sync median/max s  sync peak MB  hub peak MB  baseline s  ratio\n",
+    );
+    for r in doc["runs"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:>9}  {:>6}  {:>7.2}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>10.2}  {:>5.2}\n",
+            r["instances"].as_u64().unwrap_or(0),
+            r["records_total"].as_u64().unwrap_or(0),
+            r["time_s"].as_f64().unwrap_or(0.0),
+            r["rounds"].as_u64().unwrap_or(0),
+            r["sync_wall_s_median"].as_f64().unwrap_or(0.0),
+            r["sync_wall_s_max"].as_f64().unwrap_or(0.0),
+            r["sync_peak_rss_mb_max"].as_f64().unwrap_or(0.0),
+            r["hub_peak_rss_mb"].as_f64().unwrap_or(0.0),
+            r["baseline_apply_all_s"].as_f64().unwrap_or(0.0),
+            r["ratio_to_n_baselines"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    out.push_str(
+        "(time: from the first sync to every instance holding every record; baseline: verifying \
+         and applying all records into one store in-process; ratio: time / (instances × \
+         baseline))\n",
+    );
+    out
+}

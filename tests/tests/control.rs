@@ -1,0 +1,295 @@
+//! The control socket (§7): while `wb node run` holds a home's store, other `wb` commands on
+//! that home run through the node, with the same output as without it.
+
+use std::os::unix::fs::PermissionsExt;
+
+use wb_tests::harness::{TestHome, assert_one_line_error, link};
+use wb_tests::pty::PtyRun;
+
+fn put_user(t: &TestHome, id: &str, username: &str, scope: &str) -> String {
+    t.ok([
+        "record",
+        "put",
+        "user",
+        id,
+        "--scope",
+        scope,
+        "--field",
+        &format!("Username={username}"),
+    ])
+}
+
+/// `wb record put` and `wb sync status` against a home with a running node: they work (no
+/// "in use"), and what they print is what they print without a node.
+#[test]
+fn commands_run_through_the_running_node_with_identical_output() {
+    let t = TestHome::initialized();
+    put_user(&t, "u0", "before", "public");
+    let node = t.start_node();
+    let socket = t.path("node.sock");
+    let mode = std::fs::metadata(&socket)
+        .expect("the node creates its control socket in the home")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is owner-only");
+
+    let put = t.ok_run([
+        "record",
+        "put",
+        "request",
+        "r1",
+        "--field",
+        "Title=Soup",
+        "--field",
+        "Status=open",
+        "--scope",
+        "public",
+    ]);
+    assert!(put.stdout.contains("r1"), "{put}");
+    let status = t.json(["sync", "status"]);
+    assert_eq!(status["records"]["public"], 2, "{status}");
+
+    // The same read commands, with and without the node: byte-identical output.
+    let reads: Vec<Vec<&str>> = vec![
+        vec!["record", "get", "request", "r1"],
+        vec!["--json", "record", "get", "request", "r1"],
+        vec!["--json", "record", "list"],
+        vec!["record", "list"],
+        vec!["--json", "id"],
+        vec!["--json", "sync", "status"],
+        vec!["sync", "peers", "list"],
+    ];
+    let through_node: Vec<_> = reads.iter().map(|a| t.run(a)).collect();
+    // An error is the same one line too.
+    let err_through_node = t.run(["record", "get", "request", "nope"]);
+    assert_one_line_error(&err_through_node);
+
+    let (status, _) = node.stop();
+    assert!(status.success());
+    assert!(!socket.exists(), "a stopped node removes its socket");
+    for (args, via) in reads.iter().zip(&through_node) {
+        let local = t.run(args);
+        assert!(local.status.success(), "{local}");
+        // `sync status` shows when the last sync happened: none happened, so it is stable.
+        assert_eq!(via.stdout, local.stdout, "stdout of {args:?} differs");
+        assert_eq!(via.stderr, local.stderr, "stderr of {args:?} differs");
+    }
+    let err_local = t.run(["record", "get", "request", "nope"]);
+    assert_eq!(err_through_node.stderr, err_local.stderr);
+    assert_eq!(err_through_node.status.code(), err_local.status.code());
+}
+
+#[test]
+fn writes_through_the_node_are_in_the_store_after_it_stops() {
+    let t = TestHome::initialized();
+    let node = t.start_node();
+    // Several clients at once.
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cmd = t.command([
+                "record",
+                "put",
+                "user",
+                &format!("u{i}"),
+                "--field",
+                &format!("Username=user{i}"),
+            ]);
+            std::thread::spawn(move || cmd.output().expect("run wb"))
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().expect("client thread");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    t.ok(["scope", "set", "user", "u1", "public"]);
+    t.ok(["record", "rm", "user", "u2"]);
+    node.stop();
+    let list = t.json(["record", "list"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["u0", "u1", "u3", "u4", "u5"]);
+    let u1 = t.json(["record", "get", "user", "u1"]);
+    assert_eq!(u1["scope"], "public");
+    // The node closed its store cleanly: a read-only open (a dry-run import) works at once.
+    t.ok(["sync", "export", "bundle"]);
+    let dry = t.json(["sync", "import", "bundle", "--dry-run"]);
+    assert_eq!(dry["unchanged"], 1, "{dry}");
+}
+
+/// Paths in a client's arguments are relative to the client's working directory, not the
+/// node's.
+#[test]
+fn relative_paths_are_the_clients() {
+    let t = TestHome::initialized();
+    put_user(&t, "u1", "alice", "public");
+    let node = t.start_node();
+    let client_dir = t.dir().join("elsewhere");
+    std::fs::create_dir_all(&client_dir).expect("mkdir");
+    std::fs::write(client_dir.join("body.txt"), "from a file\n").expect("write");
+    let run = |args: &[&str]| {
+        let mut cmd = t.command(args);
+        cmd.current_dir(&client_dir);
+        let out = cmd.output().expect("run wb");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "record",
+        "put",
+        "comment",
+        "c1",
+        "--scope",
+        "public",
+        "--field",
+        "Request=r1",
+        "--field",
+        "User-ID=u1",
+        "--body-file",
+        "body.txt",
+    ]);
+    run(&["sync", "export", "out"]);
+    let users = std::fs::read_dir(client_dir.join("out/users"))
+        .expect("users/ exported")
+        .count();
+    assert_eq!(users, 1);
+    // Import the bundle back into a second home through its own node.
+    let other = TestHome::initialized();
+    let other_node = other.start_node();
+    let mut cmd = other.command(["--json", "sync", "import", "out"]);
+    cmd.current_dir(&client_dir);
+    let out = cmd.output().expect("run wb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["new"], 2, "{report}");
+    other_node.stop();
+    node.stop();
+    let c1 = t.json(["record", "get", "comment", "c1"]);
+    assert_eq!(c1["body"], "from a file\n");
+}
+
+/// A node killed with SIGKILL leaves its socket file behind; commands then run locally.
+#[test]
+fn a_stale_socket_is_ignored() {
+    let t = TestHome::initialized();
+    let node = t.start_node();
+    node.kill();
+    assert!(t.path("node.sock").exists(), "SIGKILL leaves the socket");
+    put_user(&t, "u1", "alice", "private");
+    // And a new node replaces the stale socket.
+    let node = t.start_node();
+    put_user(&t, "u2", "bob", "private");
+    node.stop();
+    assert_eq!(t.json(["record", "list"]).as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_second_node_and_a_key_change_are_refused_while_a_node_runs() {
+    let t = TestHome::initialized();
+    let node = t.start_node();
+    let err = t.fail(["node", "run", "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("already running"), "{err}");
+    let err = t.fail(["sync", "keygen", "--force", "--yes"]);
+    assert!(err.contains("stop it"), "{err}");
+    let id = t.json(["id"]);
+    node.stop();
+    assert_eq!(t.json(["id"])["public_key"], id["public_key"]);
+}
+
+/// A record put through a running node reaches a linked peer's running node without any
+/// `wb sync now` (continuous sync, started by the change).
+#[test]
+fn a_change_through_the_node_reaches_peers_by_itself() {
+    let a = TestHome::initialized();
+    let b = TestHome::initialized();
+    link(&a, "a", &b, "b", false);
+    let node_a = a.start_node();
+    let node_b = b.start_node();
+    a.set_peer_addr("b", node_b.addr());
+    b.set_peer_addr("a", node_a.addr());
+    put_user(&a, "u1", "alice", "public");
+    put_user(&a, "secret", "hidden", "private");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = b.run([
+            "--json",
+            "record",
+            "list",
+            "--origin",
+            &a.public_key().to_base64(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&got.stdout).unwrap_or_default();
+        if v.as_array().is_some_and(|l| !l.is_empty()) {
+            let ids: Vec<&str> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["id"].as_str())
+                .collect();
+            assert_eq!(ids, ["u1"], "only the public record arrives");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record never reached b; a's log:\n{}",
+            node_a.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    node_a.stop();
+    node_b.stop();
+}
+
+/// A confirmation the node cannot ask itself: without a terminal the command is refused (and
+/// nothing changes); on a terminal the client asks, and "y" lets the node go on.
+#[test]
+fn confirmations_are_asked_by_the_client() {
+    let a = TestHome::initialized();
+    let b = TestHome::initialized();
+    link(&a, "a", &b, "b", false);
+    put_user(&b, "u1", "bob", "public");
+    let node_b = b.start_node();
+    a.set_peer_addr("b", node_b.addr());
+    assert_eq!(a.sync_now("b", &[])["received"], 1);
+    node_b.stop();
+    let node_a = a.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
+    let before = a.all_records();
+
+    let err = a.fail(["sync", "prune", "--peer", "b"]);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(a.all_records(), before, "a refusal changes nothing");
+
+    // "n" on the terminal: cancelled.
+    let mut run = PtyRun::spawn(&a, &["sync", "prune", "--peer", "b"]);
+    run.expect("[y/N] ");
+    run.send_line("n");
+    let (status, transcript) = run.finish();
+    assert!(!status.success(), "{transcript}");
+    assert!(transcript.contains("nothing changed"), "{transcript}");
+    assert_eq!(a.all_records(), before);
+
+    // "y": the node prunes.
+    let mut run = PtyRun::spawn(&a, &["sync", "prune", "--peer", "b"]);
+    run.expect("[y/N] ");
+    run.send_line("y");
+    let (status, transcript) = run.finish();
+    assert!(status.success(), "{transcript}");
+    let after = a.json(["record", "list", "--origin", &b.public_key().to_base64()]);
+    assert_eq!(after.as_array().map(Vec::len), Some(0), "{after}");
+    node_a.stop();
+}
