@@ -11,6 +11,9 @@ use store::{Home, ListFilter, Peer, time};
 
 use crate::commands::{Output, init, open};
 
+/// `sync status` counts a peer's pending changes exactly over at most this many log entries.
+const BEHIND_SCAN_MAX: usize = 10_000;
+
 /// Exports below this many records show no progress bar.
 const PROGRESS_MIN_RECORDS: u64 = 2_000;
 
@@ -290,9 +293,30 @@ pub fn status(home: &Home) -> Result<Output> {
     let mut peer_lines: Vec<String> = Vec::new();
     for p in &peers {
         let st = inst.store.peer_state(&p.public_key)?;
-        // How many of our log positions the peer has not confirmed yet (an upper bound on
-        // changes it lacks: entries it may not see count too). Unknown until it pulled once.
-        let behind = (st.acked_epoch == Some(epoch)).then(|| last_seq.saturating_sub(st.acked_seq));
+        // How many of our changes the peer would receive from its last cursor: counted exactly
+        // (what a pull would send it) over up to BEHIND_SCAN_MAX log entries, else the number
+        // of log entries after its cursor (an upper bound). Unknown until it pulled once.
+        let behind = match st.acked_epoch == Some(epoch) {
+            false => None,
+            true => {
+                let audience = protocol::Audience {
+                    trusted: p.trusted && !p.revoked,
+                };
+                let pending = inst.store.outgoing(
+                    &local,
+                    Some(&p.public_key),
+                    audience,
+                    st.acked_seq,
+                    BEHIND_SCAN_MAX,
+                    BEHIND_SCAN_MAX,
+                )?;
+                Some(if pending.done {
+                    pending.records.len() as u64
+                } else {
+                    last_seq.saturating_sub(st.acked_seq)
+                })
+            }
+        };
         let when = |ms: Option<u64>| ms.map(protocol::time::format_timestamp);
         peers_json.push(json!({
             "name": p.name,

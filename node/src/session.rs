@@ -10,7 +10,7 @@ use protocol::wire::{
     BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
 };
 use protocol::{Audience, PublicKey, Scope};
-use store::{ApplyOptions, ApplyReport, CheckedBatch, Store};
+use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::NodeError;
@@ -203,32 +203,68 @@ pub async fn serve_pull(
 ) -> Result<u64, NodeError> {
     let epoch = store.epoch().0;
     let s = store.clone();
-    let state = tokio::task::spawn_blocking(move || {
-        s.update_peer_state(&peer, |st| {
-            if cursor.epoch == epoch {
-                st.acked_seq = cursor.seq;
-                st.acked_epoch = Some(epoch);
-            }
-        })
-    })
-    .await
-    .map_err(|e| NodeError::Internal(e.to_string()))??;
+    let state = tokio::task::spawn_blocking(move || s.peer_state(&peer))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
     // A cursor of another epoch (our store was recreated) means: from the start. So does a
     // peer that became trusted: records filtered out before are behind its cursor.
     let newly_trusted = audience.trusted && !state.served_trusted;
-    let mut after = if cursor.epoch == epoch && !newly_trusted {
+    let after = if cursor.epoch == epoch && !newly_trusted {
         cursor.seq
     } else {
         0
     };
-    if state.served_trusted != audience.trusted {
-        let s = store.clone();
+    // The peer's cursor is how far it confirmed our log (shown by `sync status`).
+    let ack = move |st: &mut PeerState| {
+        if cursor.epoch == epoch {
+            st.acked_seq = cursor.seq;
+            st.acked_epoch = Some(epoch);
+        }
+    };
+    let s = store.clone();
+    let acking = if state.served_trusted != audience.trusted {
+        // Recorded before anything is sent: withdrawals depend on whom we served as trusted.
         tokio::task::spawn_blocking(move || {
-            s.update_peer_state(&peer, |st| st.served_trusted = audience.trusted)
+            s.update_peer_state(&peer, |st| {
+                ack(st);
+                st.served_trusted = audience.trusted;
+            })
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
+        None
+    } else {
+        // Bookkeeping only: written (one transaction, one sync to disk) while batches go out,
+        // not before the first one.
+        Some(tokio::task::spawn_blocking(move || {
+            s.update_peer_state(&peer, ack)
+        }))
+    };
+    let served = serve_batches(ch, store, me, peer, audience, epoch, after, faults).await;
+    if let Some(acking) = acking {
+        let acked = acking
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))
+            .and_then(|r| r.map_err(NodeError::from));
+        let sent = served?;
+        acked?;
+        return Ok(sent);
     }
+    served
+}
+
+/// Sends our changes after log sequence `after` in batches until the end of the log.
+#[allow(clippy::too_many_arguments)]
+async fn serve_batches(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    me: PublicKey,
+    peer: PublicKey,
+    audience: Audience,
+    epoch: [u8; 16],
+    mut after: u64,
+    faults: Faults,
+) -> Result<u64, NodeError> {
     let mut sent = 0u64;
     let mut batches_sent = 0u64;
     loop {

@@ -1708,30 +1708,46 @@ impl CheckedBatch {
     }
 }
 
-/// `f` over `items`, in order, on all cores (at most [`CHECK_THREADS_MAX`]) when there are
-/// enough items to be worth the threads.
+/// Items a checking thread takes at a time: small, so a thread slowed down (by another
+/// process, or by the store writing the previous batch) leaves little for the others to wait on.
+const PAR_CHUNK: usize = 32;
+
+/// `f` over `items`, in order, on all cores (at most [`CHECK_THREADS_MAX`] threads, the
+/// calling one included) when there are enough items to be worth the threads. Threads take
+/// small chunks from a shared counter until none are left.
 fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(CHECK_THREADS_MAX);
     if items.len() < PARALLEL_CHECK_MIN || threads < 2 {
         return items.iter().map(&f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                // A panic in a checker is a bug; re-raise it on this thread.
-                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-            })
-            .collect()
-    })
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<U>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(PAR_CHUNK, Ordering::Relaxed);
+            let Some(part) = items.get(start..(start + PAR_CHUNK).min(items.len())) else {
+                return done;
+            };
+            if part.is_empty() {
+                return done;
+            }
+            done.push((start, part.iter().map(&f).collect()));
+        }
+    };
+    let mut parts = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(&work)).collect();
+        let mut parts = work();
+        for h in helpers {
+            // A panic in a checker is a bug; re-raise it on this thread.
+            parts.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        parts
+    });
+    parts.sort_unstable_by_key(|(start, _)| *start);
+    parts.into_iter().flat_map(|(_, part)| part).collect()
 }
 
 /// What the §5 rules do with one incoming version, given the current one.

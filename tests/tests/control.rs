@@ -293,3 +293,60 @@ fn confirmations_are_asked_by_the_client() {
     assert_eq!(after.as_array().map(Vec::len), Some(0), "{after}");
     node_a.stop();
 }
+
+/// `sync status` says how far behind a peer is on our changes: what its next pull would bring
+/// (private records and the peer's own records do not count).
+#[test]
+fn status_counts_what_a_peer_is_behind() {
+    let a = TestHome::initialized();
+    let b = TestHome::initialized();
+    link(&a, "a", &b, "b", false);
+    put_user(&a, "u1", "alice", "public");
+    put_user(&b, "w1", "walt", "public");
+    let node_a = a.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
+    b.set_peer_addr("a", node_a.addr());
+    let behind = |t: &TestHome| {
+        let s = t.json(["sync", "status"]);
+        s["peers"][0]["behind"].clone()
+    };
+    assert_eq!(
+        behind(&a),
+        serde_json::Value::Null,
+        "unknown before b's first pull"
+    );
+    assert_eq!(b.sync_now("a", &[])["received"], 1);
+    // A peer confirms what it holds with the cursor of its next pull.
+    assert_eq!(b.sync_now("a", &[])["received"], 0);
+    assert_eq!(
+        behind(&a),
+        0,
+        "b has everything of a's (and its own w1 does not count)"
+    );
+    put_user(&a, "u2", "ann", "public");
+    put_user(&a, "secret", "sam", "private");
+    t_put_request(&a);
+    assert_eq!(
+        behind(&a),
+        2,
+        "one public user and one public request; not the private one"
+    );
+    assert_eq!(b.sync_now("a", &[])["received"], 2);
+    assert_eq!(b.sync_now("a", &[])["received"], 0);
+    assert_eq!(behind(&a), 0);
+    node_a.stop();
+}
+
+fn t_put_request(t: &TestHome) {
+    t.ok([
+        "record",
+        "put",
+        "request",
+        "r1",
+        "--scope",
+        "public",
+        "--field",
+        "Title=Soup",
+        "--field",
+        "Status=open",
+    ]);
+}
