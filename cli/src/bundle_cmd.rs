@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use protocol::Scope;
 use serde_json::{Value, json};
-use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport};
+use store::bundles::{self, CheckedBundle, ExpectedSigner, ExportOptions, ImportReport};
 use store::{Home, ListFilter, Peer, time};
 
 use crate::commands::{Output, init, open};
@@ -162,6 +162,27 @@ fn rejected(e: bundles::BundleError) -> anyhow::Error {
     anyhow::anyhow!("bundle rejected, nothing imported: {e}")
 }
 
+/// Imports a checked bundle read from `dir`, through the store of the node running in this
+/// process when there is one.
+fn import_checked(
+    home: &Home,
+    bundle: &CheckedBundle,
+    dir: &Path,
+    now: u64,
+    dry_run: bool,
+) -> Result<ImportReport> {
+    let node_store = crate::running::get().map(|node| node.store().clone());
+    bundles::import(
+        home,
+        node_store.as_deref(),
+        bundle,
+        &dir.display().to_string(),
+        now,
+        dry_run,
+    )
+    .map_err(rejected)
+}
+
 pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) -> Result<Output> {
     let expected = parse_expected(expect_key)?;
     if !home.is_initialized() {
@@ -171,16 +192,7 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
     let now = time::now_ms();
     let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
     let bundle = bundles::check(bundle, now).map_err(rejected)?;
-    let node_store = crate::running::get().map(|node| node.store().clone());
-    let report = bundles::import(
-        home,
-        node_store.as_deref(),
-        &bundle,
-        &dir.display().to_string(),
-        now,
-        dry_run,
-    )
-    .map_err(rejected)?;
+    let report = import_checked(home, &bundle, dir, now, dry_run)?;
     Ok(Output::new(
         import_text(&report, dir),
         serde_json::to_value(&report)?,
@@ -226,16 +238,7 @@ pub fn init_from(
 
     let init_out = init(home, name)?;
     let own_key = home.load_key()?.public();
-    let node_store = crate::running::get().map(|node| node.store().clone());
-    let report = bundles::import(
-        home,
-        node_store.as_deref(),
-        &bundle,
-        &dir.display().to_string(),
-        now,
-        false,
-    )
-    .map_err(rejected)?;
+    let report = import_checked(home, &bundle, dir, now, false)?;
     let registered = if bundle.signer == own_key {
         "the bundle is this instance's own export; no peer registered".to_string()
     } else if let Some(peer) = known {

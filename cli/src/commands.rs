@@ -148,14 +148,7 @@ pub(crate) fn ticket(key: &PublicKey, store: &Store) -> Result<(String, String)>
     let (addrs, note) = match crate::running::get() {
         Some(node) => {
             let addrs = node::ticket::advertised_addrs(node.endpoint(), node.addrs());
-            let note = format!(
-                "the running node's addresses: {}",
-                addrs
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let note = format!("the running node's addresses: {}", join_addrs(&addrs));
             (addrs, note)
         }
         None => {
@@ -171,17 +164,22 @@ pub(crate) fn ticket(key: &PublicKey, store: &Store) -> Result<(String, String)>
             } else {
                 format!(
                     "the addresses the node listened on when it last ran: {}",
-                    addrs
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    join_addrs(&addrs)
                 )
             };
             (addrs, note)
         }
     };
     Ok((node::ticket::encode(key, &addrs)?, note))
+}
+
+/// Addresses as `a, b, c`.
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn identity_text(j: &Value) -> String {
@@ -262,6 +260,20 @@ fn parse_scope(s: &str) -> Result<Scope> {
     Ok(s.parse::<Scope>()?)
 }
 
+/// The origins of the store's records (deleted ones included), each once.
+pub(crate) fn record_origins(store: &Store) -> Result<Vec<PublicKey>> {
+    let mut keys: Vec<PublicKey> = store
+        .list(&ListFilter {
+            include_deleted: true,
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|r| r.origin)
+        .collect();
+    keys.dedup();
+    Ok(keys)
+}
+
 /// Resolves `--origin`: `local`, a key in any textual form, or a key id known to the store.
 pub(crate) fn resolve_origin(inst: &Instance, text: &str) -> Result<PublicKey> {
     if text == "local" {
@@ -272,14 +284,8 @@ pub(crate) fn resolve_origin(inst: &Instance, text: &str) -> Result<PublicKey> {
     }
     let wanted = text.trim().to_ascii_lowercase();
     if wanted.len() == protocol::keys::KEY_ID_LEN && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut found: Vec<PublicKey> = inst
-            .store
-            .list(&ListFilter {
-                include_deleted: true,
-                ..Default::default()
-            })?
+        let mut found: Vec<PublicKey> = record_origins(&inst.store)?
             .into_iter()
-            .map(|r| r.origin)
             .chain([inst.key.public()])
             .filter(|k| k.key_id() == wanted)
             .collect();

@@ -6,7 +6,6 @@
 //! hub when there is one (the control socket), else directly.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -58,9 +57,7 @@ fn run_hub(
     relay_url: Option<String>,
     json_out: bool,
 ) -> Result<Output> {
-    let listen: std::net::SocketAddr = listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not HOST:PORT (e.g. 0.0.0.0:4433)"))?;
+    let listen = crate::node_cmd::parse_listen(listen)?;
     let relay_listen: Option<std::net::SocketAddr> = relay_listen
         .map(|r| {
             r.parse().with_context(|| {
@@ -94,11 +91,7 @@ fn run_hub(
         );
     }
     let store = Arc::new(store);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    crate::node_cmd::runtime()?.block_on(async move {
         let config = HubConfig {
             home: home.clone(),
             listen,
@@ -137,14 +130,7 @@ fn run_hub(
                 }
             )
         };
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{ready}");
-            let _ = out.flush();
-        }
-        crate::node_cmd::wait_for_shutdown().await;
-        control.stop();
-        crate::running::clear();
+        crate::node_cmd::serve_until_shutdown(&ready, control).await;
         hub.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -12,11 +12,18 @@ use store::Home;
 
 use crate::commands::Output;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Reads `--listen`.
+pub(crate) fn parse_listen(listen: &str) -> Result<std::net::SocketAddr> {
+    listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not HOST:PORT (e.g. 0.0.0.0:4433)"))
 }
 
 /// Runs the node until Ctrl-C or SIGTERM. The ready line is printed as soon as the node
@@ -30,9 +37,7 @@ pub fn run(
     cut_after_batches: Option<u64>,
     json: bool,
 ) -> Result<Output> {
-    let listen: std::net::SocketAddr = listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not HOST:PORT (e.g. 0.0.0.0:4433)"))?;
+    let listen = parse_listen(listen)?;
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         anyhow::bail!(
             "a node is already running on {} (its control socket answers); stop it first",
@@ -92,21 +97,28 @@ pub fn run(
                 }
             )
         };
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{ready}");
-            let _ = out.flush();
-        }
-        wait_for_shutdown().await;
-        control.stop();
-        crate::running::clear();
+        serve_until_shutdown(&ready, control).await;
         node.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Output::new("wb node stopped", json!({"event": "stopped"})))
 }
 
-pub(crate) async fn wait_for_shutdown() {
+/// Prints the ready line at once (tests and scripts wait for it), serves until Ctrl-C or
+/// SIGTERM, then stops the control socket and forgets the node running in this process. The
+/// caller shuts its node or hub down.
+pub(crate) async fn serve_until_shutdown(ready: &str, control: crate::control::Server) {
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{ready}");
+        let _ = out.flush();
+    }
+    wait_for_shutdown().await;
+    control.stop();
+    crate::running::clear();
+}
+
+async fn wait_for_shutdown() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

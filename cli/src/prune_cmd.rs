@@ -13,9 +13,9 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow, bail};
 use protocol::PublicKey;
 use serde_json::json;
-use store::{Home, ListFilter, PruneReport, Store, StoreError, time};
+use store::{Home, PruneReport, Store, StoreError, time};
 
-use crate::commands::{Output, confirm};
+use crate::commands::{Output, confirm, record_origins};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -109,18 +109,7 @@ fn resolve_peer(home: &Home, store: &Store, local: &PublicKey, text: &str) -> Re
     if text.trim() == "local" {
         return Err(own());
     }
-    let origins = || -> Result<Vec<PublicKey>> {
-        let mut keys: Vec<PublicKey> = store
-            .list(&ListFilter {
-                include_deleted: true,
-                ..Default::default()
-            })?
-            .into_iter()
-            .map(|r| r.origin)
-            .collect();
-        keys.dedup();
-        Ok(keys)
-    };
+    let origins = || record_origins(store);
     let wanted = text.trim().to_ascii_lowercase();
     let key = if let Ok(key) = PublicKey::parse(text) {
         Some(key)

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iroh::address_lookup::{self, AddressLookup, EndpointInfo, Item};
-use iroh::endpoint::{Connection, presets};
+use iroh::endpoint::Connection;
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, RelayUrl, Watcher};
 use protocol::hub::{Announcement, HUB_ALPN, HUB_MESSAGE_LEN_MAX, HubRequest, HubResponse};
 use protocol::{PublicKey, SecretKey};
@@ -24,7 +24,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::NodeError;
-use crate::identity::{endpoint_id, iroh_secret_key};
+use crate::identity::endpoint_id;
+use crate::node::{bind_endpoint_with_relays, resolve};
 
 /// How long one request to a hub (dial included) may take.
 pub const HUB_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,18 +53,7 @@ impl HubTarget {
     /// The hub peer's addresses, resolved. A hub must be directly reachable: without an address
     /// it cannot be used.
     pub async fn from_peer(peer: &Peer) -> Result<Self, NodeError> {
-        let mut addrs = Vec::new();
-        for addr in &peer.addrs {
-            let found =
-                tokio::net::lookup_host(addr.as_str())
-                    .await
-                    .map_err(|e| NodeError::Resolve {
-                        peer: peer.name.clone(),
-                        addr: addr.clone(),
-                        reason: e.to_string(),
-                    })?;
-            addrs.extend(found);
-        }
+        let addrs = resolve(peer).await?;
         if addrs.is_empty() {
             return Err(NodeError::NoAddress {
                 peer: peer.name.clone(),
@@ -103,21 +93,7 @@ pub async fn bind_endpoint_for_hubs(
     key: &SecretKey,
     listen: SocketAddr,
 ) -> Result<Endpoint, NodeError> {
-    let bind_err = |reason: String| NodeError::Bind {
-        addr: listen.to_string(),
-        reason,
-    };
-    Endpoint::builder(presets::Minimal)
-        .secret_key(iroh_secret_key(key))
-        .relay_mode(RelayMode::Custom(RelayMap::empty()))
-        .clear_address_lookup()
-        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
-        .clear_ip_transports()
-        .bind_addr(listen)
-        .map_err(|e| bind_err(e.to_string()))?
-        .bind()
-        .await
-        .map_err(|e| bind_err(e.to_string()))
+    bind_endpoint_with_relays(key, listen, RelayMode::Custom(RelayMap::empty())).await
 }
 
 /// How a node uses its hubs.

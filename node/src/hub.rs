@@ -12,7 +12,6 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -23,18 +22,15 @@ use store::{ApplyOptions, CheckedBatch, Home, Peer, Store, time};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::NodeError;
+use crate::accept::{accept_hello, close_with_error, end_session, unexpected};
 use crate::node::{NodeHandle, bind_endpoint, record_session};
-use crate::session::{Channel, Faults, PullStats, expect_hello, serve_pull};
+use crate::session::{Channel, Faults, PullStats, serve_pull};
 
-/// How long a finished session waits for the instance to close before giving up.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Directory requests one connection may make at once; more wait for a stream.
 const DIRECTORY_STREAMS_MAX: usize = 4;
 /// `wb-sync/1` sessions served at once; a connection over the limit is closed at once (the
 /// instance retries later).
 pub const HUB_SESSIONS_MAX: usize = 256;
-/// How long an admitted connection may take to open its stream and say `Hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a hub runs.
 #[derive(Clone, Debug)]
@@ -311,17 +307,6 @@ impl ProtocolHandler for HubSync {
             };
             if let Err(e) = this.session(&conn, remote, &name).await {
                 warn!(instance = %name, "session ended with an error: {e}");
-                let (code, reason) = match &e {
-                    NodeError::VersionMismatch { ours, theirs, .. } => (
-                        code::VERSION_MISMATCH,
-                        format!("this hub speaks wb-sync major version {ours}, not {theirs}"),
-                    ),
-                    NodeError::Protocol { reason, .. } => {
-                        (code::PROTOCOL_VIOLATION, reason.clone())
-                    }
-                    NodeError::Lost { .. } => (code::PROTOCOL_VIOLATION, "connection lost".into()),
-                    _ => (code::INTERNAL, "internal error on the hub".into()),
-                };
                 record_session(
                     &this.store,
                     remote,
@@ -330,7 +315,7 @@ impl ProtocolHandler for HubSync {
                     Some(e.to_string()),
                 )
                 .await;
-                conn.close(code.into(), reason.as_bytes());
+                close_with_error(&conn, &e, "hub");
             }
             Ok(())
         }
@@ -346,24 +331,7 @@ impl HubSync {
         remote: PublicKey,
         name: &str,
     ) -> Result<(), NodeError> {
-        let hello = async {
-            let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
-                peer: name.to_string(),
-                reason: e.to_string(),
-            })?;
-            let mut ch = Channel::new(name.to_string(), send, recv);
-            let (peer_epoch, _) = expect_hello(&mut ch).await?;
-            Ok::<_, NodeError>((ch, peer_epoch))
-        };
-        let (mut ch, peer_epoch) =
-            tokio::time::timeout(HELLO_TIMEOUT, hello)
-                .await
-                .map_err(|_| NodeError::Protocol {
-                    peer: name.to_string(),
-                    reason: format!("no Hello within {}s", HELLO_TIMEOUT.as_secs()),
-                })??;
-        ch.send(&Message::hello(self.store.epoch().0, Role::Hub))
-            .await?;
+        let (mut ch, peer_epoch) = accept_hello(conn, name, &self.store, Role::Hub).await?;
         let mut received = PullStats::default();
         let mut sent = 0;
         loop {
@@ -389,17 +357,7 @@ impl HubSync {
                     received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
-                Some(other) => {
-                    ch.send_error(
-                        code::PROTOCOL_VIOLATION,
-                        format!("unexpected {}", other.kind()),
-                    )
-                    .await;
-                    return Err(NodeError::Protocol {
-                        peer: name.to_string(),
-                        reason: format!("unexpected {}", other.kind()),
-                    });
-                }
+                Some(other) => return Err(unexpected(&mut ch, &other).await),
             }
         }
         info!(
@@ -409,9 +367,7 @@ impl HubSync {
             rejected = received.rejected,
             "session finished"
         );
-        record_session(&self.store, remote, sent, &received, None).await;
-        ch.finish().await;
-        let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        end_session(conn, ch, &self.store, remote, sent, &received).await;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! [`directory`] is a node's side of its hubs (announcements, lookups, relays) and [`hub`] the
 //! hub role (`wb hub run`); [`ticket`] reads and writes tickets (endpoint id and addresses).
 
+mod accept;
 pub mod continuous;
 pub mod directory;
 mod error;

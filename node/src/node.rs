@@ -17,30 +17,37 @@ use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::NodeError;
+use crate::accept::{accept_hello, close_with_error, end_session, unexpected};
 use crate::continuous::{Continuous, ContinuousConfig, PeerSyncStatus, Shared, changed_store};
 use crate::directory::{HubLink, HubOptions, bind_endpoint_for_hubs, hub_targets};
 use crate::identity::{endpoint_id, iroh_secret_key};
 use crate::session::{Channel, Faults, PullStats, expect_hello, pull, serve_pull};
 
-/// How long a finished session waits for the peer to close before giving up.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming sessions served at once; a connection over the limit is closed at once (the
 /// dialer retries later).
 pub const MAX_INCOMING_SESSIONS: usize = 64;
-/// How long an accepted connection may take to open its stream and say `Hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds an endpoint with the instance key: no relay, no address lookup, no port mapping.
 pub async fn bind_endpoint(key: &SecretKey, listen: SocketAddr) -> Result<Endpoint, NodeError> {
+    bind_endpoint_with_relays(key, listen, RelayMode::Disabled).await
+}
+
+/// Binds an endpoint with the instance key and `relay_mode`: no address lookup, no port
+/// mapping.
+pub(crate) async fn bind_endpoint_with_relays(
+    key: &SecretKey,
+    listen: SocketAddr,
+    relay_mode: RelayMode,
+) -> Result<Endpoint, NodeError> {
     let bind_err = |reason: String| NodeError::Bind {
         addr: listen.to_string(),
         reason,
     };
     Endpoint::builder(presets::Minimal)
         .secret_key(iroh_secret_key(key))
-        .relay_mode(RelayMode::Disabled)
+        .relay_mode(relay_mode)
         .clear_address_lookup()
         .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
         .clear_ip_transports()
@@ -306,20 +313,7 @@ impl ProtocolHandler for SyncHandler {
             };
             if let Err(e) = this.session(&conn).await {
                 warn!("session ended with an error: {e}");
-                // The close code tells the dialer what happened (an Error message queued just
-                // before would be discarded by the close).
-                let (code, reason) = match &e {
-                    NodeError::VersionMismatch { ours, theirs, .. } => (
-                        code::VERSION_MISMATCH,
-                        format!("this node speaks wb-sync major version {ours}, not {theirs}"),
-                    ),
-                    NodeError::Protocol { reason, .. } => {
-                        (code::PROTOCOL_VIOLATION, reason.clone())
-                    }
-                    NodeError::Lost { .. } => (code::PROTOCOL_VIOLATION, "connection lost".into()),
-                    _ => (code::INTERNAL, "internal error on the node".into()),
-                };
-                conn.close(code.into(), reason.as_bytes());
+                close_with_error(&conn, &e, "node");
             }
             Ok(())
         }
@@ -355,21 +349,7 @@ impl SyncHandler {
         let audience = Audience {
             trusted: known.as_ref().is_some_and(|p| p.trusted),
         };
-        let hello = async {
-            let (send, recv) = conn.accept_bi().await.map_err(|e| lost(&name, e))?;
-            let mut ch = Channel::new(name.clone(), send, recv);
-            let (peer_epoch, _) = expect_hello(&mut ch).await?;
-            Ok::<_, NodeError>((ch, peer_epoch))
-        };
-        let (mut ch, peer_epoch) =
-            tokio::time::timeout(HELLO_TIMEOUT, hello)
-                .await
-                .map_err(|_| NodeError::Protocol {
-                    peer: name.clone(),
-                    reason: format!("no Hello within {}s", HELLO_TIMEOUT.as_secs()),
-                })??;
-        ch.send(&Message::hello(self.store.epoch().0, Role::Node))
-            .await?;
+        let (mut ch, peer_epoch) = accept_hello(conn, &name, &self.store, Role::Node).await?;
         let mut received = PullStats::default();
         let mut sent = 0;
         loop {
@@ -406,23 +386,11 @@ impl SyncHandler {
                     received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
-                Some(other) => {
-                    ch.send_error(
-                        code::PROTOCOL_VIOLATION,
-                        format!("unexpected {}", other.kind()),
-                    )
-                    .await;
-                    return Err(NodeError::Protocol {
-                        peer: name,
-                        reason: format!("unexpected {}", other.kind()),
-                    });
-                }
+                Some(other) => return Err(unexpected(&mut ch, &other).await),
             }
         }
         info!(sent, received = received.received, "session finished");
-        record_session(&self.store, remote, sent, &received, None).await;
-        ch.finish().await;
-        let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
+        end_session(conn, ch, &self.store, remote, sent, &received).await;
         Ok(())
     }
 }
@@ -494,8 +462,10 @@ pub struct SyncReport {
     pub sent: u64,
 }
 
-/// Resolves a peer's `host:port` addresses.
-async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
+/// Resolves a peer's `host:port` addresses. No address is not an error here: a node may find
+/// the peer through a hub (checked when dialling); a hub must have one
+/// ([`crate::directory::HubTarget::from_peer`]).
+pub(crate) async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
     let mut out = Vec::new();
     for addr in &peer.addrs {
         let found =
@@ -508,8 +478,6 @@ async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
                 })?;
         out.extend(found);
     }
-    // No address is fine when the endpoint can look the peer up (through a hub): checked when
-    // dialling.
     Ok(out)
 }
 

@@ -643,3 +643,292 @@ impl TestHome {
         ]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Records and background `sync now`: what several test files do the same way.
+// ---------------------------------------------------------------------------------------------
+
+/// `wb record put user ID --scope SCOPE --field Username=ID`.
+pub fn put_user(t: &TestHome, id: &str, scope: &str) {
+    put_user_named(t, id, id, scope);
+}
+
+/// `wb record put user ID --scope SCOPE --field Username=USERNAME`.
+pub fn put_user_named(t: &TestHome, id: &str, username: &str, scope: &str) {
+    t.ok([
+        "record",
+        "put",
+        "user",
+        id,
+        "--scope",
+        scope,
+        "--field",
+        &format!("Username={username}"),
+    ]);
+}
+
+/// The ids in a `wb --json record list` answer, in its order.
+pub fn record_ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("record list --json prints an array")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect()
+}
+
+/// A count in a JSON report (`sync now`, `sync prune`, …); fails if it is missing.
+pub fn count(report: &Value, key: &str) -> u64 {
+    report[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count {key:?} in {report}"))
+}
+
+/// Writes `n` public user records `u00000`… straight into `t`'s store, signed with its key, in
+/// batches of 1,000 (10,000 CLI calls would take minutes). Returns them.
+pub fn bulk_public_users(t: &TestHome, n: usize) -> Vec<protocol::Record> {
+    use protocol::{Entity, Record, Scope, Version};
+    let (key, store) = store::Home::new(t.home())
+        .open()
+        .expect("open the home's store");
+    let now = store::time::now_ms();
+    let mut all = Vec::with_capacity(n);
+    for start in (0..n).step_by(1_000) {
+        let batch: Vec<Record> = (start..n.min(start + 1_000))
+            .map(|i| {
+                let id = format!("u{i:05}");
+                let mut r = Record {
+                    origin: key.public(),
+                    entity: Entity::User,
+                    id: id.clone(),
+                    version: Version::new(now, u32::try_from(i).expect("small")),
+                    scope: Scope::Public,
+                    deleted: false,
+                    fields: vec![
+                        ("Username".into(), id),
+                        ("Bio".into(), format!("bulk record number {i}")),
+                    ],
+                    body: String::new(),
+                    signature: None,
+                };
+                r.sign(&key).expect("sign");
+                r
+            })
+            .collect();
+        let report = store
+            .apply_batch(&batch, &store::ApplyOptions::new("test bulk load", now))
+            .expect("apply a bulk batch");
+        assert_eq!(report.new, batch.len() as u64, "bulk load: {report:?}");
+        all.extend(batch);
+    }
+    all
+}
+
+impl TestHome {
+    /// `wb --json sync now ARGS…` started in the background; see [`finish`].
+    pub fn spawn_sync_now(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command(["--json", "sync", "now"]);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().expect("spawn wb sync now")
+    }
+}
+
+/// Waits for a background `wb` (no time limit: `sync now` has its own connect timeout).
+pub fn finish(child: std::process::Child) -> Run {
+    let run: Run = child
+        .wait_with_output()
+        .expect("wait for a background wb")
+        .into();
+    run.assert_no_panic();
+    run
+}
+
+/// A background `sync now` that must have succeeded; its JSON report.
+pub fn finish_ok(child: std::process::Child) -> Value {
+    let run = finish(child);
+    assert!(run.status.success(), "sync now failed:\n{run}");
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process nodes and raw `wb-sync/1` clients.
+// ---------------------------------------------------------------------------------------------
+
+/// A multi-threaded tokio runtime with two workers, for tests that are not async themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start a tokio runtime")
+}
+
+/// One in-process instance: a home in a temporary directory, its store and its node (`None`
+/// once [`InProcess::shutdown`]).
+pub struct InProcess {
+    pub dir: TempDir,
+    pub home: store::Home,
+    pub key: protocol::SecretKey,
+    pub store: std::sync::Arc<store::Store>,
+    pub node: Option<node::node::RunningNode>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InProcess({})", self.home.root().display())
+    }
+}
+
+impl InProcess {
+    /// A new home named `name` with a node listening on 127.0.0.1 (any port).
+    pub async fn start(name: &str) -> Self {
+        Self::start_on(name, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// A new home named `name` with a node listening on `listen`.
+    pub async fn start_on(name: &str, listen: std::net::SocketAddr) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wb-node-")
+            .tempdir()
+            .expect("temp dir");
+        let home = store::Home::new(dir.path().join("home"));
+        let (_, key, store) = home.init(Some(name)).expect("init a home");
+        let mut this = Self {
+            dir,
+            home,
+            key,
+            store: std::sync::Arc::new(store),
+            node: None,
+        };
+        this.run(listen).await;
+        this
+    }
+
+    /// Starts the home's node on `listen` (it must not be running).
+    pub async fn run(&mut self, listen: std::net::SocketAddr) {
+        assert!(self.node.is_none(), "the node already runs");
+        let node = node::node::start(
+            node::node::NodeConfig {
+                home: self.home.clone(),
+                listen,
+                open: false,
+                faults: node::session::Faults::default(),
+            },
+            self.key.clone(),
+            self.store.clone(),
+        )
+        .await
+        .expect("start a node");
+        self.node = Some(node);
+    }
+
+    /// Shuts the node down, if it runs; the home and its store stay.
+    pub async fn shutdown(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.expect("shut the node down");
+        }
+    }
+
+    pub fn running(&mut self) -> &mut node::node::RunningNode {
+        self.node.as_mut().expect("running")
+    }
+
+    pub fn handle(&self) -> node::node::NodeHandle {
+        self.node.as_ref().expect("running").handle()
+    }
+
+    /// Where the node listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.node.as_ref().expect("running").addrs()[0]
+    }
+
+    pub fn public(&self) -> protocol::PublicKey {
+        self.key.public()
+    }
+
+    /// Registers peer `name` with `key` at `addrs` (none: the peer dials, or a hub finds it).
+    pub fn add_peer(
+        &self,
+        name: &str,
+        key: protocol::PublicKey,
+        addrs: &[std::net::SocketAddr],
+        trusted: bool,
+    ) {
+        store::add_peer(
+            &self.home,
+            store::Peer {
+                name: name.to_string(),
+                public_key: key,
+                addrs: addrs.iter().map(ToString::to_string).collect(),
+                hub: false,
+                trusted,
+                revoked: false,
+                notes: String::new(),
+            },
+        )
+        .expect("add peer");
+    }
+}
+
+/// A raw connection with `key` to the node or hub `to` at `addr`, on `alpn`.
+pub async fn raw_connect(
+    key: &protocol::SecretKey,
+    to: &protocol::PublicKey,
+    addr: std::net::SocketAddr,
+    alpn: &[u8],
+) -> (iroh::Endpoint, iroh::endpoint::Connection) {
+    let endpoint = node::node::bind_endpoint(key, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind a raw client endpoint");
+    let id = node::identity::endpoint_id(to).expect("endpoint id");
+    let conn = endpoint
+        .connect(iroh::EndpointAddr::new(id).with_ip_addr(addr), alpn)
+        .await
+        .expect("connect");
+    (endpoint, conn)
+}
+
+/// Pushes `records` to the node or hub `to` at `addr` as instance `key` would in a `wb-sync/1`
+/// session (Hello, Offer, one Batch, Bye), whatever they hold, and waits until the other side
+/// has finished the session. Returns the role its `Hello` gave.
+pub async fn raw_push(
+    key: &protocol::SecretKey,
+    to: &protocol::PublicKey,
+    addr: std::net::SocketAddr,
+    records: &[protocol::Record],
+) -> protocol::wire::Role {
+    use protocol::wire::{Cursor, Message, Role, SYNC_ALPN};
+    let (endpoint, conn) = raw_connect(key, to, addr, SYNC_ALPN).await;
+    let (send, recv) = conn.open_bi().await.expect("open a stream");
+    let mut ch = node::session::Channel::new("raw".into(), send, recv);
+    ch.send(&Message::hello([9; 16], Role::Node))
+        .await
+        .expect("send Hello");
+    let (_, role) = node::session::expect_hello(&mut ch)
+        .await
+        .expect("the other side says Hello");
+    ch.send(&Message::Offer).await.expect("send Offer");
+    match ch.expect("Pull").await.expect("the other side pulls") {
+        Message::Pull { .. } => {}
+        other => panic!("expected Pull, got {other:?}"),
+    }
+    ch.send(&Message::Batch {
+        records: records
+            .iter()
+            .map(protocol::Record::to_sealed_bytes)
+            .collect(),
+        next: Cursor {
+            epoch: [9; 16],
+            seq: records.len() as u64,
+        },
+        done: true,
+    })
+    .await
+    .expect("send a batch");
+    ch.send(&Message::Bye).await.expect("send Bye");
+    ch.finish().await;
+    // The other side finishes its side once the batch is applied and our Bye read.
+    while let Ok(Some(_)) = ch.recv().await {}
+    conn.close(0u32.into(), b"bye");
+    endpoint.close().await;
+    role
+}

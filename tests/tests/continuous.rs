@@ -9,101 +9,46 @@
 //! bounds on session counts are far below what a feedback loop would produce.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use node::continuous::{ContinuousConfig, PeerSyncStatus};
-use node::node::{NodeConfig, NodeHandle, RunningNode};
-use node::session::Faults;
-use protocol::{Entity, PublicKey, RecordKey, Scope, SecretKey};
-use store::{Draft, Peer, Store, StoreError};
+use protocol::{Entity, PublicKey, RecordKey, Scope};
+use store::{Draft, StoreError};
 use tokio::time::Instant;
-use wb_tests::harness::{TestHome, link};
+use wb_tests::harness::{InProcess, TestHome, link, put_user, record_ids};
 
 /// How long a test waits for something that should happen within a second or two.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// One in-process instance: a home, its store and a running node.
-struct Node {
-    _dir: tempfile::TempDir,
-    home: store::Home,
-    key: SecretKey,
-    store: Arc<Store>,
-    node: Option<RunningNode>,
+/// What these tests do with an in-process instance ([`InProcess`]).
+trait Node {
+    /// Registers `other` as peer `name`, dialable at its address (or at `addr`).
+    fn know(&self, name: &str, other: &InProcess, addr: Option<SocketAddr>);
+    async fn start_continuous(&mut self, config: ContinuousConfig);
+    /// Writes a public user record and tells the node, as the control socket does.
+    fn put_public_user(&self, id: &str);
+    /// Does this node hold `origin`'s user record `id`?
+    fn has_user(&self, origin: &PublicKey, id: &str) -> bool;
+    /// Continuous sync's view of the peer with this key.
+    fn status(&self, peer: &PublicKey) -> Option<PeerSyncStatus>;
+    fn sessions_with(&self, peer: &PublicKey) -> u64;
+    async fn stop(self);
 }
 
-impl Node {
-    async fn start(name: &str) -> Self {
-        Self::start_on(name, "127.0.0.1:0".parse().expect("addr")).await
-    }
-
-    async fn start_on(name: &str, listen: SocketAddr) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("wb-cont-")
-            .tempdir()
-            .expect("temp dir");
-        let home = store::Home::new(dir.path().join("home"));
-        let (_, key, store) = home.init(Some(name)).expect("init a home");
-        let store = Arc::new(store);
-        let node = node::node::start(
-            NodeConfig {
-                home: home.clone(),
-                listen,
-                open: false,
-                faults: Faults::default(),
-            },
-            key.clone(),
-            store.clone(),
-        )
-        .await
-        .expect("start a node");
-        Self {
-            _dir: dir,
-            home,
-            key,
-            store,
-            node: Some(node),
-        }
-    }
-
-    fn running(&mut self) -> &mut RunningNode {
-        self.node.as_mut().expect("running")
-    }
-
-    fn handle(&self) -> NodeHandle {
-        self.node.as_ref().expect("running").handle()
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.node.as_ref().expect("running").addrs()[0]
-    }
-
-    fn public(&self) -> PublicKey {
-        self.key.public()
-    }
-
-    /// Registers `other` as peer `name`, dialable at its address (or at `addr`).
-    fn know(&self, name: &str, other: &Node, addr: Option<SocketAddr>) {
-        store::add_peer(
-            &self.home,
-            Peer {
-                name: name.to_string(),
-                public_key: other.public(),
-                addrs: vec![addr.unwrap_or_else(|| other.addr()).to_string()],
-                hub: false,
-                trusted: false,
-                revoked: false,
-                notes: String::new(),
-            },
-        )
-        .expect("add peer");
+impl Node for InProcess {
+    fn know(&self, name: &str, other: &InProcess, addr: Option<SocketAddr>) {
+        self.add_peer(
+            name,
+            other.public(),
+            &[addr.unwrap_or_else(|| other.addr())],
+            false,
+        );
     }
 
     async fn start_continuous(&mut self, config: ContinuousConfig) {
         self.running().start_continuous(config).await;
     }
 
-    /// Writes a public user record and tells the node, as the control socket does.
     fn put_public_user(&self, id: &str) {
         self.store
             .update_local::<StoreError>(&self.key, Entity::User, id, store::time::now_ms(), |_| {
@@ -118,7 +63,6 @@ impl Node {
         self.handle().local_changed();
     }
 
-    /// Does this node hold `origin`'s user record `id`?
     fn has_user(&self, origin: &PublicKey, id: &str) -> bool {
         self.store
             .get(&RecordKey {
@@ -130,7 +74,6 @@ impl Node {
             .is_some()
     }
 
-    /// Continuous sync's view of the peer with this key.
     fn status(&self, peer: &PublicKey) -> Option<PeerSyncStatus> {
         self.handle()
             .continuous_status()
@@ -143,9 +86,7 @@ impl Node {
     }
 
     async fn stop(mut self) {
-        if let Some(node) = self.node.take() {
-            node.shutdown().await.expect("shut the node down");
-        }
+        self.shutdown().await;
     }
 }
 
@@ -178,7 +119,7 @@ async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 
 /// Waits until `node`'s worker for `peer` finished a successful session and is idle (its next
 /// session is the periodic one, far away).
-async fn settled(node: &Node, peer: &PublicKey) {
+async fn settled(node: &InProcess, peer: &PublicKey) {
     let ok = eventually(|| {
         node.status(peer).is_some_and(|s| {
             s.sessions > 0
@@ -199,8 +140,8 @@ async fn settled(node: &Node, peer: &PublicKey) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_change_reaches_a_connected_peer_without_sync_now() {
-    let mut a = Node::start("a").await;
-    let mut b = Node::start("b").await;
+    let mut a = InProcess::start("a").await;
+    let mut b = InProcess::start("b").await;
     a.know("b", &b, None);
     b.know("a", &a, None);
     a.start_continuous(quick()).await;
@@ -238,9 +179,9 @@ async fn a_local_change_reaches_a_connected_peer_without_sync_now() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_travel_along_a_line_of_three_nodes() {
-    let mut a = Node::start("a").await;
-    let mut b = Node::start("b").await;
-    let mut c = Node::start("c").await;
+    let mut a = InProcess::start("a").await;
+    let mut b = InProcess::start("b").await;
+    let mut c = InProcess::start("c").await;
     // A – B – C: A and C do not know each other.
     a.know("b", &b, None);
     b.know("a", &a, None);
@@ -282,8 +223,8 @@ async fn changes_travel_along_a_line_of_three_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_peer_is_retried_with_growing_delays_until_it_accepts() {
-    let mut a = Node::start("a").await;
-    let b = Node::start("b").await;
+    let mut a = InProcess::start("a").await;
+    let b = InProcess::start("b").await;
     // A knows B; B does not know A yet, so it refuses A's sessions.
     a.know("b", &b, None);
     a.put_public_user("waiting");
@@ -330,19 +271,7 @@ async fn a_refusing_peer_is_retried_with_growing_delays_until_it_accepts() {
     assert!(error.contains("refused"), "the error says why: {error}");
 
     // B learns about A (no address: B does not dial A): the next retry gets through.
-    store::add_peer(
-        &b.home,
-        Peer {
-            name: "a".into(),
-            public_key: a.public(),
-            addrs: vec![],
-            hub: false,
-            trusted: false,
-            revoked: false,
-            notes: String::new(),
-        },
-    )
-    .expect("add peer");
+    b.add_peer("a", a.public(), &[], false);
     assert!(
         eventually(|| b.has_user(&a.public(), "waiting")).await,
         "A did not sync once B accepted it"
@@ -368,76 +297,28 @@ async fn an_unreachable_peer_is_synced_once_it_starts() {
         .expect("its address")
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut a = Node::start("a").await;
+    let mut a = InProcess::start("a").await;
     // B's key, known before B runs: start B on the port right away to learn it, stop it.
-    let b_first = Node::start_on("b", addr).await;
-    let (b_dir, b_home, b_key, b_store) = {
-        let mut n = b_first;
-        if let Some(node) = n.node.take() {
-            node.shutdown().await.expect("stop B");
-        }
-        (n._dir, n.home, n.key, n.store)
-    };
-    store::add_peer(
-        &a.home,
-        Peer {
-            name: "b".into(),
-            public_key: b_key.public(),
-            addrs: vec![addr.to_string()],
-            hub: false,
-            trusted: false,
-            revoked: false,
-            notes: String::new(),
-        },
-    )
-    .expect("add peer");
+    let mut b = InProcess::start_on("b", addr).await;
+    b.shutdown().await;
+    a.add_peer("b", b.public(), &[addr], false);
     a.put_public_user("queued");
     a.start_continuous(quick()).await;
     // The first attempt times out (nothing answers), then retries follow.
     assert!(
-        eventually(|| a.status(&b_key.public()).is_some_and(|s| s.failures >= 1)).await,
+        eventually(|| a.status(&b.public()).is_some_and(|s| s.failures >= 1)).await,
         "no failed attempt recorded: {:?}",
-        a.status(&b_key.public())
+        a.status(&b.public())
     );
     let error = a
-        .status(&b_key.public())
+        .status(&b.public())
         .and_then(|s| s.last_error)
         .unwrap_or_default();
     assert!(error.contains("unreachable"), "{error}");
 
     // B comes up where A expects it, knowing A.
-    store::add_peer(
-        &b_home,
-        Peer {
-            name: "a".into(),
-            public_key: a.public(),
-            addrs: vec![],
-            hub: false,
-            trusted: false,
-            revoked: false,
-            notes: String::new(),
-        },
-    )
-    .expect("add peer");
-    let b_node = node::node::start(
-        NodeConfig {
-            home: b_home.clone(),
-            listen: addr,
-            open: false,
-            faults: Faults::default(),
-        },
-        b_key.clone(),
-        b_store.clone(),
-    )
-    .await
-    .expect("restart B on its address");
-    let b = Node {
-        _dir: b_dir,
-        home: b_home,
-        key: b_key,
-        store: b_store,
-        node: Some(b_node),
-    };
+    b.add_peer("a", a.public(), &[], false);
+    b.run(addr).await;
     assert!(
         eventually(|| b.has_user(&a.public(), "queued")).await,
         "A did not sync with B once B started: {:?}",
@@ -449,8 +330,8 @@ async fn an_unreachable_peer_is_synced_once_it_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pair_does_not_sync_in_a_loop() {
-    let mut a = Node::start("a").await;
-    let mut b = Node::start("b").await;
+    let mut a = InProcess::start("a").await;
+    let mut b = InProcess::start("b").await;
     a.know("b", &b, None);
     b.know("a", &a, None);
     a.put_public_user("a-1");
@@ -486,9 +367,9 @@ async fn an_idle_pair_does_not_sync_in_a_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_makes_a_bounded_number_of_sessions() {
-    let mut a = Node::start("a").await;
-    let mut b = Node::start("b").await;
-    let mut c = Node::start("c").await;
+    let mut a = InProcess::start("a").await;
+    let mut b = InProcess::start("b").await;
+    let mut c = InProcess::start("c").await;
     // A triangle: every change can come back by two paths.
     for (x, nx) in [(&a, "a"), (&b, "b"), (&c, "c")] {
         for (y, ny) in [(&a, "a"), (&b, "b"), (&c, "c")] {
@@ -508,7 +389,7 @@ async fn a_change_makes_a_bounded_number_of_sessions() {
             }
         }
     }
-    let total = |nodes: &[&Node]| -> u64 {
+    let total = |nodes: &[&InProcess]| -> u64 {
         nodes
             .iter()
             .flat_map(|n| n.handle().continuous_status())
@@ -536,9 +417,9 @@ async fn a_change_makes_a_bounded_number_of_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_removed_peers_are_no_longer_dialled() {
-    let mut a = Node::start("a").await;
-    let b = Node::start("b").await;
-    let c = Node::start("c").await;
+    let mut a = InProcess::start("a").await;
+    let b = InProcess::start("b").await;
+    let c = InProcess::start("c").await;
     a.know("b", &b, None);
     a.know("c", &c, None);
     b.know("a", &a, None);
@@ -588,16 +469,7 @@ fn plain(log: &str) -> String {
 #[test]
 fn wb_node_run_syncs_with_its_peers_by_itself() {
     let (a, b) = (TestHome::initialized(), TestHome::initialized());
-    a.ok([
-        "record",
-        "put",
-        "user",
-        "a-pub",
-        "--scope",
-        "public",
-        "--field",
-        "Username=a-pub",
-    ]);
+    put_user(&a, "a-pub", "public");
     link(&a, "a", &b, "b", false);
     let node_b = b.start_node();
     a.set_peer_addr("b", node_b.addr());
@@ -617,13 +489,7 @@ fn wb_node_run_syncs_with_its_peers_by_itself() {
     let (status, _) = node_b.stop();
     assert!(status.success());
     let list = b.json(["record", "list", "--origin", &a.public_key().to_hex()]);
-    let ids: Vec<&str> = list
-        .as_array()
-        .expect("an array")
-        .iter()
-        .filter_map(|r| r["id"].as_str())
-        .collect();
-    assert_eq!(ids, ["a-pub"], "B holds A's public record");
+    assert_eq!(record_ids(&list), ["a-pub"], "B holds A's public record");
 }
 
 #[test]

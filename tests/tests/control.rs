@@ -3,28 +3,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use wb_tests::harness::{TestHome, assert_one_line_error, link};
+use wb_tests::harness::{TestHome, assert_one_line_error, link, put_user_named, record_ids};
 use wb_tests::pty::PtyRun;
-
-fn put_user(t: &TestHome, id: &str, username: &str, scope: &str) -> String {
-    t.ok([
-        "record",
-        "put",
-        "user",
-        id,
-        "--scope",
-        scope,
-        "--field",
-        &format!("Username={username}"),
-    ])
-}
 
 /// `wb record put` and `wb sync status` against a home with a running node: they work (no
 /// "in use"), and what they print is what they print without a node.
 #[test]
 fn commands_run_through_the_running_node_with_identical_output() {
     let t = TestHome::initialized();
-    put_user(&t, "u0", "before", "public");
+    put_user_named(&t, "u0", "before", "public");
     let node = t.start_node();
     let socket = t.path("node.sock");
     let mode = std::fs::metadata(&socket)
@@ -109,13 +96,7 @@ fn writes_through_the_node_are_in_the_store_after_it_stops() {
     t.ok(["record", "rm", "user", "u2"]);
     node.stop();
     let list = t.json(["record", "list"]);
-    let ids: Vec<&str> = list
-        .as_array()
-        .expect("an array")
-        .iter()
-        .filter_map(|r| r["id"].as_str())
-        .collect();
-    assert_eq!(ids, ["u0", "u1", "u3", "u4", "u5"]);
+    assert_eq!(record_ids(&list), ["u0", "u1", "u3", "u4", "u5"]);
     let u1 = t.json(["record", "get", "user", "u1"]);
     assert_eq!(u1["scope"], "public");
     // The node closed its store cleanly: a read-only open (a dry-run import) works at once.
@@ -129,7 +110,7 @@ fn writes_through_the_node_are_in_the_store_after_it_stops() {
 #[test]
 fn relative_paths_are_the_clients() {
     let t = TestHome::initialized();
-    put_user(&t, "u1", "alice", "public");
+    put_user_named(&t, "u1", "alice", "public");
     let node = t.start_node();
     let client_dir = t.dir().join("elsewhere");
     std::fs::create_dir_all(&client_dir).expect("mkdir");
@@ -190,10 +171,10 @@ fn a_stale_socket_is_ignored() {
     let node = t.start_node();
     node.kill();
     assert!(t.path("node.sock").exists(), "SIGKILL leaves the socket");
-    put_user(&t, "u1", "alice", "private");
+    put_user_named(&t, "u1", "alice", "private");
     // And a new node replaces the stale socket.
     let node = t.start_node();
-    put_user(&t, "u2", "bob", "private");
+    put_user_named(&t, "u2", "bob", "private");
     node.stop();
     assert_eq!(t.json(["record", "list"]).as_array().map(Vec::len), Some(2));
 }
@@ -222,8 +203,8 @@ fn a_change_through_the_node_reaches_peers_by_itself() {
     let node_b = b.start_node();
     a.set_peer_addr("b", node_b.addr());
     b.set_peer_addr("a", node_a.addr());
-    put_user(&a, "u1", "alice", "public");
-    put_user(&a, "secret", "hidden", "private");
+    put_user_named(&a, "u1", "alice", "public");
+    put_user_named(&a, "secret", "hidden", "private");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let got = b.run([
@@ -235,13 +216,7 @@ fn a_change_through_the_node_reaches_peers_by_itself() {
         ]);
         let v: serde_json::Value = serde_json::from_str(&got.stdout).unwrap_or_default();
         if v.as_array().is_some_and(|l| !l.is_empty()) {
-            let ids: Vec<&str> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r["id"].as_str())
-                .collect();
-            assert_eq!(ids, ["u1"], "only the public record arrives");
+            assert_eq!(record_ids(&v), ["u1"], "only the public record arrives");
             break;
         }
         assert!(
@@ -262,7 +237,7 @@ fn confirmations_are_asked_by_the_client() {
     let a = TestHome::initialized();
     let b = TestHome::initialized();
     link(&a, "a", &b, "b", false);
-    put_user(&b, "u1", "bob", "public");
+    put_user_named(&b, "u1", "bob", "public");
     let node_b = b.start_node();
     a.set_peer_addr("b", node_b.addr());
     assert_eq!(a.sync_now("b", &[])["received"], 1);
@@ -301,8 +276,8 @@ fn status_counts_what_a_peer_is_behind() {
     let a = TestHome::initialized();
     let b = TestHome::initialized();
     link(&a, "a", &b, "b", false);
-    put_user(&a, "u1", "alice", "public");
-    put_user(&b, "w1", "walt", "public");
+    put_user_named(&a, "u1", "alice", "public");
+    put_user_named(&b, "w1", "walt", "public");
     let node_a = a.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
     b.set_peer_addr("a", node_a.addr());
     let behind = |t: &TestHome| {
@@ -322,8 +297,8 @@ fn status_counts_what_a_peer_is_behind() {
         0,
         "b has everything of a's (and its own w1 does not count)"
     );
-    put_user(&a, "u2", "ann", "public");
-    put_user(&a, "secret", "sam", "private");
+    put_user_named(&a, "u2", "ann", "public");
+    put_user_named(&a, "secret", "sam", "private");
     t_put_request(&a);
     assert_eq!(
         behind(&a),

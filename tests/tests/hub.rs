@@ -7,20 +7,23 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::EndpointAddr;
 use node::directory::{HubOptions, request};
 use node::node::{NodeConfig, bind_endpoint, start_with_hubs};
-use node::session::{Channel, Faults, expect_hello};
+use node::session::Faults;
 use protocol::hub::{Announcement, HUB_ALPN, HubRequest, HubResponse, hub_code};
-use protocol::wire::{Cursor, Message, Role, SYNC_ALPN};
+use protocol::wire::Role;
 use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
 use serde_json::Value;
-use store::{ApplyOptions, Home, ListFilter, Store};
-use wb_tests::harness::{HubProcess, Run, TestHome};
+use store::{ApplyOptions, Home, ListFilter};
+use wb_tests::harness::{
+    HubProcess, Run, TestHome, bulk_public_users, count, finish_ok, put_user, raw_connect,
+    raw_push, runtime,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -29,26 +32,6 @@ use wb_tests::harness::{HubProcess, Run, TestHome};
 /// How long a test waits for a condition (an announcement reaching the hub) before failing.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn put_user(t: &TestHome, id: &str, scope: &str) {
-    t.ok([
-        "record",
-        "put",
-        "user",
-        id,
-        "--scope",
-        scope,
-        "--field",
-        &format!("Username={id}"),
-    ]);
-}
-
-fn count(report: &Value, key: &str) -> u64 {
-    report[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count {key:?} in {report}"))
-}
-
-/// `wb hub allow KEY --name NAME` on the hub's home.
 fn allow(hub: &TestHome, name: &str, instance: &TestHome) {
     hub.ok([
         "hub",
@@ -111,14 +94,6 @@ fn wait_for_instance(hub: &TestHome, key: &PublicKey, what: &str, ok: impl Fn(&V
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("start a tokio runtime")
-}
-
 fn signed_user(key: &SecretKey, id: &str, scope: Scope, counter: u32) -> Record {
     let mut r = Record {
         origin: key.public(),
@@ -133,57 +108,6 @@ fn signed_user(key: &SecretKey, id: &str, scope: Scope, counter: u32) -> Record 
     };
     r.sign(key).expect("sign");
     r
-}
-
-/// Opens a raw connection to the hub with `key`, on `alpn`.
-async fn connect(
-    key: &SecretKey,
-    hub: &PublicKey,
-    addr: SocketAddr,
-    alpn: &[u8],
-) -> (iroh::Endpoint, iroh::endpoint::Connection) {
-    let endpoint = bind_endpoint(key, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind a raw client endpoint");
-    let id = node::identity::endpoint_id(hub).expect("endpoint id");
-    let conn = endpoint
-        .connect(EndpointAddr::new(id).with_ip_addr(addr), alpn)
-        .await
-        .expect("connect to the hub");
-    (endpoint, conn)
-}
-
-/// Pushes `records` to the hub as instance `key` would, over `wb-sync/1`, whatever their
-/// scope (no `wb` would send trusted or private records to a hub).
-async fn raw_push(key: &SecretKey, hub: &PublicKey, addr: SocketAddr, records: &[Record]) {
-    let (endpoint, conn) = connect(key, hub, addr, SYNC_ALPN).await;
-    let (send, recv) = conn.open_bi().await.expect("open a stream");
-    let mut ch = Channel::new("hub".into(), send, recv);
-    ch.send(&Message::hello([9; 16], Role::Node))
-        .await
-        .expect("send Hello");
-    let (_, role) = expect_hello(&mut ch).await.expect("the hub says Hello");
-    assert_eq!(role, Role::Hub);
-    ch.send(&Message::Offer).await.expect("send Offer");
-    match ch.expect("Pull").await.expect("the hub pulls") {
-        Message::Pull { .. } => {}
-        other => panic!("expected Pull, got {other:?}"),
-    }
-    ch.send(&Message::Batch {
-        records: records.iter().map(Record::to_sealed_bytes).collect(),
-        next: Cursor {
-            epoch: [9; 16],
-            seq: records.len() as u64,
-        },
-        done: true,
-    })
-    .await
-    .expect("send a batch");
-    ch.send(&Message::Bye).await.expect("send Bye");
-    ch.finish().await;
-    while let Ok(Some(_)) = ch.recv().await {}
-    conn.close(0u32.into(), b"bye");
-    endpoint.close().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +183,7 @@ fn the_hub_stores_and_forwards_public_records_only() {
     // A client that breaks the rules: the hub checks again on the way in.
     let key_a = a.secret_key();
     let hub_key = hub.public_key();
-    runtime().block_on(raw_push(
+    let role = runtime().block_on(raw_push(
         &key_a,
         &hub_key,
         node.addr(),
@@ -269,6 +193,7 @@ fn the_hub_stores_and_forwards_public_records_only() {
             signed_user(&key_a, "raw-public", Scope::Public, 0),
         ],
     ));
+    assert_eq!(role, Role::Hub);
 
     let (status, _) = node.stop();
     assert!(status.success());
@@ -563,7 +488,7 @@ fn forged_and_stale_announcements_are_rejected() {
     let addr = node.addr();
     let me: SocketAddr = "127.0.0.1:4433".parse().expect("addr");
     runtime().block_on(async {
-        let (endpoint, conn) = connect(&key_a, &hub_key, addr, HUB_ALPN).await;
+        let (endpoint, conn) = raw_connect(&key_a, &hub_key, addr, HUB_ALPN).await;
         let ask = |req: HubRequest| {
             let conn = conn.clone();
             async move { request(&conn, "hub", &req).await.expect("the hub answers") }
@@ -643,61 +568,6 @@ fn forged_and_stale_announcements_are_rejected() {
 // Load
 // ---------------------------------------------------------------------------------------------
 
-/// Writes `n` public user records signed by `t`'s key straight into its store.
-fn bulk_public_users(t: &TestHome, n: usize) {
-    let home = Home::new(t.home());
-    let (key, store) = home.open().expect("open the home's store");
-    load_users(&key, &store, n);
-}
-
-/// Signs `n` public user records with `key` and applies them to `store` in one batch.
-fn load_users(key: &SecretKey, store: &Store, n: usize) {
-    let now = store::time::now_ms();
-    let batch: Vec<Record> = (0..n)
-        .map(|i| {
-            let id = format!("u{i:05}");
-            let mut r = Record {
-                origin: key.public(),
-                entity: Entity::User,
-                id: id.clone(),
-                version: Version::new(now, u32::try_from(i).expect("small")),
-                scope: Scope::Public,
-                deleted: false,
-                fields: vec![
-                    ("Username".into(), id),
-                    ("Bio".into(), format!("bulk record number {i}")),
-                ],
-                body: String::new(),
-                signature: None,
-            };
-            r.sign(key).expect("sign");
-            r
-        })
-        .collect();
-    let report = store
-        .apply_batch(&batch, &ApplyOptions::new("test bulk load", now))
-        .expect("apply a bulk batch");
-    assert_eq!(report.new, n as u64);
-}
-
-fn spawn_hub_sync(t: &TestHome, extra: &[&str]) -> Child {
-    let mut cmd = t.command(["--json", "sync", "now", "--hub"]);
-    cmd.args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.spawn().expect("spawn wb sync now --hub")
-}
-
-fn finish_ok(child: Child) -> Value {
-    let run: Run = child
-        .wait_with_output()
-        .expect("wait for wb sync now")
-        .into();
-    run.assert_no_panic();
-    assert!(run.status.success(), "sync now --hub failed:\n{run}");
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
-}
-
 /// One hub, 20 instances syncing with it at once, 1,000 public records each: every instance
 /// ends with all 20,000 records, and no sync fails (about 15 s in a debug build on two cores;
 /// `bench hub` times it).
@@ -717,7 +587,7 @@ fn fan_out(instances: usize, records: usize) {
         t.add_hub("hub", &hub, &node);
     }
     // Round 1, all at once: each pushes its records and pulls what the hub has so far.
-    let round: Vec<Child> = homes.iter().map(|t| spawn_hub_sync(t, &[])).collect();
+    let round: Vec<Child> = homes.iter().map(|t| t.spawn_sync_now(&["--hub"])).collect();
     for child in round {
         let report = finish_ok(child);
         assert_eq!(count(&report, "rejected"), 0, "{report}");
@@ -725,7 +595,7 @@ fn fan_out(instances: usize, records: usize) {
     // Round 2, all at once: each pulls the rest.
     let round: Vec<Child> = homes
         .iter()
-        .map(|t| spawn_hub_sync(t, &["--pull-only"]))
+        .map(|t| t.spawn_sync_now(&["--hub", "--pull-only"]))
         .collect();
     for child in round {
         let report = finish_ok(child);

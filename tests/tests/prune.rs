@@ -8,23 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use protocol::{Entity, PublicKey, Scope};
 use serde_json::Value;
 use store::{Draft, StoreError};
-use wb_tests::harness::{TestHome, link, tree, tree_diff};
+use wb_tests::harness::{TestHome, count, link, put_user, tree, tree_diff};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// `wb record put user ID --scope SCOPE --field Username=ID`.
-fn put_user(t: &TestHome, id: &str, scope: &str) {
-    t.ok([
-        "record",
-        "put",
-        "user",
-        id,
-        "--scope",
-        scope,
-        "--field",
-        &format!("Username={id}"),
-    ]);
-}
 
 /// A public user record written with its version dated `days_ago` days back (through the store:
 /// the clock of a fresh home has issued nothing later yet).
@@ -74,12 +60,6 @@ fn live_ids(t: &TestHome, origin: &PublicKey) -> BTreeSet<String> {
 
 fn ids<const N: usize>(list: [&str; N]) -> BTreeSet<String> {
     list.iter().map(ToString::to_string).collect()
-}
-
-fn count(report: &Value, key: &str) -> u64 {
-    report[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count {key:?} in {report}"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,35 +17,23 @@ use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{Connection, ConnectionError, RecvStream, SendStream};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr};
-use node::node::{Direction, NodeConfig, bind_endpoint, sync_once};
-use node::session::Faults;
+use node::node::{Direction, bind_endpoint, sync_once};
 use proptest::prelude::*;
 use protocol::wire::{
     BATCH_RECORDS_MAX, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, SYNC_ALPN, code,
 };
-use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
+use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde_json::Value;
-use store::{ApplyOptions, Draft, ListFilter, Peer, Store, StoreError};
+use store::{Draft, ListFilter, StoreError};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
-use wb_tests::harness::{NodeProcess, Run, TestHome, assert_one_line_error, link};
+use wb_tests::harness::{
+    InProcess, NodeProcess, TestHome, assert_one_line_error, bulk_public_users, count, finish,
+    finish_ok, link, put_user, runtime,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// `wb record put user ID --scope SCOPE --field Username=ID`.
-fn put_user(t: &TestHome, id: &str, scope: &str) {
-    t.ok([
-        "record",
-        "put",
-        "user",
-        id,
-        "--scope",
-        scope,
-        "--field",
-        &format!("Username={id}"),
-    ]);
-}
 
 /// Every record of one origin at `t`, deleted ones included, by id.
 fn records_of(t: &TestHome, origin: &PublicKey) -> BTreeMap<String, Value> {
@@ -65,84 +52,6 @@ fn live_ids(t: &TestHome, origin: &PublicKey) -> BTreeSet<String> {
         .filter(|(_, r)| r["deleted"] == false)
         .map(|(id, _)| id)
         .collect()
-}
-
-fn count(report: &Value, key: &str) -> u64 {
-    report[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count {key:?} in {report}"))
-}
-
-/// Writes `n` public user records `u00000`… straight into `t`'s store, signed with its key, in
-/// batches of 1,000 (10,000 CLI calls would take minutes). Returns them.
-fn bulk_public_users(t: &TestHome, n: usize) -> Vec<Record> {
-    let home = store::Home::new(t.home());
-    let (key, store) = home.open().expect("open the home's store");
-    let now = store::time::now_ms();
-    let mut all = Vec::with_capacity(n);
-    for start in (0..n).step_by(1_000) {
-        let batch: Vec<Record> = (start..n.min(start + 1_000))
-            .map(|i| {
-                let id = format!("u{i:05}");
-                let mut r = Record {
-                    origin: key.public(),
-                    entity: Entity::User,
-                    id: id.clone(),
-                    version: Version::new(now, u32::try_from(i).expect("small")),
-                    scope: Scope::Public,
-                    deleted: false,
-                    fields: vec![
-                        ("Username".into(), id),
-                        ("Bio".into(), format!("bulk record number {i}")),
-                    ],
-                    body: String::new(),
-                    signature: None,
-                };
-                r.sign(&key).expect("sign");
-                r
-            })
-            .collect();
-        let report = store
-            .apply_batch(&batch, &ApplyOptions::new("test bulk load", now))
-            .expect("apply a bulk batch");
-        assert_eq!(report.new, batch.len() as u64, "bulk load: {report:?}");
-        all.extend(batch);
-    }
-    all
-}
-
-/// `wb --json sync now PEER EXTRA…` started in the background.
-fn spawn_sync(t: &TestHome, peer: &str, extra: &[&str]) -> Child {
-    let mut cmd = t.command(["--json", "sync", "now", peer]);
-    cmd.args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.spawn().expect("spawn wb sync now")
-}
-
-/// Waits for a background `wb` (no time limit: `sync now` has its own connect timeout).
-fn finish(child: Child) -> Run {
-    let run: Run = child
-        .wait_with_output()
-        .expect("wait for a background wb")
-        .into();
-    run.assert_no_panic();
-    run
-}
-
-/// A background `sync now` that must have succeeded; its JSON report.
-fn finish_ok(child: Child) -> Value {
-    let run = finish(child);
-    assert!(run.status.success(), "sync now failed:\n{run}");
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("start a tokio runtime")
 }
 
 /// A small deterministic generator (splitmix64) for test input; the seed is in every message.
@@ -407,7 +316,7 @@ fn a_receiving_node_killed_mid_sync_restarts_and_converges() {
     let store_file = b.path("store.redb");
     let size = || std::fs::metadata(&store_file).map_or(0, |m| m.len());
     let initial = size();
-    let mut push = spawn_sync(&a, "b", &["--push-only"]);
+    let mut push = a.spawn_sync_now(&["b", "--push-only"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut push_done = None;
     while size() == initial {
@@ -508,7 +417,7 @@ impl Refusals {
     fn good_sync(&mut self) -> Child {
         self.next += 1;
         put_user(&self.a, &format!("good-{}", self.next), "public");
-        spawn_sync(&self.a, "b", &[])
+        self.a.spawn_sync_now(&["b"])
     }
 
     /// The good sync went through: exactly its new record was sent.
@@ -1019,49 +928,13 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
     )
 }
 
-/// One in-process instance: a home, its store and a running node.
-struct Instance {
-    _dir: tempfile::TempDir,
-    home: store::Home,
-    key: SecretKey,
-    store: Arc<Store>,
-    node: Option<node::node::RunningNode>,
+/// What the privacy test does with an in-process instance.
+trait Instance {
+    fn write(&self, id: &str, edit: impl FnOnce(Option<&Record>) -> Draft, entity: Entity);
+    fn all(&self) -> Vec<Record>;
 }
 
-impl Instance {
-    async fn start(name: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("wb-prop-")
-            .tempdir()
-            .expect("temp dir");
-        let home = store::Home::new(dir.path().join("home"));
-        let (_, key, store) = home.init(Some(name)).expect("init a home");
-        let store = Arc::new(store);
-        let node = node::node::start(
-            NodeConfig {
-                home: home.clone(),
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                open: false,
-                faults: Faults::default(),
-            },
-            key.clone(),
-            store.clone(),
-        )
-        .await
-        .expect("start a node");
-        Self {
-            _dir: dir,
-            home,
-            key,
-            store,
-            node: Some(node),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.node.as_ref().expect("running").addrs()[0]
-    }
-
+impl Instance for InProcess {
     fn write(&self, id: &str, edit: impl FnOnce(Option<&Record>) -> Draft, entity: Entity) {
         self.store
             .update_local::<StoreError>(&self.key, entity, id, store::time::now_ms(), |cur| {
@@ -1103,7 +976,11 @@ fn allowed(scope: Scope, origin: usize, holder: usize, trust: &[[bool; 3]; 3]) -
 /// The privacy invariant: every copy of another origin's record (live or withdrawal) is one
 /// its holder may have, and verifies. With `converged`, also: every live record reached
 /// exactly the parties it may reach, in its current version, and no stale copy is alive.
-fn check(nodes: &[Instance], trust: &[[bool; 3]; 3], converged: bool) -> Result<(), TestCaseError> {
+fn check(
+    nodes: &[InProcess],
+    trust: &[[bool; 3]; 3],
+    converged: bool,
+) -> Result<(), TestCaseError> {
     let index: BTreeMap<PublicKey, usize> = nodes
         .iter()
         .enumerate()
@@ -1179,7 +1056,7 @@ fn check(nodes: &[Instance], trust: &[[bool; 3]; 3], converged: bool) -> Result<
 }
 
 /// Every instance syncs (both ways) with every other, in a fixed order.
-async fn sync_round(nodes: &[Instance]) {
+async fn sync_round(nodes: &[InProcess]) {
     for (x, from) in nodes.iter().enumerate() {
         let peers = store::load_peers(&from.home).expect("peers");
         for y in 0..nodes.len() {
@@ -1197,24 +1074,12 @@ async fn sync_round(nodes: &[Instance]) {
 async fn privacy_case(trust: [[bool; 3]; 3], plans: [Vec<Plan>; 3]) -> Result<(), TestCaseError> {
     let mut nodes = Vec::new();
     for i in 0..3 {
-        nodes.push(Instance::start(&format!("n{i}")).await);
+        nodes.push(InProcess::start(&format!("n{i}")).await);
     }
     for (x, from) in nodes.iter().enumerate() {
         for (y, to) in nodes.iter().enumerate() {
             if x != y {
-                store::add_peer(
-                    &from.home,
-                    Peer {
-                        name: format!("n{y}"),
-                        public_key: to.key.public(),
-                        addrs: vec![to.addr().to_string()],
-                        hub: false,
-                        trusted: trust[x][y],
-                        revoked: false,
-                        notes: String::new(),
-                    },
-                )
-                .expect("add peer");
+                from.add_peer(&format!("n{y}"), to.public(), &[to.addr()], trust[x][y]);
             }
         }
     }
@@ -1283,9 +1148,7 @@ async fn privacy_case(trust: [[bool; 3]; 3], plans: [Vec<Plan>; 3]) -> Result<()
     check(&nodes, &trust, true)?;
 
     for n in &mut nodes {
-        if let Some(node) = n.node.take() {
-            node.shutdown().await.expect("shut down");
-        }
+        n.shutdown().await;
     }
     Ok(())
 }

@@ -6,15 +6,15 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use protocol::bundle::{BundleSignature, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
-use protocol::wire::{Cursor, Message, Role, SYNC_ALPN};
-use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
+use protocol::{Entity, Record, RecordKey, Scope, SecretKey, Version};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use store::{ListFilter, Peer, Store};
-use wb_tests::harness::{TestHome, assert_one_line_error, copy_tree, link};
+use store::{ListFilter, Store};
+use wb_tests::harness::{
+    InProcess, TestHome, assert_one_line_error, copy_tree, link, raw_push, runtime,
+};
 use wb_tests::pty::PtyRun;
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ fn record_put_vouch_defaults_to_public_and_dates_the_vouch() {
     let a = instance("alpha");
     put_user(&a, "1", "admin", None);
     put_user(&a, "2", "eve", None);
-    let j = a.json([
+    let put_v1 = [
         "record",
         "put",
         "vouch",
@@ -366,20 +366,12 @@ fn record_put_vouch_defaults_to_public_and_dates_the_vouch() {
         "Voucher=1",
         "--field",
         "Subject=2",
-    ]);
+    ];
+    let j = a.json(put_v1);
     assert_eq!(j["scope"], "public");
     let created_at = j["fields"]["Created-At"].as_str().expect("Created-At");
     // Putting the same content again keeps the date and makes no new version.
-    let again = a.json([
-        "record",
-        "put",
-        "vouch",
-        "v1",
-        "--field",
-        "Voucher=1",
-        "--field",
-        "Subject=2",
-    ]);
+    let again = a.json(put_v1);
     assert_eq!(again["change"], "unchanged", "{again:#}");
     assert_eq!(again["fields"]["Created-At"], created_at);
     // Narrowed like any record.
@@ -703,75 +695,13 @@ fn signed(key: &SecretKey, entity: Entity, id: &str, fields: &[(&str, String)]) 
     r
 }
 
-/// Pushes `records` into the node at `addr` as peer `key` would in a sync session (Hello,
-/// Offer, then one Batch), and waits until the node has finished the session.
-async fn push(key: &SecretKey, node: &PublicKey, addr: std::net::SocketAddr, records: &[Record]) {
-    let endpoint = node::node::bind_endpoint(key, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind an endpoint");
-    let id = node::identity::endpoint_id(node).expect("endpoint id");
-    let conn = endpoint
-        .connect(iroh::EndpointAddr::new(id).with_ip_addr(addr), SYNC_ALPN)
-        .await
-        .expect("connect to the node");
-    let (send, recv) = conn.open_bi().await.expect("open a stream");
-    let mut ch = node::session::Channel::new("node".into(), send, recv);
-    ch.send(&Message::hello([7; 16], Role::Node))
-        .await
-        .expect("Hello");
-    assert!(matches!(
-        ch.expect("Hello").await.expect("the node's Hello"),
-        Message::Hello { .. }
-    ));
-    ch.send(&Message::Offer).await.expect("Offer");
-    assert!(matches!(
-        ch.expect("Pull").await.expect("the node pulls"),
-        Message::Pull { .. }
-    ));
-    ch.send(&Message::Batch {
-        records: records.iter().map(Record::to_sealed_bytes).collect(),
-        next: Cursor {
-            epoch: [7; 16],
-            seq: records.len() as u64,
-        },
-        done: true,
-    })
-    .await
-    .expect("Batch");
-    ch.send(&Message::Bye).await.expect("Bye");
-    ch.finish().await;
-    // The node finishes its side once the batch is applied and our Bye read.
-    while let Ok(Some(_)) = ch.recv().await {}
-    conn.close(0u32.into(), b"done");
-    endpoint.close().await;
-}
-
 #[test]
 fn a_tampered_vouch_on_the_wire_is_refused() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let home = store::Home::new(dir.path().join("home"));
-    let (_, key, store) = home.init(Some("receiver")).expect("init");
-    let store = Arc::new(store);
+    let rt = runtime();
+    let mut receiver = rt.block_on(InProcess::start("receiver"));
     let peer = SecretKey::from_bytes(&[0x66; 32]);
     let other = SecretKey::from_bytes(&[0x67; 32]);
-    store::add_peer(
-        &home,
-        Peer {
-            name: "pusher".into(),
-            public_key: peer.public(),
-            addrs: Vec::new(),
-            hub: false,
-            trusted: false,
-            revoked: false,
-            notes: String::new(),
-        },
-    )
-    .expect("register the pusher");
+    receiver.add_peer("pusher", peer.public(), &[], false);
 
     let admin = signed(&peer, Entity::User, "1", &[("Username", "padmin".into())]);
     let other_root = format!("{}/1", other.public().to_hex());
@@ -802,36 +732,22 @@ fn a_tampered_vouch_on_the_wire_is_refused() {
     unsigned.id = "unsigned".into();
     unsigned.signature = None;
 
-    let held = rt.block_on(async {
-        let node = node::node::start(
-            node::node::NodeConfig {
-                home: home.clone(),
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                open: false,
-                faults: node::session::Faults::default(),
-            },
-            key.clone(),
-            store.clone(),
-        )
-        .await
-        .expect("start the node");
-        let addr = node.addrs()[0];
-        push(
+    rt.block_on(async {
+        raw_push(
             &peer,
-            &key.public(),
-            addr,
+            &receiver.public(),
+            receiver.addr(),
             &[admin.clone(), tampered, forged, unsigned, good.clone()],
         )
         .await;
-        node.shutdown().await.expect("stop the node");
-        held_vouches(&store)
+        receiver.shutdown().await;
     });
     assert_eq!(
-        held,
+        held_vouches(&receiver.store),
         vec![good.key()],
         "only the intact vouch is kept (and the user record)"
     );
-    let user = store.get(&admin.key()).expect("read");
+    let user = receiver.store.get(&admin.key()).expect("read");
     assert_eq!(user, Some(admin));
 }
 

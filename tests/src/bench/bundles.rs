@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use store::{ApplyOptions, Home};
 
 use super::measure::{self, Measured};
-use super::{MB, Result, dataset};
+use super::{MB, Result, dataset, print_result, work_dir};
 
 /// Targets from issue 3 for this 2-core machine.
 const EXPORT_RECORDS_PER_S_MIN: f64 = 20_000.0;
@@ -103,12 +103,7 @@ pub fn run(args: &BundlesArgs, json_out: bool) -> Result<()> {
     }
     let n = args.records;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix("wb-bench-");
-    let tmp = match &args.dir {
-        Some(dir) => builder.tempdir_in(dir)?,
-        None => builder.tempdir()?,
-    };
+    let tmp = work_dir("wb-bench-", args.dir.as_deref())?;
     let root = tmp.path();
     let clock = Instant::now();
     let progress = |what: &str| eprintln!("[{:6.1} s] {what}", clock.elapsed().as_secs_f64());
@@ -211,11 +206,7 @@ pub fn run(args: &BundlesArgs, json_out: bool) -> Result<()> {
     progress("done");
 
     let result = summarize(args, cores, root, populate_time, &shape, &samples);
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        print!("{}", table(&result));
-    }
+    print_result(&result, json_out, table)?;
     if args.keep {
         eprintln!("kept {}", tmp.keep().display());
     } else {

@@ -21,8 +21,9 @@ use protocol::{Entity, Record, Scope, SecretKey, Version};
 use serde_json::{Value, json};
 use store::{ApplyOptions, CheckedBatch, Home, Peer};
 
+use super::bundles::round;
 use super::measure::{self, Measured};
-use super::{MB, Result};
+use super::{MB, Result, print_result, work_dir};
 
 /// Rounds of `sync now --hub` at most before giving up (two are enough: push + pull, pull).
 const ROUNDS_MAX: usize = 5;
@@ -67,12 +68,7 @@ pub fn run(args: &HubArgs, json_out: bool) -> Result<()> {
     if args.records == 0 || args.instances.is_empty() || args.instances.contains(&0) {
         return Err("--records and every --instances count must be at least 1".into());
     }
-    let mut builder = tempfile::Builder::new();
-    builder.prefix("wb-bench-hub-");
-    let tmp = match &args.dir {
-        Some(dir) => builder.tempdir_in(dir)?,
-        None => builder.tempdir()?,
-    };
+    let tmp = work_dir("wb-bench-hub-", args.dir.as_deref())?;
     let root = tmp.path();
     let clock = Instant::now();
     let progress = |what: &str| eprintln!("[{:6.1} s] {what}", clock.elapsed().as_secs_f64());
@@ -100,11 +96,7 @@ pub fn run(args: &HubArgs, json_out: bool) -> Result<()> {
         "records_per_instance": args.records,
         "runs": results.iter().map(figures).collect::<Vec<_>>(),
     });
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", table(&doc));
-    }
+    print_result(&doc, json_out, table)?;
     if args.keep {
         eprintln!("kept {}", tmp.keep().display());
     }
@@ -339,23 +331,20 @@ fn figures(f: &FanOut) -> Value {
         "instances": f.instances,
         "records_per_instance": f.records,
         "records_total": total,
-        "time_s": round3(secs),
+        "time_s": round(secs, 3),
         "rounds": f.rounds,
-        "records_delivered_per_s": round3(total as f64 * (f.instances as f64 - 1.0) / secs.max(1e-9)),
+        "records_delivered_per_s": round(total as f64 * (f.instances as f64 - 1.0) / secs.max(1e-9), 3),
         "syncs": f.syncs.len(),
-        "sync_wall_s_median": round3(walls.get(walls.len() / 2).copied().unwrap_or(0.0)),
-        "sync_wall_s_max": round3(walls.last().copied().unwrap_or(0.0)),
-        "sync_peak_rss_mb_max": round3(peak_sync as f64 / MB),
-        "hub_peak_rss_mb": round3(f.hub_peak_rss_bytes as f64 / MB),
-        "baseline_apply_all_s": round3(f.baseline.as_secs_f64()),
-        "ratio_to_n_baselines": round3(
-            secs / (f.instances as f64 * f.baseline.as_secs_f64()).max(1e-9)
+        "sync_wall_s_median": round(walls.get(walls.len() / 2).copied().unwrap_or(0.0), 3),
+        "sync_wall_s_max": round(walls.last().copied().unwrap_or(0.0), 3),
+        "sync_peak_rss_mb_max": round(peak_sync as f64 / MB, 3),
+        "hub_peak_rss_mb": round(f.hub_peak_rss_bytes as f64 / MB, 3),
+        "baseline_apply_all_s": round(f.baseline.as_secs_f64(), 3),
+        "ratio_to_n_baselines": round(
+            secs / (f.instances as f64 * f.baseline.as_secs_f64()).max(1e-9),
+            3,
         ),
     })
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn table(doc: &Value) -> String {

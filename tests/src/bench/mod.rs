@@ -7,9 +7,34 @@ pub mod hub;
 pub mod measure;
 pub mod sync;
 
+use std::path::Path;
+
+use serde_json::Value;
+
 /// Benchmarks stop at the first error and print it; they never fail on a missed target.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Decimal megabytes, the unit of every size the benchmarks print.
 pub const MB: f64 = 1_000_000.0;
+
+/// A benchmark's working directory: a new temporary directory named `prefix…`, in `dir` if
+/// given, else in the system's temporary directory.
+pub fn work_dir(prefix: &str, dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    Ok(match dir {
+        Some(dir) => builder.tempdir_in(dir)?,
+        None => builder.tempdir()?,
+    })
+}
+
+/// Prints a benchmark's result on stdout: as pretty JSON, or as the benchmark's `table`.
+pub fn print_result(doc: &Value, json_out: bool, table: impl Fn(&Value) -> String) -> Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(doc)?);
+    } else {
+        print!("{}", table(doc));
+    }
+    Ok(())
+}
