@@ -106,8 +106,8 @@ thread_local! {
 ///
 /// Decompression is a pure function of the bytes, so a key found among this thread's recent
 /// valid keys is the same key `VerifyingKey::from_bytes` would return: the cache changes no
-/// result, it only spares the decompression (a quarter of the cost of exporting a record, a
-/// sixth of verifying one) for the origins seen again and again in a scan, an import or a pull.
+/// result, it only spares the decompression (a quarter of the time of exporting a record, a
+/// fifth of importing one) for the origins seen again and again in a scan, an import or a pull.
 /// Invalid bytes are never cached: each attempt fails the full check.
 fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     let cached = RECENT

@@ -9,7 +9,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use protocol::bundle::{
     MANIFEST_FILE, Manifest, PUBLIC_KEYS_DIR, SIGNATURE_FILE, parse_public_key_file,
@@ -33,8 +32,6 @@ pub const ENTITY_DIRS: &[&str] = &[
 ];
 /// Record files have this suffix (the manifest too).
 const SUFFIX: &str = ".sync.txt";
-/// Rendered files waiting for the writer thread (about half a kilobyte each).
-const WRITE_QUEUE_LEN: usize = 512;
 
 /// Why a bundle could not be exported or imported. Import errors name the bundle-relative file.
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +140,8 @@ fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String 
 ///
 /// The store is read as a stream, never listed whole: first its comments (kept, since requests
 /// render their public comments into their body), then every other record, whose file is
-/// rendered as soon as it is decoded and written by a second thread; comment files go last,
-/// once it is known which requests stay home (their comments stay home too). The manifest,
-/// public key file and `bundle.sig` are written after every record file.
+/// written as soon as it is decoded; comment files go last, once it is known which requests
+/// stay home (their comments stay home too).
 pub fn export(
     store: &Store,
     key: &SecretKey,
@@ -188,29 +184,84 @@ pub fn export(
         path: dir.to_path_buf(),
         source,
     })?;
-    // Creating files is mostly kernel time: a second thread writes them (and hashes them)
-    // while this one reads the store and renders the next records.
-    let files = RecordFiles::new(dir)?;
-    let (files, streamed) = std::thread::scope(|scope| {
-        let (sink, queue) = mpsc::sync_channel(WRITE_QUEUE_LEN);
-        let writer = scope.spawn(move || files.write_all(queue));
-        let streamed = out.stream(&comments, total, progress, &sink);
-        drop(sink);
-        // A panic in the writer is a bug; re-raise it on this thread.
-        let files = writer
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (files, streamed)
-    });
-    // A failed write closes the queue, which stops the stream: the write error is the cause.
-    let files = files?;
-    streamed?;
+    let mut files = RecordFiles::new(dir)?;
+    let mut done = 0u64;
+    store.scan(
+        |entity| entity != comment,
+        |r| -> Result<()> {
+            if done % 256 == 0 {
+                progress(done, total);
+            }
+            done += 1;
+            let Some(r) = out.choose(r)? else {
+                return Ok(());
+            };
+            // A request that goes out as its withdrawal carries no comments: they stay home.
+            let rendered = match r.entity {
+                Entity::Request => {
+                    let key = r.key();
+                    if out.withheld_requests.contains(&key) {
+                        &[]
+                    } else {
+                        comments.of(&key)
+                    }
+                }
+                _ => &[],
+            };
+            let text = render(&r, rendered, &out.local, out.origins.several)?;
+            out.origins.note(&r.origin);
+            if r.origin == out.local || out.origins.several {
+                out.write(&mut files, &r, &text)?;
+                if out.origins.several && !out.deferred.is_empty() {
+                    for (r, text) in std::mem::take(&mut out.deferred) {
+                        out.write(&mut files, &r, &text)?;
+                    }
+                }
+            } else {
+                // Its file name depends on whether the export holds several origins, which the
+                // rest of the store decides.
+                out.deferred.push((r, text));
+            }
+            Ok(())
+        },
+    )?;
+
+    // Comments whose request stays home stay home too; the others are now all known, and so
+    // is whether the export holds several origins.
+    let hidden: Vec<bool> = comments
+        .parents
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .is_some_and(|p| out.withheld_requests.contains(p))
+        })
+        .collect();
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if *hidden {
+            out.report.skipped_hidden_parent += 1;
+        } else {
+            out.origins.note(&c.origin);
+        }
+    }
+    for (r, text) in std::mem::take(&mut out.deferred) {
+        out.write(&mut files, &r, &text)?;
+    }
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if done % 256 == 0 {
+            progress(done.min(total), total);
+        }
+        done += 1;
+        if !*hidden {
+            let text = render(c, &[], &out.local, out.origins.several)?;
+            out.write(&mut files, c, &text)?;
+        }
+    }
+    progress(total, total);
 
     let Export {
         mut report, local, ..
     } = out;
-    report.written = files.written;
-    let (digests, existing) = (files.digests, files.existing);
+    let (digests, existing) = files.finish();
     report.files = digests.len() as u64 + 3;
     let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
         path: MANIFEST_FILE.into(),
@@ -276,113 +327,20 @@ impl Export<'_> {
         Ok(None)
     }
 
-    /// Streams every record but comments from the store, then the comments: each file that
-    /// goes out is rendered and handed to `sink`, which writes it. `progress` sees (records
-    /// handled, `total`).
-    fn stream(
-        &mut self,
-        comments: &Comments,
-        total: u64,
-        progress: &mut dyn FnMut(u64, u64),
-        sink: &SyncSender<(String, String)>,
-    ) -> Result<()> {
-        let mut done = 0u64;
-        let comment = Entity::Comment.as_str();
-        let store = self.store;
-        store.scan(
-            |entity| entity != comment,
-            |r| -> Result<()> {
-                if done % 256 == 0 {
-                    progress(done, total);
-                }
-                done += 1;
-                let Some(r) = self.choose(r)? else {
-                    return Ok(());
-                };
-                // A request that goes out as its withdrawal carries no comments: they stay home.
-                let rendered = match r.entity {
-                    Entity::Request => {
-                        let key = r.key();
-                        if self.withheld_requests.contains(&key) {
-                            &[]
-                        } else {
-                            comments.of(&key)
-                        }
-                    }
-                    _ => &[],
-                };
-                let text = render(&r, rendered, &self.local, self.origins.several)?;
-                self.origins.note(&r.origin);
-                if r.origin == self.local || self.origins.several {
-                    self.write(sink, &r, text)?;
-                    if self.origins.several && !self.deferred.is_empty() {
-                        for (r, text) in std::mem::take(&mut self.deferred) {
-                            self.write(sink, &r, text)?;
-                        }
-                    }
-                } else {
-                    // Its file name depends on whether the export holds several origins, which
-                    // the rest of the store decides.
-                    self.deferred.push((r, text));
-                }
-                Ok(())
-            },
-        )?;
-
-        // Comments whose request stays home stay home too; the others are now all known, and
-        // so is whether the export holds several origins.
-        let hidden: Vec<bool> = comments
-            .parents
-            .iter()
-            .map(|p| {
-                p.as_ref()
-                    .is_some_and(|p| self.withheld_requests.contains(p))
-            })
-            .collect();
-        for (c, hidden) in comments.records.iter().zip(&hidden) {
-            if *hidden {
-                self.report.skipped_hidden_parent += 1;
-            } else {
-                self.origins.note(&c.origin);
-            }
-        }
-        for (r, text) in std::mem::take(&mut self.deferred) {
-            self.write(sink, &r, text)?;
-        }
-        for (c, hidden) in comments.records.iter().zip(&hidden) {
-            if done % 256 == 0 {
-                progress(done.min(total), total);
-            }
-            done += 1;
-            if !*hidden {
-                let text = render(c, &[], &self.local, self.origins.several)?;
-                self.write(sink, c, text)?;
-            }
-        }
-        progress(total, total);
-        Ok(())
-    }
-
-    /// Hands a record's file (its name known: see [`record_path`]) to the writer; counts it.
-    fn write(
-        &mut self,
-        sink: &SyncSender<(String, String)>,
-        r: &Record,
-        text: String,
-    ) -> Result<()> {
+    /// Writes a record's file (its name known: see [`record_path`]) and counts it.
+    fn write(&mut self, files: &mut RecordFiles<'_>, r: &Record, text: &str) -> Result<()> {
         let path = record_path(r, &self.local, self.origins.several);
         self.report.bytes += text.len() as u64;
+        if files.write(path, text.as_bytes())? {
+            self.report.written += 1;
+        }
         match self.report.records.get_mut(r.entity.as_str()) {
             Some(count) => *count += 1,
             None => {
                 self.report.records.insert(r.entity.to_string(), 1);
             }
         }
-        // The writer only goes away on a failed write, which `export` reports instead.
-        sink.send((path, text)).map_err(|_| BundleError::Write {
-            path: PathBuf::from(&self.report.dir),
-            source: std::io::Error::other("the bundle writer stopped"),
-        })
+        Ok(())
     }
 }
 
@@ -485,8 +443,6 @@ struct RecordFiles<'a> {
     /// Entity directories known to exist.
     dirs: HashSet<String>,
     digests: Vec<(String, [u8; 32])>,
-    /// Files whose bytes changed (or are new).
-    written: u64,
 }
 
 impl<'a> RecordFiles<'a> {
@@ -496,19 +452,7 @@ impl<'a> RecordFiles<'a> {
             existing: bundle_files(dir)?.into_iter().collect(),
             dirs: HashSet::new(),
             digests: Vec::new(),
-            written: 0,
         })
-    }
-
-    /// Writes every (bundle-relative path, text) of `queue` until it closes; stops at the
-    /// first failed write (closing the queue, so the sender stops too).
-    fn write_all(mut self, queue: Receiver<(String, String)>) -> Result<Self> {
-        for (rel, text) in queue {
-            if self.write(rel, text.as_bytes())? {
-                self.written += 1;
-            }
-        }
-        Ok(self)
     }
 
     /// Writes one record file; returns whether its bytes changed (or it is new).
@@ -531,6 +475,11 @@ impl<'a> RecordFiles<'a> {
         };
         self.digests.push((rel, Sha256::digest(bytes).into()));
         Ok(written)
+    }
+
+    /// The digest of every file written, and the previous export's files not written again.
+    fn finish(self) -> (Vec<(String, [u8; 32])>, HashSet<String>) {
+        (self.digests, self.existing)
     }
 }
 
@@ -976,4 +925,125 @@ pub fn import(
     out.conflicts = report.conflicts;
     out.rejected = report.rejected;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::Version;
+
+    use super::*;
+    use crate::ListFilter;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn record(key: &SecretKey, entity: Entity, id: &str, fields: &[(&str, &str)]) -> Record {
+        let mut r = Record {
+            origin: key.public(),
+            entity,
+            id: id.to_string(),
+            version: Version::new(NOW - 1_000, 0),
+            scope: Scope::Public,
+            deleted: false,
+            fields: fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: format!("body of {id}"),
+            signature: None,
+        };
+        r.sign(key).expect("sign");
+        r
+    }
+
+    fn store_with_records(dir: &Path, key: &SecretKey) -> Store {
+        let store = Store::open_or_create(&dir.join("store.redb")).expect("store");
+        let mut records = Vec::new();
+        for i in 0..20 {
+            let id = i.to_string();
+            records.push(record(key, Entity::User, &id, &[("Username", "u")]));
+            records.push(record(
+                key,
+                Entity::Request,
+                &id,
+                &[("Title", "t"), ("Status", "open")],
+            ));
+            records.push(record(
+                key,
+                Entity::Comment,
+                &id,
+                &[("Request", &id), ("User-ID", "1")],
+            ));
+        }
+        let report = store
+            .apply_batch(&records, &ApplyOptions::new("test", NOW))
+            .expect("apply");
+        assert_eq!(report.new, 60);
+        store
+    }
+
+    #[test]
+    fn scan_visits_the_wanted_entities_in_key_order() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let key = SecretKey::from_bytes(&[5; 32]);
+        let store = store_with_records(tmp.path(), &key);
+        let all = store
+            .list(&ListFilter {
+                include_deleted: true,
+                ..Default::default()
+            })
+            .expect("list");
+        let mut seen = Vec::new();
+        store
+            .scan(
+                |e| e != "comment",
+                |r| -> Result<()> {
+                    seen.push(r);
+                    Ok(())
+                },
+            )
+            .expect("scan");
+        let expected: Vec<Record> = all
+            .iter()
+            .filter(|r| r.entity != Entity::Comment)
+            .cloned()
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(store.record_count().expect("count"), 60);
+    }
+
+    #[test]
+    fn re_export_restores_torn_files_removes_stale_ones_and_keeps_the_rest() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let key = SecretKey::from_bytes(&[6; 32]);
+        let store = store_with_records(tmp.path(), &key);
+        let dir = tmp.path().join("bundle");
+        let opts = ExportOptions {
+            include_trusted: false,
+            now_ms: NOW,
+        };
+        let first = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+        assert_eq!((first.written, first.removed, first.files), (60, 0, 63));
+        let request = dir.join("requests/request_3.sync.txt");
+        let complete = fs::read(&request).expect("read");
+        assert!(
+            String::from_utf8_lossy(&complete).contains("body of 3"),
+            "the request renders its comment"
+        );
+
+        // A torn file (an export cut short) and a stale one from an older export.
+        fs::write(&request, &complete[..complete.len() / 2]).expect("tear");
+        fs::write(dir.join("users/user_old.sync.txt"), "stale").expect("stale");
+        let second = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+        assert_eq!((second.written, second.removed, second.files), (1, 1, 63));
+        assert_eq!(fs::read(&request).expect("read"), complete);
+        assert!(!dir.join("users/user_old.sync.txt").exists());
+        let leftovers: Vec<String> = bundle_files(&dir)
+            .expect("files")
+            .into_iter()
+            .filter(|p| !p.ends_with(SUFFIX) && !p.starts_with(PUBLIC_KEYS_DIR))
+            .collect();
+        assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
+        let verified = verify_dir(&dir, None).expect("the bundle verifies");
+        assert_eq!(verified.records.len(), 60);
+    }
 }
