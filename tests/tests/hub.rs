@@ -620,3 +620,87 @@ fn fan_out(instances: usize, records: usize) {
         );
     }
 }
+
+/// Nodes configured with a hub's relay that dial a peer by relay URL only start on the relay
+/// and move to a direct path once one exists (here: both on loopback, so holepunching finds
+/// it). The endpoints are configured as wb's nodes are: the hub's relay, no address lookup.
+#[test]
+fn a_relayed_connection_switches_to_a_direct_path() {
+    use iroh::endpoint::presets;
+    use iroh::{Endpoint, RelayMode};
+    let hub = TestHome::new();
+    let HubProcess {
+        process: hub_node,
+        relay_url,
+    } = hub.start_hub(&["--open", "--relay-listen", "127.0.0.1:0"]);
+    let relay_url: iroh::RelayUrl = relay_url
+        .expect("the hub runs a relay")
+        .parse()
+        .expect("a relay URL");
+    const ALPN: &[u8] = b"wb-test/path";
+    let rt = runtime();
+    let (relayed_first, direct_later) = rt.block_on(async {
+        let bind = || async {
+            let map = iroh::RelayMap::from(iroh::RelayConfig::new(relay_url.clone(), None));
+            Endpoint::builder(presets::Minimal)
+                .relay_mode(RelayMode::Custom(map))
+                .clear_address_lookup()
+                .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+                .clear_ip_transports()
+                .alpns(vec![ALPN.to_vec()])
+                .bind_addr("127.0.0.1:0")
+                .expect("bind address")
+                .bind()
+                .await
+                .expect("bind")
+        };
+        let (a, b) = (bind().await, bind().await);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            a.online().await;
+            b.online().await;
+        })
+        .await
+        .expect("both endpoints reach the hub's relay");
+        let accept = tokio::spawn({
+            let b = b.clone();
+            async move {
+                let conn = b
+                    .accept()
+                    .await
+                    .expect("an incoming connection")
+                    .await
+                    .expect("accepted");
+                conn.closed().await;
+            }
+        });
+        // A knows B by key and the relay URL only: no direct address.
+        let conn = a
+            .connect(
+                EndpointAddr::new(b.id()).with_relay_url(relay_url.clone()),
+                ALPN,
+            )
+            .await
+            .expect("connect through the relay");
+        let relayed_first = conn.paths().iter().any(|p| p.is_relay());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut direct = false;
+        while Instant::now() < deadline {
+            if conn.paths().iter().any(|p| p.is_selected() && p.is_ip()) {
+                direct = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        conn.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_secs(5), accept).await;
+        a.close().await;
+        b.close().await;
+        (relayed_first, direct)
+    });
+    assert!(relayed_first, "the connection starts on the relay path");
+    assert!(
+        direct_later,
+        "the connection moves to a direct path once one exists"
+    );
+    hub_node.stop();
+}
