@@ -16,7 +16,7 @@ use std::sync::Arc;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use protocol::hub::{HUB_ALPN, HUB_MESSAGE_LEN_MAX, HubRequest, HubResponse};
-use protocol::wire::{Cursor, Message, Role, SYNC_ALPN, code};
+use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Audience, PublicKey, Record, Scope, SecretKey};
 use store::{ApplyOptions, CheckedBatch, Home, Peer, Store, time};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -391,18 +391,7 @@ pub async fn receive_public(
     peer_epoch: [u8; 16],
     revoked: &HashSet<PublicKey>,
 ) -> Result<PullStats, NodeError> {
-    let s = store.clone();
-    let stored = tokio::task::spawn_blocking(move || s.cursor(&peer))
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))??;
-    let cursor = match stored {
-        Some(c) if c.epoch == peer_epoch => c,
-        _ => Cursor {
-            epoch: peer_epoch,
-            seq: 0,
-        },
-    };
-    ch.send(&Message::Pull { cursor }).await?;
+    crate::session::request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
     loop {
         let (records, next, done) = match ch.expect("Batch").await? {

@@ -338,15 +338,14 @@ pub fn next_batches(
     })
 }
 
-/// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
-/// cores), and applies it together with the new cursor in one transaction.
-pub async fn pull(
+/// Starts a pull from `peer`: sends the cursor we stored for it, or 0 when it has none or the
+/// peer's store has another epoch (then everything is pulled again).
+pub async fn request_pull(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
-    now_ms: impl Fn() -> u64,
-) -> Result<PullStats, NodeError> {
+) -> Result<(), NodeError> {
     let s = store.clone();
     let stored = tokio::task::spawn_blocking(move || s.cursor(&peer))
         .await
@@ -358,7 +357,19 @@ pub async fn pull(
             seq: 0,
         },
     };
-    ch.send(&Message::Pull { cursor }).await?;
+    ch.send(&Message::Pull { cursor }).await
+}
+
+/// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
+/// cores), and applies it together with the new cursor in one transaction.
+pub async fn pull(
+    ch: &mut Channel,
+    store: &Arc<Store>,
+    peer: PublicKey,
+    peer_epoch: [u8; 16],
+    now_ms: impl Fn() -> u64,
+) -> Result<PullStats, NodeError> {
+    request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
     let mut applying = None;
     let result = pull_batches(ch, store, peer, &now_ms, &mut stats, &mut applying).await;
