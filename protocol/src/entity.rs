@@ -78,7 +78,8 @@ impl Entity {
             Entity::User => &["Username"],
             Entity::Request => &["Title", "Status"],
             Entity::Comment => &["Request", "User-ID"],
-            Entity::Invite => &["Created-By", "Max-Uses", "Use-Count", "Auto-Approve"],
+            // `Created-By` is optional: the app makes invites without a user and writes it empty.
+            Entity::Invite => &["Max-Uses", "Use-Count", "Auto-Approve"],
             Entity::Vouch => &["Voucher", "Subject"],
             Entity::Other(_) => &[],
         }

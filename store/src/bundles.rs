@@ -436,7 +436,7 @@ fn render(
 /// export never leaves a torn file where a complete one was); every other file is new and
 /// written directly (a torn new file is listed by no manifest, so an import refuses it), and
 /// each entity directory is created once.
-struct RecordFiles<'a> {
+pub(crate) struct RecordFiles<'a> {
     dir: &'a Path,
     /// Bundle files present before the export and not written again yet.
     existing: HashSet<String>,
@@ -446,7 +446,7 @@ struct RecordFiles<'a> {
 }
 
 impl<'a> RecordFiles<'a> {
-    fn new(dir: &'a Path) -> Result<Self> {
+    pub(crate) fn new(dir: &'a Path) -> Result<Self> {
         Ok(Self {
             dir,
             existing: bundle_files(dir)?.into_iter().collect(),
@@ -456,7 +456,7 @@ impl<'a> RecordFiles<'a> {
     }
 
     /// Writes one record file; returns whether its bytes changed (or it is new).
-    fn write(&mut self, rel: String, bytes: &[u8]) -> Result<bool> {
+    pub(crate) fn write(&mut self, rel: String, bytes: &[u8]) -> Result<bool> {
         let path = self.dir.join(&rel);
         let written = if self.existing.remove(&rel) {
             write_if_changed(&path, bytes)?
@@ -478,7 +478,7 @@ impl<'a> RecordFiles<'a> {
     }
 
     /// The digest of every file written, and the previous export's files not written again.
-    fn finish(self) -> (Vec<(String, [u8; 32])>, HashSet<String>) {
+    pub(crate) fn finish(self) -> (Vec<(String, [u8; 32])>, HashSet<String>) {
         (self.digests, self.existing)
     }
 }
@@ -528,7 +528,7 @@ fn holds(path: &Path, bytes: &[u8]) -> bool {
 
 /// Writes a file unless it already holds exactly these bytes, atomically (a temporary file
 /// renamed over it); returns whether it wrote.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     if holds(path, bytes) {
         return Ok(false);
     }
@@ -548,7 +548,11 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
 /// Removes the files of a previous export that this one did not write (`leftover`, bundle-
 /// relative): record files and public key files other than ours. Nothing else in the
 /// directory is touched.
-fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
+pub(crate) fn remove_stale(
+    dir: &Path,
+    leftover: HashSet<String>,
+    key_file: &str,
+) -> Result<u64> {
     let mut removed = 0;
     for rel in leftover {
         let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));

@@ -25,18 +25,18 @@ use crate::error::{Rejection, Result, StoreError};
 use crate::home::random_bytes;
 
 pub(crate) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
-const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
+pub(crate) const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
 const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
 pub(crate) const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
-const META_CLOCK: &str = "clock";
+pub(crate) const META_CLOCK: &str = "clock";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
 const META_INSTANCE_KEY: &str = "instance_key";
@@ -280,7 +280,7 @@ pub(crate) fn key_bytes(key: &RecordKey) -> Vec<u8> {
     out
 }
 
-fn version_bytes(v: Version) -> [u8; 12] {
+pub(crate) fn version_bytes(v: Version) -> [u8; 12] {
     let mut out = [0u8; 12];
     out[..8].copy_from_slice(&v.ms.to_be_bytes());
     out[8..].copy_from_slice(&v.counter.to_be_bytes());
@@ -301,7 +301,7 @@ fn cursor_from_bytes(b: &[u8]) -> Option<Cursor> {
     })
 }
 
-fn version_from_bytes(b: &[u8]) -> Option<Version> {
+pub(crate) fn version_from_bytes(b: &[u8]) -> Option<Version> {
     let ms = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
     let counter = u32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
     Some(Version::new(ms, counter))
@@ -633,123 +633,6 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a local record inside one transaction. `edit` sees the current version (if any)
-    /// and returns the wanted content; a new version is signed only if the content changed.
-    /// The version comes from the persisted clock and always exceeds the current one.
-    pub fn update_local<E: From<StoreError>>(
-        &self,
-        key: &SecretKey,
-        entity: Entity,
-        id: &str,
-        now_ms: u64,
-        edit: impl FnOnce(Option<&Record>) -> Result<Draft, E>,
-    ) -> Result<LocalChange, E> {
-        let record_key = RecordKey {
-            origin: key.public(),
-            entity,
-            id: id.to_string(),
-        };
-        let kb = key_bytes(&record_key);
-        let tx = self.write_tx()?;
-        let change = {
-            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
-            let current = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                Some(v) => Some(self.decode_value(v.value())?),
-                None => None,
-            };
-            let draft = edit(current.as_ref().map(|(_, r)| r))?;
-            if let Some((_, existing)) = &current {
-                let unchanged = existing.scope == draft.scope
-                    && existing.deleted == draft.deleted
-                    && existing.fields == draft.fields
-                    && existing.body == draft.body;
-                if unchanged {
-                    return Ok(LocalChange::Unchanged(existing.clone()));
-                }
-            }
-            let clock = meta
-                .get(META_CLOCK)
-                .map_err(|e| self.err(e))?
-                .and_then(|v| version_from_bytes(v.value()))
-                .unwrap_or(Version::ZERO);
-            let floor = current
-                .as_ref()
-                .map_or(clock, |(_, r)| r.version.max(clock));
-            let mut version = Version::next_after(floor, now_ms);
-            // Narrowing who may see a live record (scope, or a request turned draft) first
-            // signs a withdrawal: a tombstone carrying the widest scope the record ever had,
-            // one version below the new record. Parties that may no longer see the record get
-            // the tombstone and delete their copy; the others get the newer record (§4).
-            if let Some((_, existing)) = &current {
-                let new_scope = if draft.deleted {
-                    existing.effective_scope()
-                } else {
-                    let probe = Record {
-                        scope: draft.scope,
-                        fields: draft.fields.clone(),
-                        ..existing.clone()
-                    };
-                    probe.effective_scope()
-                };
-                if !existing.deleted && new_scope < existing.effective_scope() {
-                    let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
-                    let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                        Some(v) => Some(
-                            Record::from_sealed_bytes(v.value())
-                                .map_err(|e| self.corrupt(format!("withdrawal: {e}")))?,
-                        ),
-                        None => None,
-                    };
-                    let widest = earlier.map_or(existing.scope, |w| w.scope.max(existing.scope));
-                    let mut tombstone = Record {
-                        version,
-                        scope: widest,
-                        deleted: true,
-                        fields: Vec::new(),
-                        body: String::new(),
-                        signature: None,
-                        ..existing.clone()
-                    };
-                    tombstone.sign(key).map_err(StoreError::from)?;
-                    withdrawals
-                        .insert(kb.as_slice(), tombstone.to_sealed_bytes().as_slice())
-                        .map_err(|e| self.err(e))?;
-                    version = Version::next_after(version, now_ms);
-                }
-            }
-            let mut record = Record {
-                origin: record_key.origin,
-                entity: record_key.entity.clone(),
-                id: record_key.id.clone(),
-                version,
-                scope: draft.scope,
-                deleted: draft.deleted,
-                fields: draft.fields,
-                body: draft.body,
-                signature: None,
-            };
-            protocol::validate(&record).map_err(StoreError::from)?;
-            record.sign(key).map_err(StoreError::from)?;
-            meta.insert(META_CLOCK, version_bytes(version).as_slice())
-                .map_err(|e| self.err(e))?;
-            let old_seq = current.as_ref().map(|(seq, _)| *seq);
-            self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &record)?;
-            bump(&mut counters, counter::LOCAL_WRITES, 1).map_err(|e| self.err(e))?;
-            match current {
-                None => LocalChange::Created(record),
-                Some((_, previous)) => LocalChange::Updated {
-                    previous: Box::new(previous),
-                    record,
-                },
-            }
-        };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(change)
-    }
-
     /// Moves every live record of `old`'s origin to `new` after a key replacement, in one
     /// transaction: each gets a tombstone signed by the old key (so peers withdraw it) and a
     /// copy signed by the new key; the store then belongs to the new key. Returns how many
@@ -808,7 +691,7 @@ impl Store {
     }
 
     /// Stores `record` under `kb` with a new change-log sequence, removing its old log entry.
-    fn write_record(
+    pub(crate) fn write_record(
         &self,
         records: &mut redb::Table<&[u8], &[u8]>,
         log: &mut redb::Table<u64, &[u8]>,
@@ -1862,7 +1745,7 @@ fn check_incoming(record: &Record, opts: &ApplyOptions) -> Result<(), Rejection>
     protocol::validate(record).map_err(|e| Rejection::Invalid(e.to_string()))
 }
 
-fn bump(
+pub(crate) fn bump(
     counters: &mut redb::Table<&str, u64>,
     name: &str,
     by: u64,

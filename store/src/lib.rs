@@ -3,11 +3,13 @@
 //! `sync_peers.txt` ([`peers`]), and a hub's directory of announced addresses ([`hub`]). It
 //! knows nothing of the network, and redb types never appear in its public API.
 
+pub mod app;
 pub mod bundles;
 pub mod db;
 mod error;
 pub mod home;
 pub mod hub;
+mod local;
 pub mod peers;
 pub mod time;
 
@@ -17,6 +19,7 @@ pub use db::{
 };
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome};
+pub use local::LocalBatch;
 pub use hub::{DirectoryEntry, Holding};
 pub use peers::{
     Peer, add_peer, find_peer, load_peers, peer_by_key, remove_peer, save_peers, update_peer,

@@ -2,6 +2,7 @@
 //! body. [`parse`]/[`write`](fn@write) handle that layout; [`record_to_file`]/[`file_to_record`] map it to
 //! and from [`Record`](crate::Record)s (the escaping scheme is described there). No I/O.
 
+mod app_file;
 mod error;
 mod escape;
 mod file_name;
@@ -13,6 +14,9 @@ mod tests;
 use std::collections::HashSet;
 
 pub use crate::time::{format_timestamp, parse_timestamp};
+pub use app_file::{
+    AppComment, app_comment_text, app_description, app_request_body, app_value, write_app_file,
+};
 pub use error::CodecError;
 pub use file_name::safe_file_name;
 pub use record_file::{
