@@ -71,6 +71,51 @@ pub enum Command {
     /// Run a hub and manage who may use it (discovery, store-and-forward, packet relay).
     #[command(subcommand)]
     Hub(HubCommand),
+    /// The bridge to the WhiteBalloon app running beside this instance in the same home.
+    ///
+    /// The app's public data leaves through wb (`app import` adopts the app's snapshot as this
+    /// instance's signed records); what peers send reaches the app through `app export`, written
+    /// so the app's own importer applies it without touching the app's own rows.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Adopt the app's snapshot (its `sync export`) as this instance's own signed records.
+    ///
+    /// The snapshot must be signed by this instance's key (the app and wb share one home).
+    /// Each row the app wrote becomes a local record, signed and versioned by wb (a new version
+    /// only when the content changed); comments inside request bodies become comment records;
+    /// rows adopted earlier and missing now are deleted, so peers withdraw them. Rows that `wb
+    /// app export` handed the app are recognised and never adopted; records made with `wb
+    /// record put` are never touched. Contact-* fields are dropped unless --allow-contact.
+    /// Adopting the same snapshot again changes nothing.
+    Import {
+        /// The app's export folder.
+        #[arg(default_value = store::app::DEFAULT_SNAPSHOT_DIR)]
+        dir: PathBuf,
+        /// Keep Contact-* fields (e-mail addresses) in the adopted records.
+        #[arg(long)]
+        allow_contact: bool,
+        /// Report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write what the app may import: other instances' users and requests with their comments.
+    ///
+    /// Foreign rows get ids that never collide with the app's own (negative, kept in the store,
+    /// the same at every export), usernames `name@<peer>`, `Instance:` naming the origin; no
+    /// invites, vouches, contact data or tombstones. A row handed earlier and since withdrawn is
+    /// written emptied and private. Signed by this instance; import it with the app's own
+    /// `sync import`.
+    Export {
+        /// The folder to write (owned by wb; the app only reads it).
+        #[arg(default_value = store::app::DEFAULT_INBOX_DIR)]
+        dir: PathBuf,
+    },
+    /// The last snapshot adopted, the last inbox written, what waits, the last import command.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +157,36 @@ pub enum NodeCommand {
         /// Test hook: drop each connection after serving this many batches.
         #[arg(long, hide = true)]
         test_cut_after_batches: Option<u64>,
+        #[command(flatten)]
+        app: AppBridgeArgs,
     },
+}
+
+/// `wb node run`'s bridge to the app beside it (§14).
+#[derive(Debug, Clone, Args)]
+pub struct AppBridgeArgs {
+    /// The app's export folder: each new snapshot there (a changed bundle.sig) is adopted.
+    #[arg(long, value_name = "DIR")]
+    pub app_snapshot: Option<PathBuf>,
+    /// Where to write the app's inbox after received changes (debounced).
+    #[arg(long, value_name = "DIR")]
+    pub app_inbox: Option<PathBuf>,
+    /// A shell command that imports the inbox into the app, run after each new inbox
+    /// (e.g. "./wb sync import data/wb_inbox"); its exit status and last lines show in
+    /// `wb app status`.
+    #[arg(long, value_name = "CMD", requires = "app_inbox")]
+    pub app_import_cmd: Option<String>,
+    /// How often to look for a new snapshot and for received changes.
+    #[arg(
+        long,
+        default_value_t = 3,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub app_poll: u64,
+    /// Keep Contact-* fields when adopting snapshots.
+    #[arg(long)]
+    pub app_allow_contact: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -191,6 +191,26 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
     // Everything about the bundle is checked before the store is opened for writing.
     let now = time::now_ms();
     let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
+    // The app's snapshot, signed with this instance's own key (the app beside wb, one home):
+    // its rows are adopted as the instance's own signed records (§14), not stored unsigned.
+    if bundle.records.iter().any(|(_, r)| r.signature.is_none())
+        && bundle.signer == home.load_key()?.public()
+    {
+        let inst = open(home)?;
+        let opts = store::app::AdoptOptions {
+            allow_contact: false,
+            now_ms: now,
+            dry_run,
+        };
+        let report = store::app::adopt(
+            &inst.store,
+            &inst.key,
+            bundle,
+            &dir.display().to_string(),
+            &opts,
+        )?;
+        return Ok(crate::app_cmd::adopt_output(&report));
+    }
     let bundle = bundles::check(bundle, now).map_err(rejected)?;
     let report = import_checked(home, &bundle, dir, now, dry_run)?;
     Ok(Output::new(

@@ -7,7 +7,9 @@ use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde_json::{Value, json};
 use store::{Draft, Home, InitOutcome, ListFilter, LocalChange, Store, StoreError, time};
 
-use crate::args::{Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand, TrustCommand};
+use crate::args::{
+    AppCommand, Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand, TrustCommand,
+};
 
 /// What a command prints: text for people, one JSON document for scripts, warnings on stderr.
 #[derive(Debug, Default)]
@@ -68,14 +70,23 @@ pub fn run(cli: Cli) -> Result<Output> {
             sync_interval,
             no_auto_sync,
             test_cut_after_batches,
+            app,
         }) => crate::node_cmd::run(
             &home,
             &listen,
             open,
             (!no_auto_sync).then(|| std::time::Duration::from_secs(sync_interval)),
             test_cut_after_batches,
+            app,
             json,
         ),
+        Command::App(AppCommand::Import {
+            dir,
+            allow_contact,
+            dry_run,
+        }) => crate::app_cmd::import(&home, &dir, allow_contact, dry_run),
+        Command::App(AppCommand::Export { dir }) => crate::app_cmd::export(&home, &dir),
+        Command::App(AppCommand::Status) => crate::app_cmd::status(&home),
         Command::Sync(SyncCommand::Now {
             peer,
             hub,

@@ -329,6 +329,8 @@ fn read_only(command: &Command) -> bool {
             | SyncCommand::Peers(PeersCommand::List),
         ) => true,
         Command::Sync(SyncCommand::Vouch(args)) => args.list_candidates,
+        Command::App(crate::args::AppCommand::Status) => true,
+        Command::App(crate::args::AppCommand::Import { dry_run, .. }) => *dry_run,
         Command::Sync(SyncCommand::Prune { dry_run, .. })
         | Command::Sync(SyncCommand::Import { dry_run, .. }) => *dry_run,
         _ => false,
@@ -358,6 +360,9 @@ fn absolutize(command: &mut Command, cwd: &Path) {
             fix(dir);
         }
         Command::Sync(SyncCommand::Init { from, .. }) => fix(from),
+        Command::App(
+            crate::args::AppCommand::Import { dir, .. } | crate::args::AppCommand::Export { dir },
+        ) => fix(dir),
         _ => {}
     }
 }

@@ -1,6 +1,7 @@
 //! `wb`: the command-line entry point. Parses arguments, runs the command, prints its output
 //! (text or `--json`), and maps errors to one line on stderr and a non-zero exit status.
 
+mod app_cmd;
 mod args;
 mod bundle_cmd;
 mod commands;

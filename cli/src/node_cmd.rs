@@ -35,6 +35,7 @@ pub fn run(
     open: bool,
     auto_sync: Option<std::time::Duration>,
     cut_after_batches: Option<u64>,
+    app: crate::args::AppBridgeArgs,
     json: bool,
 ) -> Result<Output> {
     let listen = parse_listen(listen)?;
@@ -68,6 +69,19 @@ pub fn run(
         let handle = node.handle();
         let control =
             crate::control::Server::start(home, Arc::new(move || handle.local_changed()))?;
+        // The app beside this instance: adopt its snapshots, write its inbox (§14).
+        let bridge = (app.app_snapshot.is_some() || app.app_inbox.is_some()).then(|| {
+            node::app_bridge::spawn(
+                node.handle(),
+                node::app_bridge::AppBridgeConfig {
+                    snapshot: app.app_snapshot.clone(),
+                    inbox: app.app_inbox.clone(),
+                    import_cmd: app.app_import_cmd.clone(),
+                    poll: std::time::Duration::from_secs(app.app_poll),
+                    allow_contact: app.app_allow_contact,
+                },
+            )
+        });
         let addrs: Vec<String> = node.addrs().iter().map(ToString::to_string).collect();
         let id = node::identity::endpoint_id(&node.id())?.to_string();
         let ready = if json {
@@ -98,6 +112,9 @@ pub fn run(
             )
         };
         serve_until_shutdown(&ready, control).await;
+        if let Some(bridge) = bridge {
+            bridge.abort();
+        }
         node.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -6,6 +6,7 @@
 //! hub role (`wb hub run`); [`ticket`] reads and writes tickets (endpoint id and addresses).
 
 mod accept;
+pub mod app_bridge;
 pub mod continuous;
 pub mod directory;
 mod error;

@@ -548,11 +548,7 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
 /// Removes the files of a previous export that this one did not write (`leftover`, bundle-
 /// relative): record files and public key files other than ours. Nothing else in the
 /// directory is touched.
-pub(crate) fn remove_stale(
-    dir: &Path,
-    leftover: HashSet<String>,
-    key_file: &str,
-) -> Result<u64> {
+pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
     let mut removed = 0;
     for rel in leftover {
         let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));

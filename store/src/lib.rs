@@ -19,8 +19,8 @@ pub use db::{
 };
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome};
-pub use local::LocalBatch;
 pub use hub::{DirectoryEntry, Holding};
+pub use local::LocalBatch;
 pub use peers::{
     Peer, add_peer, find_peer, load_peers, peer_by_key, remove_peer, save_peers, update_peer,
 };

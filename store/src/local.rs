@@ -113,7 +113,11 @@ impl<'a> LocalBatch<'a> {
     /// The instance's current version of a record, tombstones included.
     pub fn get(&self, entity: &Entity, id: &str) -> Result<Option<Record>> {
         let kb = key_bytes(&self.record_key(entity.clone(), id));
-        match self.records.get(kb.as_slice()).map_err(|e| self.store.err(e))? {
+        match self
+            .records
+            .get(kb.as_slice())
+            .map_err(|e| self.store.err(e))?
+        {
             Some(v) => Ok(Some(self.store.decode_value(v.value())?.1)),
             None => Ok(None),
         }

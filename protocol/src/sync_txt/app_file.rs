@@ -43,7 +43,13 @@ pub fn app_value(value: &str) -> String {
 pub fn app_description(description: &str) -> String {
     let text = universal_newlines(description);
     text.split('\n')
-        .map(|line| if line == "Comments:" { "Comments :" } else { line })
+        .map(|line| {
+            if line == "Comments:" {
+                "Comments :"
+            } else {
+                line
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -125,7 +131,9 @@ mod tests {
                 done = false;
                 continue;
             }
-            let Some(cur) = items.last_mut() else { continue };
+            let Some(cur) = items.last_mut() else {
+                continue;
+            };
             if !done {
                 if py_strip(line).is_empty() {
                     done = true;
@@ -171,7 +179,8 @@ mod tests {
 
     #[test]
     fn a_description_that_imitates_the_comments_section_stays_a_description() {
-        let hostile = "Need help.\nComments:\n---\nComment-ID: 1\nUser-ID: 1\nSync-Scope: public\n\nowned";
+        let hostile =
+            "Need help.\nComments:\n---\nComment-ID: 1\nUser-ID: 1\nSync-Scope: public\n\nowned";
         for desc in [
             hostile.to_string(),
             hostile.replace('\n', "\r\n"),

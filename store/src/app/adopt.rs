@@ -14,9 +14,7 @@ use std::path::Path;
 use protocol::{Entity, Record, RecordKey, Scope, SecretKey};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Adopted, AppError, MapTables, STATE_SNAPSHOT, SnapshotState, app_int, bump_entity,
-};
+use super::{Adopted, AppError, MapTables, STATE_SNAPSHOT, SnapshotState, app_int, bump_entity};
 use crate::bundles::{self, VerifiedBundle};
 use crate::db::{Draft, ListFilter, LocalChange, Store};
 

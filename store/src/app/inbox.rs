@@ -17,7 +17,9 @@ use protocol::bundle::{
     BundleSignature, MANIFEST_FILE, Manifest, SIGNATURE_FILE, public_key_file_path,
     write_public_key_file,
 };
-use protocol::sync_txt::{AppComment, app_request_body, app_value, format_timestamp, write_app_file};
+use protocol::sync_txt::{
+    AppComment, app_request_body, app_value, format_timestamp, write_app_file,
+};
 use protocol::{Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey};
 use serde::{Deserialize, Serialize};
 
@@ -172,8 +174,21 @@ pub fn write_inbox(
         // profile of (stubs), each under its mapped id and a name reserved for it.
         for k in &live_users {
             let Some(r) = users.get(k) else { continue };
-            let base = format!("{}@{}", app_value(r.field("Username").unwrap_or("user")), label(&k.origin));
-            let out = hand_user(&mut maps, &mut names, k, &base, r.scope, r.version.ms, label(&k.origin), &mut report)?;
+            let base = format!(
+                "{}@{}",
+                app_value(r.field("Username").unwrap_or("user")),
+                label(&k.origin)
+            );
+            let out = hand_user(
+                &mut maps,
+                &mut names,
+                k,
+                &base,
+                r.scope,
+                r.version.ms,
+                label(&k.origin),
+                &mut report,
+            )?;
             user_out.insert(k.clone(), out);
             report.users += 1;
         }
@@ -182,9 +197,22 @@ pub fn write_inbox(
                 continue;
             }
             let shown = app_value(c.field("Username").unwrap_or_default());
-            let shown = if shown.is_empty() { "user".to_string() } else { shown };
+            let shown = if shown.is_empty() {
+                "user".to_string()
+            } else {
+                shown
+            };
             let base = format!("{shown}@{}", label(&author.origin));
-            let out = hand_user(&mut maps, &mut names, author, &base, Scope::Private, c.version.ms, label(&author.origin), &mut report)?;
+            let out = hand_user(
+                &mut maps,
+                &mut names,
+                author,
+                &base,
+                Scope::Private,
+                c.version.ms,
+                label(&author.origin),
+                &mut report,
+            )?;
             user_out.insert(author.clone(), out);
             report.stub_users += 1;
         }
@@ -249,7 +277,13 @@ pub fn write_inbox(
                     let base = format!("withdrawn@{}", label(&k.origin));
                     let name = names.assign(&mut maps, &base, m.id)?;
                     if m.username.as_deref() != Some(name.as_str()) {
-                        maps.put(&k, &Mapped { username: Some(name.clone()), ..m.clone() })?;
+                        maps.put(
+                            &k,
+                            &Mapped {
+                                username: Some(name.clone()),
+                                ..m.clone()
+                            },
+                        )?;
                     }
                     emptied_users.push((m.id, name, label(&k.origin)));
                 }
@@ -278,12 +312,13 @@ pub fn write_inbox(
             source,
         })?;
         let mut files = RecordFiles::new(dir)?;
-        let mut write = |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
-            if files.write(rel, text.as_bytes())? {
-                report.written += 1;
-            }
-            Ok(())
-        };
+        let mut write =
+            |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
+                if files.write(rel, text.as_bytes())? {
+                    report.written += 1;
+                }
+                Ok(())
+            };
         for out in user_out.values() {
             let text = user_file(out.id, &out.name, out.scope, out.updated_ms, &out.label);
             write(format!("users/user_{}.sync.txt", out.id), text, &mut report)?;
@@ -321,7 +356,11 @@ pub fn write_inbox(
                 headers.push(("Completed-At", completed));
             }
             let body = app_request_body(&r.body, blocks.get(id).map_or(&[][..], Vec::as_slice));
-            write(format!("requests/request_{id}.sync.txt"), write_app_file(&headers, &body), &mut report)?;
+            write(
+                format!("requests/request_{id}.sync.txt"),
+                write_app_file(&headers, &body),
+                &mut report,
+            )?;
             report.requests += 1;
         }
         for (id, origin_label) in &emptied_requests {
@@ -338,7 +377,11 @@ pub fn write_inbox(
                 ("Created-At", format_timestamp(0)),
             ];
             let body = app_request_body("", blocks.get(id).map_or(&[][..], Vec::as_slice));
-            write(format!("requests/request_{id}.sync.txt"), write_app_file(&headers, &body), &mut report)?;
+            write(
+                format!("requests/request_{id}.sync.txt"),
+                write_app_file(&headers, &body),
+                &mut report,
+            )?;
         }
 
         // Manifest, signature, key file; files of a previous inbox not written again go.
@@ -353,9 +396,9 @@ pub fn write_inbox(
         let key_file = public_key_file_path(&own);
         report.removed = remove_stale(dir, existing, &key_file)?;
         let previous: Option<InboxState> = maps.state_json(STATE_INBOX)?;
-        let same_dir = previous.as_ref().is_some_and(|p| {
-            p.manifest_digest == report.manifest_digest && p.dir == report.dir
-        });
+        let same_dir = previous
+            .as_ref()
+            .is_some_and(|p| p.manifest_digest == report.manifest_digest && p.dir == report.dir);
         let on_disk = std::fs::read(dir.join(MANIFEST_FILE)).ok();
         report.unchanged = same_dir
             && report.written == 0
@@ -468,7 +511,12 @@ struct Names<'a> {
 }
 
 impl Names<'_> {
-    fn assign(&mut self, maps: &mut MapTables<'_>, base: &str, id: i64) -> Result<String, AppError> {
+    fn assign(
+        &mut self,
+        maps: &mut MapTables<'_>,
+        base: &str,
+        id: i64,
+    ) -> Result<String, AppError> {
         let mut candidate = base.to_string();
         let mut n = 0u64;
         loop {

@@ -259,7 +259,10 @@ fn decode_mapped(store: &Store, bytes: &[u8]) -> Result<Mapped, StoreError> {
 /// The inverse of `key_bytes`.
 fn key_from_bytes(store: &Store, bytes: &[u8]) -> Result<RecordKey, StoreError> {
     let bad = || store.corrupt("app id mapping key");
-    let origin: [u8; 32] = bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let origin: [u8; 32] = bytes
+        .get(..32)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
     let rest = bytes.get(32..).ok_or_else(bad)?;
     let nul = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
     let entity = std::str::from_utf8(&rest[..nul]).map_err(|_| bad())?;
@@ -370,9 +373,7 @@ impl<'a> MapTables<'a> {
     }
 
     pub(crate) fn reserve_name(&mut self, name: &str, id: i64) -> Result<(), StoreError> {
-        self.names
-            .insert(name, id)
-            .map_err(|e| self.store.err(e))?;
+        self.names.insert(name, id).map_err(|e| self.store.err(e))?;
         Ok(())
     }
 
