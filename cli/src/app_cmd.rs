@@ -6,18 +6,40 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 use store::app::{AdoptOptions, AdoptReport, InboxOptions, InboxReport};
+use store::bundles::VerifiedBundle;
 use store::{Home, time};
 
 use crate::commands::{Output, open};
 
 pub fn import(home: &Home, dir: &Path, allow_contact: bool, dry_run: bool) -> Result<Output> {
-    let inst = open(home)?;
+    let bundle = store::bundles::verify_dir(dir, None)
+        .map_err(|e| anyhow::anyhow!("the app's snapshot was not adopted: {e}"))?;
     let opts = AdoptOptions {
         allow_contact,
         now_ms: time::now_ms(),
         dry_run,
     };
-    let report = store::app::adopt_dir(&inst.store, &inst.key, dir, &opts)?;
+    adopt_bundle(home, bundle, dir, &opts)
+}
+
+/// Adopts a verified snapshot (`app import`, and `sync import` of the app's own bundle). A
+/// refusal, or a snapshot adopted before, leaves the store file as it was: without a running
+/// node, those are decided on a read-only store first.
+pub(crate) fn adopt_bundle(
+    home: &Home,
+    bundle: VerifiedBundle,
+    dir: &Path,
+    opts: &AdoptOptions,
+) -> Result<Output> {
+    let label = dir.display().to_string();
+    if crate::running::get().is_none() {
+        let (key, store) = home.open_read_only()?;
+        if let Some(report) = store::app::precheck(&store, &key.public(), &bundle, &label)? {
+            return Ok(adopt_output(&report));
+        }
+    }
+    let inst = open(home)?;
+    let report = store::app::adopt(&inst.store, &inst.key, bundle, &label, opts)?;
     Ok(adopt_output(&report))
 }
 

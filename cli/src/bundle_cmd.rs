@@ -196,20 +196,12 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
     if bundle.records.iter().any(|(_, r)| r.signature.is_none())
         && bundle.signer == home.load_key()?.public()
     {
-        let inst = open(home)?;
         let opts = store::app::AdoptOptions {
             allow_contact: false,
             now_ms: now,
             dry_run,
         };
-        let report = store::app::adopt(
-            &inst.store,
-            &inst.key,
-            bundle,
-            &dir.display().to_string(),
-            &opts,
-        )?;
-        return Ok(crate::app_cmd::adopt_output(&report));
+        return crate::app_cmd::adopt_bundle(home, bundle, dir, &opts);
     }
     let bundle = bundles::check(bundle, now).map_err(rejected)?;
     let report = import_checked(home, &bundle, dir, now, dry_run)?;

@@ -77,7 +77,14 @@ impl<'a> App<'a> {
         let dir = self.home.dir().join("data/public_sync");
         let home = self.home.home().display().to_string();
         let out = dir.display().to_string();
-        self.model(&["export", &out, "--home", &home, "--instance", &self.instance]);
+        self.model(&[
+            "export",
+            &out,
+            "--home",
+            &home,
+            "--instance",
+            &self.instance,
+        ]);
         dir
     }
 

@@ -1,5 +1,7 @@
 //! The one integration test binary (STYLE.md: one binary with modules).
 
+mod app;
+mod app_property;
 mod bundles;
 mod cli;
 mod continuous;

@@ -98,12 +98,8 @@ pub fn adopt(
     opts: &AdoptOptions,
 ) -> Result<AdoptReport, AppError> {
     let own = key.public();
-    if bundle.signer != own {
-        return Err(AppError::ForeignSigner {
-            dir: dir.to_string(),
-            signer: bundle.signer.key_id(),
-            own: own.key_id(),
-        });
+    if let Some(report) = precheck(store, &own, &bundle, dir)? {
+        return Ok(report);
     }
     let mut report = AdoptReport {
         dir: dir.to_string(),
@@ -127,26 +123,15 @@ pub fn adopt(
     store.local_batch(key, |batch| -> Result<AdoptReport, AppError> {
         let tx = batch.tx();
         let maps = MapTables::open(batch.store(), tx)?;
-        if maps.is_inbox_digest(&bundle.manifest_digest)? {
-            return Err(AppError::OwnInbox {
-                dir: dir.to_string(),
-            });
-        }
-        if let Some(last) = maps.state_json::<SnapshotState>(STATE_SNAPSHOT)? {
-            if last.manifest_digest == bundle.manifest_digest {
-                report.already_adopted = true;
-                return Ok(report.clone());
-            }
-            let when = |s: &str| protocol::time::parse_timestamp(s);
-            if let (Some(new), Some(old)) = (when(&bundle.signed_at), when(&last.signed_at))
-                && new < old
-            {
-                return Err(AppError::OlderSnapshot {
-                    dir: dir.to_string(),
-                    signed_at: bundle.signed_at.clone(),
-                    last: last.signed_at,
-                });
-            }
+        // Checked again inside the transaction: a node may have adopted meanwhile.
+        let last = maps.state_json::<SnapshotState>(STATE_SNAPSHOT)?;
+        if let Some(done) = verdict(
+            &bundle,
+            dir,
+            maps.is_inbox_digest(&bundle.manifest_digest)?,
+            last,
+        )? {
+            return Ok(done);
         }
         let rows = app_rows(&bundle, &maps, opts, &mut report)?;
         let mut adopted = Adopted::open(batch.store(), tx)?;
@@ -240,6 +225,60 @@ pub fn adopt(
         }
         Ok(report.clone())
     })
+}
+
+/// The checks that need no write: the signer, whether the snapshot is an inbox wb wrote, or the
+/// snapshot adopted last, or older than it. `Some`: adopted before, nothing to do. Callers that
+/// must leave the store file untouched on a refusal run this on a read-only store first.
+pub fn precheck(
+    store: &Store,
+    own: &protocol::PublicKey,
+    bundle: &VerifiedBundle,
+    dir: &str,
+) -> Result<Option<AdoptReport>, AppError> {
+    if bundle.signer != *own {
+        return Err(AppError::ForeignSigner {
+            dir: dir.to_string(),
+            signer: bundle.signer.key_id(),
+            own: own.key_id(),
+        });
+    }
+    let (is_inbox, last) = store.app_snapshot_state(&bundle.manifest_digest)?;
+    verdict(bundle, dir, is_inbox, last)
+}
+
+fn verdict(
+    bundle: &VerifiedBundle,
+    dir: &str,
+    is_inbox: bool,
+    last: Option<SnapshotState>,
+) -> Result<Option<AdoptReport>, AppError> {
+    if is_inbox {
+        return Err(AppError::OwnInbox {
+            dir: dir.to_string(),
+        });
+    }
+    let Some(last) = last else { return Ok(None) };
+    if last.manifest_digest == bundle.manifest_digest {
+        return Ok(Some(AdoptReport {
+            dir: dir.to_string(),
+            manifest_digest: bundle.manifest_digest.clone(),
+            signed_at: bundle.signed_at.clone(),
+            already_adopted: true,
+            ..AdoptReport::default()
+        }));
+    }
+    let when = |s: &str| protocol::time::parse_timestamp(s);
+    if let (Some(new), Some(old)) = (when(&bundle.signed_at), when(&last.signed_at))
+        && new < old
+    {
+        return Err(AppError::OlderSnapshot {
+            dir: dir.to_string(),
+            signed_at: bundle.signed_at.clone(),
+            last: last.signed_at,
+        });
+    }
+    Ok(None)
 }
 
 /// The rows of the app's own in a snapshot, by key, ready to write: ids and references the

@@ -32,7 +32,7 @@ use crate::bundles::BundleError;
 use crate::db::{Store, key_bytes};
 use crate::error::StoreError;
 
-pub use adopt::{AdoptOptions, AdoptReport, adopt, adopt_dir};
+pub use adopt::{AdoptOptions, AdoptReport, adopt, adopt_dir, precheck};
 pub use inbox::{InboxOptions, InboxReport, write_inbox};
 
 const IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_ids");
@@ -200,6 +200,24 @@ impl Store {
             Err(e) => return Err(self.err(e)),
         }
         Ok(status)
+    }
+
+    /// Whether a manifest digest is one of the inboxes wb wrote, and the snapshot adopted last.
+    pub fn app_snapshot_state(
+        &self,
+        manifest_digest: &str,
+    ) -> Result<(bool, Option<SnapshotState>), StoreError> {
+        let tx = self.read_tx()?;
+        match tx.open_table(STATE) {
+            Ok(t) => {
+                let digests: Vec<String> =
+                    read_json(self, &t, STATE_INBOX_DIGESTS)?.unwrap_or_default();
+                let last = read_json(self, &t, STATE_SNAPSHOT)?;
+                Ok((digests.iter().any(|d| d == manifest_digest), last))
+            }
+            Err(TableError::TableDoesNotExist(_)) => Ok((false, None)),
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     /// Records the result of the operator's import command (`wb node run --app-import-cmd`).
