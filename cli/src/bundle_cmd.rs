@@ -298,8 +298,12 @@ pub fn status(home: &Home) -> Result<Output> {
     let from_others = live().filter(|r| r.origin != local).count();
     let peers = store::load_peers(home)?;
     let conflicts = inst.store.conflicts()?.len();
-    // Shareable changes in the change log (one live entry per record key).
-    let outbox = all.iter().filter(|r| r.scope != Scope::Private).count();
+    // Shareable changes in the change log (one live entry per record key). Unsigned records
+    // (taken from an app bundle before adoption) never leave, so they are not waiting to.
+    let outbox = all
+        .iter()
+        .filter(|r| r.scope != Scope::Private && r.signature.is_some())
+        .count();
     let imports = inst.store.imported_bundles()?;
     let counters = inst.store.counters()?;
     let last_seq = inst.store.last_seq()?;

@@ -36,12 +36,12 @@ const APP_NAMES: [&str; 10] = [
     "rosa",
     "sam",
     "x@y",
-    "rosa@alpha",
-    "sam@beta",
-    "withdrawn@alpha",
-    "user@beta",
-    "rosa@%C%",
-    "rosa@alpha#1",
+    "rosa@alphax",
+    "sam@betax",
+    "withdrawn@alphax",
+    "user@betax",
+    "rosa@%C%x",
+    "rosa@alpha#1x",
 ];
 /// Usernames foreign users (and comments) carry.
 const FOREIGN_NAMES: [&str; 8] = [
