@@ -108,9 +108,20 @@ impl SnapshotWatch {
             now_ms: store::time::now_ms(),
             dry_run: false,
         };
-        let result =
-            tokio::task::spawn_blocking(move || store::app::adopt_dir(&store, &key, &path, &opts))
-                .await;
+        let result = tokio::task::spawn_blocking(move || {
+            // Refusals that a retry cannot mend are final for this snapshot; anything else (a
+            // snapshot still being written) is retried at the next poll.
+            store::app::adopt_dir(&store, &key, &path, &opts).map_err(|e| {
+                let final_refusal = matches!(
+                    e,
+                    store::app::AppError::ForeignSigner { .. }
+                        | store::app::AppError::OwnInbox { .. }
+                        | store::app::AppError::OlderSnapshot { .. }
+                );
+                (final_refusal, e.to_string())
+            })
+        })
+        .await;
         match result {
             Ok(Ok(report)) => {
                 self.done = Some(digest);
@@ -125,15 +136,7 @@ impl SnapshotWatch {
                     node.local_changed();
                 }
             }
-            Ok(Err(e)) => {
-                // Refusals that a retry cannot mend are final for this snapshot; anything else
-                // (a snapshot still being written) is retried at the next poll.
-                let final_refusal = matches!(
-                    e,
-                    store::app::AppError::ForeignSigner { .. }
-                        | store::app::AppError::OwnInbox { .. }
-                        | store::app::AppError::OlderSnapshot { .. }
-                );
+            Ok(Err((final_refusal, e))) => {
                 if final_refusal {
                     self.done = Some(digest);
                 }
@@ -177,7 +180,7 @@ async fn write_inbox(node: &NodeHandle, dir: &std::path::Path, import_cmd: Optio
             now_ms: store::time::now_ms(),
             labels,
         };
-        store::app::write_inbox(&store, &key, &path, &opts)
+        store::app::write_inbox(&store, &key, &path, &opts).map_err(|e| e.to_string())
     })
     .await;
     let report = match result {

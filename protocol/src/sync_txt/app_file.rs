@@ -114,6 +114,9 @@ pub fn write_app_file(headers: &[(&str, String)], body: &str) -> String {
 mod tests {
     use super::*;
 
+    /// One comment block as the app reads it: its header lines and its text lines.
+    type Block = (Vec<(String, String)>, Vec<String>);
+
     /// The app's reading of a request body (whiteballoon_app.py `parse_request_body`), after its
     /// text-mode read: the description and each comment's (id, user id, scope, text).
     fn app_parse(body: &str) -> (String, Vec<(String, String, String, String)>) {
@@ -123,7 +126,7 @@ mod tests {
             None => (text.clone(), String::new()),
         };
         let desc = desc.strip_prefix("Description:\n").unwrap_or(&desc);
-        let mut items: Vec<(Vec<(String, String)>, Vec<String>)> = Vec::new();
+        let mut items: Vec<Block> = Vec::new();
         let mut done = false;
         for (_, line) in py_splitlines(&section) {
             if py_strip(line) == "---" {
