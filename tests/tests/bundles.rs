@@ -1263,7 +1263,7 @@ fn init_from_creates_the_home_imports_and_registers_the_signer_untrusted() {
             "notes": peers[0]["notes"],
         }])
     );
-    let file = fs::read_to_string(t.path("sync_peers.txt")).expect("sync_peers.txt");
+    let file = fs::read_to_string(t.path("wb_peers.txt")).expect("wb_peers.txt");
     assert!(file.contains(&format!("Public-Key: {APP_KEY}\n")), "{file}");
     assert!(file.contains("Trusted: no\n"), "{file}");
 
