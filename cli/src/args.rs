@@ -249,9 +249,12 @@ pub enum SyncCommand {
     /// for that one trusted peer. The output is deterministic (only `Signed-At` in bundle.sig
     /// changes when nothing else did), so it can be committed to git; files of a previous
     /// export that are no longer part of it are removed, and nothing else in DIR is touched.
+    /// A DIR holding bundle files wb did not write (the app's export, another signer's bundle,
+    /// unlisted files) is refused: nothing is written, nothing deleted.
     Export {
-        /// Where to write the bundle.
-        #[arg(default_value = "data/public_sync")]
+        /// Where to write the bundle (data/public_sync is the WhiteBalloon app's own export
+        /// folder; wb's is data/wb_export).
+        #[arg(default_value = "data/wb_export")]
         dir: PathBuf,
         /// Also include trusted records, for this trusted peer (by name).
         #[arg(long = "for", value_name = "PEER")]

@@ -983,7 +983,7 @@ fn without_signed_at(bytes: &[u8]) -> String {
 #[test]
 fn exports_of_unchanged_data_differ_only_in_signed_at_and_stale_files_go() {
     let a = source_home();
-    let dir = a.dir().join("public_sync");
+    let dir = a.dir().join("wb_export");
     // What else a git checkout of the bundle holds: never touched by an export.
     let unrelated = [
         ("README.md", "# Our public data\n"),
@@ -1125,6 +1125,18 @@ fn exports_of_unchanged_data_differ_only_in_signed_at_and_stale_files_go() {
 }
 
 #[test]
+fn export_writes_to_data_wb_export_by_default() {
+    let a = source_home();
+    let j = a.json(["sync", "export"]);
+    assert_eq!(j["dir"], "data/wb_export", "{j:#}");
+    let dir = a.dir().join("data/wb_export");
+    assert_eq!(listed(&dir), SOURCE_FILES);
+    assert!(!a.dir().join("data/public_sync").exists());
+    let b = TestHome::initialized();
+    assert_eq!(import(&b, &dir)["new"], 6);
+}
+
+#[test]
 fn narrowing_a_record_withdraws_it_from_bundle_importers() {
     // §4: narrowing a scope (public→trusted, anything→private; a request turned draft counts as
     // private) or deleting a record must withdraw it from parties that may no longer see it:
@@ -1132,7 +1144,7 @@ fn narrowing_a_record_withdraws_it_from_bundle_importers() {
     // by bundles, the next sync is the next bundle (`wb scope set` itself promises "peers that
     // may no longer see it will be told to delete it").
     let a = source_home();
-    let dir = a.dir().join("public_sync");
+    let dir = a.dir().join("wb_export");
     export(&a, &dir);
     let b = TestHome::initialized();
     assert_eq!(import(&b, &dir)["new"], 6);
