@@ -34,7 +34,8 @@ impl Home {
         self.root().join(PEERS_FILE)
     }
 
-    /// `<home>/sync_peers.txt`: the app's file; wb only ever reads it to migrate its old registry.
+    /// `<home>/sync_peers.txt`: the app's file; wb reads it only to tell whose it is (and to
+    /// migrate its own old registry), never writes it.
     pub fn app_peers_path(&self) -> PathBuf {
         self.root().join(APP_PEERS_FILE)
     }
