@@ -123,10 +123,10 @@ pub enum NodeCommand {
     /// Accept sync connections from known peers (ALPN wb-sync/1 over QUIC).
     ///
     /// Prints one line when ready, with the endpoint id and the bound address(es). Connections
-    /// from keys not in sync_peers.txt, or revoked, are refused with a protocol error code,
+    /// from keys not in wb_peers.txt, or revoked, are refused with a protocol error code,
     /// unless --open, where unknown peers may pull public records (only). Without hubs, no
     /// relay servers and no address lookup are used: peers dial the addresses they were given.
-    /// With hubs in sync_peers.txt (`peers add … --hub`), the node announces its addresses to
+    /// With hubs in wb_peers.txt (`peers add … --hub`), the node announces its addresses to
     /// them, finds peers registered without an address through them, and uses their relays.
     /// RUST_LOG controls logging (e.g. RUST_LOG=info).
     ///
@@ -134,7 +134,7 @@ pub enum NodeCommand {
     /// that is not revoked and has an address (or, with hubs, any peer) when it starts,
     /// shortly after each change to its records, and every --sync-interval seconds. Records it receives are passed on to
     /// its other peers. An unreachable peer is retried after 1 s, then 2 s, 4 s… up to 5
-    /// minutes (with jitter). sync_peers.txt is read again every few seconds, so peers added,
+    /// minutes (with jitter). wb_peers.txt is read again every few seconds, so peers added,
     /// changed or revoked while the node runs take effect without a restart.
     Run {
         /// Address to listen on.
@@ -218,7 +218,7 @@ pub enum HubCommand {
     },
     /// Admit an instance (by its public key: base64, hex or iroh form).
     ///
-    /// Adds it to the hub's allowlist (sync_peers.txt of the hub's home), or lifts its
+    /// Adds it to the hub's allowlist (wb_peers.txt of the hub's home), or lifts its
     /// revocation. Applies to the next connection, also while the hub runs.
     Allow {
         /// The instance's public key.
@@ -323,9 +323,12 @@ pub enum SyncCommand {
     /// for that one trusted peer. The output is deterministic (only `Signed-At` in bundle.sig
     /// changes when nothing else did), so it can be committed to git; files of a previous
     /// export that are no longer part of it are removed, and nothing else in DIR is touched.
+    /// A DIR holding bundle files wb did not write (the app's export, another signer's bundle,
+    /// unlisted files) is refused: nothing is written, nothing deleted.
     Export {
-        /// Where to write the bundle.
-        #[arg(default_value = "data/public_sync")]
+        /// Where to write the bundle (data/public_sync is the WhiteBalloon app's own export
+        /// folder; wb's is data/wb_export).
+        #[arg(default_value = "data/wb_export")]
         dir: PathBuf,
         /// Also include trusted records, for this trusted peer (by name).
         #[arg(long = "for", value_name = "PEER")]
@@ -349,7 +352,7 @@ pub enum SyncCommand {
     },
     /// Bootstrap a new instance from a bundle: init the home, import, register the signer.
     ///
-    /// The bundle's signer becomes a known (not trusted) peer in sync_peers.txt.
+    /// The bundle's signer becomes a known (not trusted) peer in wb_peers.txt.
     Init {
         /// The bundle directory.
         #[arg(long, value_name = "DIR")]
@@ -366,10 +369,10 @@ pub enum SyncCommand {
     /// Prints received / sent / conflicts / stale / rejected counts. Fails with a clear message
     /// if the peer is unreachable, refuses us, or speaks another protocol version.
     Now {
-        /// The peer's name in sync_peers.txt.
+        /// The peer's name in wb_peers.txt.
         #[arg(required_unless_present = "hub", conflicts_with = "hub")]
         peer: Option<String>,
-        /// Sync with every hub of sync_peers.txt (store-and-forward of public records).
+        /// Sync with every hub of wb_peers.txt (store-and-forward of public records).
         #[arg(long)]
         hub: bool,
         /// Only pull the peer's changes.
@@ -387,7 +390,7 @@ pub enum SyncCommand {
     Status,
     /// Show the conflict log: versions that arrived with the same version and other content.
     Conflicts,
-    /// Manage known peers (sync_peers.txt).
+    /// Manage known peers (wb_peers.txt).
     #[command(subcommand)]
     Peers(PeersCommand),
     /// Vouch for root users (users nobody invited), here or on other instances: interactive.
@@ -416,7 +419,7 @@ pub enum SyncCommand {
     ///
     /// --peer NAME forgets everything that originated at that peer: its records (tombstones
     /// included), their conflict-log entries, our cursor into its change log and its sync state
-    /// (last sync, errors, counters). Its entry in sync_peers.txt stays, so the next sync with it
+    /// (last sync, errors, counters). Its entry in wb_peers.txt stays, so the next sync with it
     /// pulls its records again from the start; remove or revoke the peer to stop that.
     /// --older-than DAYS drops the records of other origins whose version is older than DAYS
     /// days. Nothing is sent to anyone: peers keep their copies, and a record comes back if a
@@ -545,7 +548,7 @@ pub enum PeersCommand {
     /// Revoke a peer: its connections are refused and it receives nothing.
     ///
     /// Revoking also clears its trust (Trusted: no), and a revoked peer cannot be trusted
-    /// again. Its entry stays in sync_peers.txt so that its key stays refused, even in open
+    /// again. Its entry stays in wb_peers.txt so that its key stays refused, even in open
     /// mode. To start over with it, remove it and add it again. A revoked peer cannot be told
     /// to delete the trusted records it already has: untrust it and sync once before revoking.
     Revoke {

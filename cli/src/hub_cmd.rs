@@ -1,6 +1,6 @@
 //! `wb hub run|allow|revoke|list|status` (§11) and `wb sync now --hub`.
 //!
-//! A hub's allowlist is its home's `sync_peers.txt`: `allow` adds (or un-revokes) an entry,
+//! A hub's allowlist is its home's `wb_peers.txt`: `allow` adds (or un-revokes) an entry,
 //! `revoke` marks one revoked. These edit the file only, so they work while the hub runs (the
 //! hub reads the file at every connection). `status` reads the hub's store: through the running
 //! hub when there is one (the control socket), else directly.
@@ -351,7 +351,7 @@ pub fn sync_hubs(home: &Home, direction: Direction) -> Result<Output> {
     let hubs: Vec<&Peer> = peers.iter().filter(|p| p.hub && !p.revoked).collect();
     match hubs.as_slice() {
         [] => bail!(
-            "no hub in sync_peers.txt (add one with `wb sync peers add NAME --key KEY --addr \
+            "no hub in wb_peers.txt (add one with `wb sync peers add NAME --key KEY --addr \
              HOST:PORT --hub`)"
         ),
         [one] => crate::node_cmd::sync_now(home, &one.name, direction),

@@ -1,5 +1,6 @@
-//! `wb sync peers add|list|remove|trust|untrust|revoke` (§9, §12): edits `sync_peers.txt`,
-//! one peer and one line of output per action.
+//! `wb sync peers add|list|remove|trust|untrust|revoke` (§9, §12): edits `wb_peers.txt`,
+//! one peer and one line of output per action. `sync_peers.txt` is the WhiteBalloon app's
+//! (§14): `list` says so when it is there, and nothing here writes it.
 //!
 //! These commands read the key files but never open the store, so they work while
 //! `wb node run` holds it.
@@ -25,7 +26,7 @@ pub fn run(home: &Home, cmd: PeersCommand) -> Result<Output> {
             notes,
         } => {
             // Everything is checked before the registry is touched: a bad ticket or key
-            // leaves sync_peers.txt as it was.
+            // leaves wb_peers.txt as it was.
             let source = match (ticket, key) {
                 (Some(t), _) => {
                     Source::Ticket(node::ticket::decode(&t).map_err(|e| anyhow!("--ticket: {e}"))?)
@@ -157,8 +158,36 @@ fn add(
 fn list(home: &Home) -> Result<Output> {
     let peers = store::load_peers(home)?;
     let j = Value::Array(peers.iter().map(peer_json).collect());
+    // The app's file of the same home is named in the text only; the JSON stays the list. A
+    // broken old registry no longer matters once wb_peers.txt exists (load_peers said so before).
+    let (old, new) = (home.app_peers_path(), home.peers_path());
+    let app_file = store::app_peers_file(home).unwrap_or(store::AppPeersFile::App);
+    let note = match app_file {
+        store::AppPeersFile::Absent => None,
+        store::AppPeersFile::App if peers.is_empty() => {
+            return Ok(Output::new(
+                format!(
+                    "no peers yet ({} belongs to the WhiteBalloon app; wb keeps its peers in {})",
+                    old.display(),
+                    new.display()
+                ),
+                j,
+            ));
+        }
+        store::AppPeersFile::App => None,
+        store::AppPeersFile::OldRegistry(_) => Some(format!(
+            "note: {} is wb's peer registry under its old name, copied to {}; wb no longer \
+             reads it (the name belongs to the WhiteBalloon app), so it can be deleted",
+            old.display(),
+            new.display()
+        )),
+    };
     if peers.is_empty() {
-        return Ok(Output::new("no peers", j));
+        let text = match note {
+            Some(note) => format!("no peers\n{note}"),
+            None => "no peers".to_string(),
+        };
+        return Ok(Output::new(text, j));
     }
     let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
     let mut rows = vec![[
@@ -202,7 +231,12 @@ fn list(home: &Home) -> Result<Output> {
             line.trim_end().to_string()
         })
         .collect();
-    Ok(Output::new(lines.join("\n"), j))
+    let mut text = lines.join("\n");
+    if let Some(note) = note {
+        text.push('\n');
+        text.push_str(&note);
+    }
+    Ok(Output::new(text, j))
 }
 
 fn remove(home: &Home, name: &str) -> Result<Output> {

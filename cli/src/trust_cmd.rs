@@ -41,7 +41,7 @@ pub(crate) struct UserView {
     /// The origin's public key (base64).
     pub(crate) origin: String,
     pub(crate) origin_key_id: String,
-    /// The origin's name in sync_peers.txt, if it is a peer.
+    /// The origin's name in wb_peers.txt, if it is a peer.
     pub(crate) instance: Option<String>,
     pub(crate) local: bool,
     pub(crate) root: bool,

@@ -5,7 +5,7 @@
 //!   change came from, if any), never a queue, so any number of changes cost one wake-up.
 //! - One worker task per dialable peer (in the registry, not revoked, with an address or a hub
 //!   to look it up through), started and stopped by a supervisor that re-reads
-//!   `sync_peers.txt` every `rescan`. A worker runs one session at a time with its peer
+//!   `wb_peers.txt` every `rescan`. A worker runs one session at a time with its peer
 //!   (`Direction::Both`: it offers our changes, which the peer pulls, and pulls the peer's):
 //!   at start, shortly after a local change (debounced), and every `interval` to catch up.
 //! - A failed session is retried with capped exponential backoff and jitter; while a peer is
@@ -43,7 +43,7 @@ pub struct ContinuousConfig {
     pub retry_max: Duration,
     /// Outgoing sessions running at once, across all peers.
     pub max_sessions: usize,
-    /// How often `sync_peers.txt` is read again to start and stop workers.
+    /// How often `wb_peers.txt` is read again to start and stop workers.
     pub rescan: Duration,
 }
 

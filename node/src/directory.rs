@@ -40,7 +40,7 @@ const LOOKUP_QUEUE_LEN: usize = 64;
 /// What iroh shows as the source of addresses found through a hub.
 const PROVENANCE: &str = "wb-hub";
 
-/// One hub as a node dials it: its key and direct addresses from `sync_peers.txt`.
+/// One hub as a node dials it: its key and direct addresses from `wb_peers.txt`.
 #[derive(Clone, Debug)]
 pub struct HubTarget {
     pub name: String,

@@ -5,7 +5,7 @@
 //! can run an iroh relay server for the instances it admits.
 //!
 //! Admission, per connection (the registry is read each time, so `wb hub allow|revoke` apply at
-//! once): a key marked revoked in the hub's `sync_peers.txt` is refused; a key not in it is
+//! once): a key marked revoked in the hub's `wb_peers.txt` is refused; a key not in it is
 //! refused unless the hub is open. Refusals close the connection with the `wb-sync` error codes
 //! and are logged.
 

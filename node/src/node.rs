@@ -1,6 +1,6 @@
 //! The running node (`wb node run`) and one-shot syncs (`wb sync now`): an iroh endpoint with
 //! the instance key, accepting ALPN `wb-sync/1` from known peers, and dialling peers by the
-//! addresses in `sync_peers.txt`. Works with no internet: no relay, no address lookup, unless
+//! addresses in `wb_peers.txt`. Works with no internet: no relay, no address lookup, unless
 //! the registry names hubs, whose relays and directories are then used ([`crate::directory`]).
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The peer registry text format, `sync_peers.txt` (§9): blocks of `Name: value` lines
+//! The peer registry text format, `wb_peers.txt` (§9): blocks of `Name: value` lines
 //! separated by blank lines, one block per peer, sorted by name, in a fixed field order.
 //!
 //! ```text
@@ -32,7 +32,7 @@ pub struct Peer {
     pub notes: String,
 }
 
-/// Why `sync_peers.txt` could not be read; names the line.
+/// Why `wb_peers.txt` could not be read; names the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
 pub struct PeersError {

@@ -76,6 +76,19 @@ pub enum BundleError {
     },
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    /// `export` was pointed at a folder holding bundle files that are not its own previous
+    /// export (the app's export, another signer's bundle, files added by hand).
+    #[error(
+        "{}: holds files wb did not write ({file} {why}); choose an empty folder or another \
+         one — `wb sync export` never deletes or replaces files it did not write",
+        dir.display()
+    )]
+    NotOurExport {
+        dir: PathBuf,
+        /// Bundle-relative, the first file found wrong.
+        file: String,
+        why: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -138,6 +151,11 @@ fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String 
 /// Exports the store's shareable records into `dir` (created if needed). `progress` is called
 /// with (records handled so far, records in the store) as the export goes.
 ///
+/// A `dir` that holds bundle files must hold this instance's previous export and nothing else
+/// of the kind (`check_export_dir`); otherwise the export is refused with
+/// [`BundleError::NotOurExport`] before anything is written. A re-export replaces that export's
+/// files and removes those no longer part of it; nothing else in `dir` is touched.
+///
 /// The store is read as a stream, never listed whole: first its comments (kept, since requests
 /// render their public comments into their body), then every other record, whose file is
 /// written as soon as it is decoded; comment files go last, once it is known which requests
@@ -149,6 +167,7 @@ pub fn export(
     opts: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport> {
+    let existing = check_export_dir(dir, &key.public(), None)?;
     let mut out = Export {
         store,
         local: key.public(),
@@ -184,7 +203,7 @@ pub fn export(
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut files = RecordFiles::new(dir)?;
+    let mut files = RecordFiles::new(dir, existing);
     let mut done = 0u64;
     store.scan(
         |entity| entity != comment,
@@ -446,13 +465,14 @@ pub(crate) struct RecordFiles<'a> {
 }
 
 impl<'a> RecordFiles<'a> {
-    pub(crate) fn new(dir: &'a Path) -> Result<Self> {
-        Ok(Self {
+    /// `existing`: the bundle files in `dir` before the export.
+    pub(crate) fn new(dir: &'a Path, existing: Vec<String>) -> Self {
+        Self {
             dir,
-            existing: bundle_files(dir)?.into_iter().collect(),
+            existing: existing.into_iter().collect(),
             dirs: HashSet::new(),
             digests: Vec::new(),
-        })
+        }
     }
 
     /// Writes one record file; returns whether its bytes changed (or it is new).
@@ -545,9 +565,121 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// Checks that `dir` holds no bundle file but those of this instance's previous export, which
+/// an export may replace or remove (§14 "One home, two programs"): `bundle.sig` signed by
+/// `local` and verifying over `manifest.sync.txt`, every bundle file listed in that manifest (or
+/// the manifest itself, or `local`'s public key file), and the listed files written by
+/// `wb sync export` — the app signs its export with the same key when it shares the home, but
+/// its files carry no record signature. Files that are no bundle files (a README, `.git`) do
+/// not matter. Returns the bundle files found; reads only.
+pub(crate) fn check_export_dir(
+    dir: &Path,
+    local: &PublicKey,
+    inbox: Option<&dyn Fn(&str) -> bool>,
+) -> Result<Vec<String>> {
+    let files = bundle_files(dir)?;
+    let Some(first) = files.first() else {
+        return Ok(files);
+    };
+    let refuse = |file: &str, why: String| BundleError::NotOurExport {
+        dir: dir.to_path_buf(),
+        file: file.to_string(),
+        why,
+    };
+    let root = fs::canonicalize(dir).map_err(|source| BundleError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let read = |rel: &str, max: usize| {
+        read_inside(&root, rel, max).map_err(|e| match e {
+            BundleError::MissingFile { .. } => refuse(
+                first,
+                format!("is not from a wb export: there is no {rel} here"),
+            ),
+            e => refuse(first, format!("is not from a wb export: {e}")),
+        })
+    };
+    let sig_bytes = read(SIGNATURE_FILE, protocol::bundle::MAX_SIGNATURE_FILE_LEN)?;
+    let manifest_bytes = read(MANIFEST_FILE, protocol::bundle::MAX_MANIFEST_LEN)?;
+    let (signature, manifest) = verify_bundle(&sig_bytes, &manifest_bytes).map_err(|e| {
+        refuse(
+            first,
+            format!("is not from a wb export: {SIGNATURE_FILE} does not verify: {e}"),
+        )
+    })?;
+    if signature.public_key != *local {
+        return Err(refuse(
+            first,
+            format!(
+                "is in a bundle signed by key id {}, not by this instance, key id {}",
+                signature.key_id(),
+                local.key_id()
+            ),
+        ));
+    }
+    let key_file = public_key_file_path(local);
+    if let Some(rel) = files
+        .iter()
+        .find(|rel| **rel != MANIFEST_FILE && **rel != key_file && manifest.get(rel).is_none())
+    {
+        return Err(refuse(
+            rel,
+            "is not listed in wb's last manifest here".to_string(),
+        ));
+    }
+    // The app's inbox is in the app's layout (no record signatures): it is wb's when wb signed
+    // this very manifest for an inbox.
+    if let Some(is_inbox) = inbox {
+        if !is_inbox(&protocol::bundle::sha256_hex(&manifest_bytes)) {
+            return Err(refuse(
+                first,
+                "is not from an inbox wb wrote here (wb never signed its manifest for one)"
+                    .to_string(),
+            ));
+        }
+        return Ok(files);
+    }
+    // One program wrote every file a manifest lists; the first whose headers can be read tells
+    // which (a file torn by an export cut short is passed over).
+    for entry in manifest.entries() {
+        let bytes = match read_inside(&root, &entry.path, MAX_SYNC_FILE_LEN) {
+            Ok(bytes) => bytes,
+            Err(BundleError::MissingFile { .. }) => continue,
+            Err(e) => return Err(refuse(&entry.path, format!("cannot be checked: {e}"))),
+        };
+        let Some(headers) = header_lines(&bytes) else {
+            continue;
+        };
+        if headers.iter().any(|l| l.starts_with("Signature:")) {
+            break;
+        }
+        return Err(refuse(
+            &entry.path,
+            "carries no record signature: the WhiteBalloon app wrote it, signed with the key it \
+             shares with wb"
+                .to_string(),
+        ));
+    }
+    Ok(files)
+}
+
+/// The header lines of a `.sync.txt` file, up to its first empty line; `None` if it has none.
+fn header_lines(bytes: &[u8]) -> Option<Vec<&str>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut headers = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            return Some(headers);
+        }
+        headers.push(line);
+    }
+    None
+}
+
 /// Removes the files of a previous export that this one did not write (`leftover`, bundle-
-/// relative): record files and public key files other than ours. Nothing else in the
-/// directory is touched.
+/// relative, all of them checked to be this instance's by `check_export_dir`): record files and
+/// public key files other than ours. Nothing else in the directory is touched.
 pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
     let mut removed = 0;
     for rel in leftover {
@@ -1016,27 +1148,39 @@ mod tests {
         let tmp = tempfile::tempdir().expect("temp dir");
         let key = SecretKey::from_bytes(&[6; 32]);
         let store = store_with_records(tmp.path(), &key);
+        let mut trusted = record(&key, Entity::User, "old", &[("Username", "o")]);
+        trusted.scope = Scope::Trusted;
+        trusted.sign(&key).expect("sign");
+        store
+            .apply_batch(&[trusted], &ApplyOptions::new("test", NOW))
+            .expect("apply");
         let dir = tmp.path().join("bundle");
-        let opts = ExportOptions {
-            include_trusted: false,
+        let for_peer = ExportOptions {
+            include_trusted: true,
             now_ms: NOW,
         };
-        let first = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
-        assert_eq!((first.written, first.removed, first.files), (60, 0, 63));
+        let first = export(&store, &key, &dir, &for_peer, &mut |_, _| {}).expect("export");
+        assert_eq!((first.written, first.removed, first.files), (61, 0, 64));
         let request = dir.join("requests/request_3.sync.txt");
         let complete = fs::read(&request).expect("read");
         assert!(
             String::from_utf8_lossy(&complete).contains("body of 3"),
             "the request renders its comment"
         );
+        fs::write(dir.join("README"), "ours").expect("readme");
 
-        // A torn file (an export cut short) and a stale one from an older export.
+        // A torn file (an export cut short), and the trusted record's file, stale in a public
+        // export.
         fs::write(&request, &complete[..complete.len() / 2]).expect("tear");
-        fs::write(dir.join("users/user_old.sync.txt"), "stale").expect("stale");
+        let opts = ExportOptions {
+            include_trusted: false,
+            now_ms: NOW,
+        };
         let second = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
         assert_eq!((second.written, second.removed, second.files), (1, 1, 63));
         assert_eq!(fs::read(&request).expect("read"), complete);
         assert!(!dir.join("users/user_old.sync.txt").exists());
+        assert_eq!(fs::read(dir.join("README")).expect("readme"), b"ours");
         let leftovers: Vec<String> = bundle_files(&dir)
             .expect("files")
             .into_iter()
@@ -1045,5 +1189,141 @@ mod tests {
         assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
         let verified = verify_dir(&dir, None).expect("the bundle verifies");
         assert_eq!(verified.records.len(), 60);
+    }
+
+    /// Every file under `dir`, with its bytes.
+    fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).expect("read dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.insert(path.clone(), fs::read(&path).expect("read"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes a bundle the way the WhiteBalloon app does (record files without record
+    /// signatures), signed by `signer`.
+    fn app_export(dir: &Path, signer: &SecretKey) {
+        let files = [
+            (
+                "users/user_3.sync.txt",
+                "Entity: user\nID: 3\nInstance: local-instance\nSchema-Version: 1\n\
+                 Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nUsername: sam\n\
+                 Contact-Email: \n\n",
+            ),
+            (
+                "requests/request_2.sync.txt",
+                "Entity: request\nID: 2\nInstance: local-instance\nSchema-Version: 1\n\
+                 Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nTitle: Bike repair\n\
+                 Status: open\nContact-Email: \nCreated-By: 3\n\nDescription:\nRear wheel.\n",
+            ),
+        ];
+        for (rel, text) in files {
+            let path = dir.join(rel);
+            fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            fs::write(path, text).expect("write");
+        }
+        let manifest = Manifest::from_files(files.iter().map(|(p, t)| (*p, t.as_bytes())))
+            .expect("manifest")
+            .to_text();
+        fs::write(dir.join(MANIFEST_FILE), &manifest).expect("manifest");
+        let sig = BundleSignature::sign(manifest.as_bytes(), signer, NOW);
+        fs::write(dir.join(SIGNATURE_FILE), sig.to_text()).expect("sig");
+        let key_file = dir.join(public_key_file_path(&signer.public()));
+        fs::create_dir_all(key_file.parent().expect("parent")).expect("dir");
+        fs::write(key_file, write_public_key_file(&signer.public())).expect("key file");
+    }
+
+    #[test]
+    fn export_refuses_a_folder_holding_files_it_did_not_write() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let key = SecretKey::from_bytes(&[6; 32]);
+        let store = store_with_records(tmp.path(), &key);
+        let opts = ExportOptions {
+            include_trusted: false,
+            now_ms: NOW,
+        };
+        let refused = |dir: &Path, file: &str, why: &str| {
+            let before = tree(dir);
+            let err = export(&store, &key, dir, &opts, &mut |_, _| {}).expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                matches!(&err, BundleError::NotOurExport { file: f, .. } if f == file),
+                "{text}"
+            );
+            assert!(
+                text.starts_with(&format!("{}: holds files wb did not write", dir.display())),
+                "{text}"
+            );
+            assert!(text.contains(why), "{text}");
+            assert!(text.contains("never deletes or replaces files"), "{text}");
+            assert_eq!(tree(dir), before, "{text}");
+        };
+
+        // The app's export, signed with the key it shares with wb; another signer's bundle.
+        let app = tmp.path().join("public_sync");
+        app_export(&app, &key);
+        refused(
+            &app,
+            "requests/request_2.sync.txt",
+            "carries no record signature: the WhiteBalloon app wrote it",
+        );
+        let other = tmp.path().join("other");
+        app_export(&other, &SecretKey::from_bytes(&[7; 32]));
+        let other_id = SecretKey::from_bytes(&[7; 32]).public().key_id();
+        refused(
+            &other,
+            "manifest.sync.txt",
+            &format!("is in a bundle signed by key id {other_id}, not by this instance"),
+        );
+
+        // Loose files without a signed manifest.
+        let loose = tmp.path().join("loose");
+        fs::create_dir_all(loose.join("users")).expect("dir");
+        fs::write(loose.join("users/user_1.sync.txt"), "Entity: user\n").expect("write");
+        refused(
+            &loose,
+            "users/user_1.sync.txt",
+            "is not from a wb export: there is no bundle.sig here",
+        );
+        let sig = BundleSignature::sign(b"", &key, NOW).to_text();
+        fs::write(loose.join(SIGNATURE_FILE), sig).expect("sig");
+        refused(
+            &loose,
+            "users/user_1.sync.txt",
+            "there is no manifest.sync.txt here",
+        );
+        fs::write(loose.join(MANIFEST_FILE), "changed").expect("manifest");
+        refused(&loose, "manifest.sync.txt", "bundle.sig does not verify");
+
+        // wb's own export with a file slipped in next to it.
+        let ours = tmp.path().join("ours");
+        export(&store, &key, &ours, &opts, &mut |_, _| {}).expect("export");
+        fs::write(ours.join("users/user_x.sync.txt"), "Entity: user\n").expect("stray");
+        refused(
+            &ours,
+            "users/user_x.sync.txt",
+            "is not listed in wb's last manifest here",
+        );
+        fs::remove_file(ours.join("users/user_x.sync.txt")).expect("remove");
+        let again = export(&store, &key, &ours, &opts, &mut |_, _| {}).expect("re-export");
+        assert_eq!((again.written, again.removed), (0, 0));
+
+        // Folders without bundle files are fine, and what they hold stays.
+        let plain = tmp.path().join("plain");
+        fs::create_dir_all(plain.join(".git")).expect("dir");
+        fs::write(plain.join("README.md"), "notes").expect("readme");
+        fs::write(plain.join(".git/HEAD"), "ref").expect("git");
+        export(&store, &key, &plain, &opts, &mut |_, _| {}).expect("export");
+        assert_eq!(fs::read(plain.join("README.md")).expect("readme"), b"notes");
+        assert_eq!(fs::read(plain.join(".git/HEAD")).expect("git"), b"ref");
+        verify_dir(&plain, None).expect("the bundle verifies");
     }
 }

@@ -65,10 +65,22 @@ pub enum StoreError {
     /// A fault injected by a test, standing for an I/O error in the middle of a batch.
     #[error("injected fault after {0} records")]
     InjectedFault(usize),
-    /// `sync_peers.txt` does not parse (a hand edit broke it); names the file and the line.
+    /// `wb_peers.txt` does not parse (a hand edit broke it); names the file and the line.
     #[error("{path}: {source}")]
     PeersFile {
         path: PathBuf,
+        #[source]
+        source: PeersError,
+    },
+    /// `sync_peers.txt` is wb's registry from before the rename but does not parse, so it cannot
+    /// be moved to `wb_peers.txt`.
+    #[error(
+        "{path}: {source}; this is wb's peer registry under its old name, to be moved to \
+         {new_path}: fix that line (or move the file away) and run the command again"
+    )]
+    OldPeersFile {
+        path: PathBuf,
+        new_path: PathBuf,
         #[source]
         source: PeersError,
     },

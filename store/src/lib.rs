@@ -1,6 +1,6 @@
 //! The wb store crate: the home directory with its key files ([`home`]) and the redb store of
 //! records, change log, epoch, clock, conflicts and counters ([`db`]), the peer registry
-//! `sync_peers.txt` ([`peers`]), and a hub's directory of announced addresses ([`hub`]). It
+//! `wb_peers.txt` ([`peers`]), and a hub's directory of announced addresses ([`hub`]). It
 //! knows nothing of the network, and redb types never appear in its public API.
 
 pub mod app;
@@ -22,7 +22,8 @@ pub use home::{Home, InitOutcome};
 pub use hub::{DirectoryEntry, Holding};
 pub use local::LocalBatch;
 pub use peers::{
-    Peer, add_peer, find_peer, load_peers, peer_by_key, remove_peer, save_peers, update_peer,
+    AppPeersFile, Peer, add_peer, app_peers_file, find_peer, load_peers, peer_by_key, remove_peer,
+    save_peers, update_peer,
 };
 
 #[cfg(test)]

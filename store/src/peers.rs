@@ -1,4 +1,4 @@
-//! The peer registry, `<home>/sync_peers.txt` (§9): loading it, saving it atomically, and
+//! The peer registry, `<home>/wb_peers.txt` (§9): loading it, saving it atomically, and
 //! editing it one peer at a time. The text format itself lives in [`protocol::peers`].
 //!
 //! Every edit reads the file, changes the list in memory, checks the whole list, and replaces
@@ -6,6 +6,11 @@
 //! and a reader never sees half a file. An edit that changes nothing does not rewrite the file.
 //! Two edits racing from two processes may lose one of them (the last rename wins); neither
 //! can break the file.
+//!
+//! `<home>/sync_peers.txt` is the WhiteBalloon app's peer file (an INI layout, §14); wb used
+//! that name for its registry before. wb never writes it and reads it only while
+//! `wb_peers.txt` does not exist: a file in wb's format is then copied to `wb_peers.txt` once
+//! (and left in place), anything else is the app's and means no peers.
 
 use std::fs;
 use std::path::PathBuf;
@@ -18,24 +23,111 @@ use crate::Home;
 use crate::error::{Result, StoreError};
 
 /// The registry's file name inside the home.
-pub const PEERS_FILE: &str = "sync_peers.txt";
+pub const PEERS_FILE: &str = "wb_peers.txt";
+
+/// The WhiteBalloon app's peer file in the home, and the registry's name before wb moved it.
+pub const APP_PEERS_FILE: &str = "sync_peers.txt";
 
 impl Home {
-    /// `<home>/sync_peers.txt`.
+    /// `<home>/wb_peers.txt`.
     pub fn peers_path(&self) -> PathBuf {
         self.root().join(PEERS_FILE)
     }
+
+    /// `<home>/sync_peers.txt`: the app's file; wb reads it only to tell whose it is (and to
+    /// migrate its own old registry), never writes it.
+    pub fn app_peers_path(&self) -> PathBuf {
+        self.root().join(APP_PEERS_FILE)
+    }
+}
+
+/// What `<home>/sync_peers.txt` is, as far as wb is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppPeersFile {
+    /// There is no such file.
+    Absent,
+    /// Not a registry in wb's format (the app's INI file, or one without any peer): not wb's.
+    App,
+    /// wb's registry from before the rename, holding these peers.
+    OldRegistry(Vec<Peer>),
+}
+
+/// Reads `<home>/sync_peers.txt` and tells whose it is. A file that does not parse in wb's format
+/// is the app's, unless it plainly is wb's registry broken by a hand edit (it has a
+/// `Public-Key:` or `Peer-ID:` line): that is an error naming the line, so that wb's peers are
+/// never silently dropped. A file wb cannot read is left to the app.
+pub fn app_peers_file(home: &Home) -> Result<AppPeersFile> {
+    Ok(read_app_peers_file(home)?.0)
+}
+
+/// [`app_peers_file`], with the text read when it is wb's old registry.
+fn read_app_peers_file(home: &Home) -> Result<(AppPeersFile, String)> {
+    let path = home.app_peers_path();
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((AppPeersFile::Absent, String::new()));
+        }
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot read sync_peers.txt; taking it as the WhiteBalloon app's"
+            );
+            return Ok((AppPeersFile::App, String::new()));
+        }
+    };
+    match parse_peers(&text) {
+        Ok(peers) if peers.is_empty() => Ok((AppPeersFile::App, String::new())),
+        Ok(peers) => Ok((AppPeersFile::OldRegistry(peers), text)),
+        Err(source) if looks_like_wb_registry(&text) => Err(StoreError::OldPeersFile {
+            path,
+            new_path: home.peers_path(),
+            source,
+        }),
+        Err(_) => Ok((AppPeersFile::App, String::new())),
+    }
+}
+
+/// wb's registry names every peer's key in `Public-Key:` lines (the app writes `public_key =`).
+fn looks_like_wb_registry(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("Public-Key:") || l.starts_with("Peer-ID:")
+    })
 }
 
 /// Reads the registry; a missing file is an empty list. Peers come sorted by name.
+///
+/// While `wb_peers.txt` does not exist, a `sync_peers.txt` in wb's format (the registry before
+/// it was renamed) is copied to `wb_peers.txt` first, byte for byte; the old file is left as it
+/// is. Every command and the node read the registry here, so whichever comes first migrates.
 pub fn load_peers(home: &Home) -> Result<Vec<Peer>> {
     let path = home.peers_path();
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return migrate_peers(home),
         Err(source) => return Err(StoreError::Io { path, source }),
     };
     parse_peers(&text).map_err(|source| StoreError::PeersFile { path, source })
+}
+
+/// The one-time move of an old registry: `sync_peers.txt` in wb's format becomes
+/// `wb_peers.txt` (same bytes, written atomically); returns the registry's peers. The app's own
+/// `sync_peers.txt` is not wb's: no peers, and nothing written.
+fn migrate_peers(home: &Home) -> Result<Vec<Peer>> {
+    let (AppPeersFile::OldRegistry(peers), text) = read_app_peers_file(home)? else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = (home.app_peers_path(), home.peers_path());
+    crate::home::write_atomic(&to, text.as_bytes(), 0o644)?;
+    tracing::info!(
+        from = %from.display(),
+        to = %to.display(),
+        peers = peers.len(),
+        "moved wb's peer registry to its new name; the old file is left untouched"
+    );
+    Ok(peers)
 }
 
 /// Checks every peer and the uniqueness of names and keys, then replaces the file atomically
@@ -207,7 +299,7 @@ mod tests {
     #[test]
     fn missing_file_is_empty_and_add_writes_sorted_text() {
         let (_dir, home) = home();
-        assert_eq!(home.peers_path(), home.root().join("sync_peers.txt"));
+        assert_eq!(home.peers_path(), home.root().join("wb_peers.txt"));
         assert_eq!(load_peers(&home).expect("load"), []);
         add_peer(&home, peer(3, "zeta")).expect("add zeta");
         add_peer(&home, peer(2, "alpha")).expect("add alpha");
@@ -345,6 +437,86 @@ mod tests {
             Err(StoreError::NotInitialized(_))
         ));
         assert_eq!(load_peers(&home).expect("no file, no peers"), []);
+    }
+
+    /// The app's own peer file, as it writes it.
+    const APP_INI: &str = "[riverside]\npath = ../riverside/data/public_sync\n\
+                           url = https://riverside.example\ntoken = abc\n\
+                           public_key = 9jrsNPA1fHvtHAn7BvEPOsIQVmcIWSfhcgIaDMc+ooQ=\n";
+
+    #[test]
+    fn the_apps_sync_peers_txt_is_not_read_as_peers_nor_written() {
+        let (_dir, home) = home();
+        fs::write(home.app_peers_path(), APP_INI).expect("app file");
+        assert_eq!(app_peers_file(&home).expect("classify"), AppPeersFile::App);
+        assert_eq!(load_peers(&home).expect("load"), []);
+        assert_eq!(file_bytes(&home), None, "a read writes nothing");
+        add_peer(&home, peer(2, "river")).expect("add");
+        update_peer(&home, "river", |p| p.trusted = true).expect("trust");
+        let peers = load_peers(&home).expect("load");
+        assert_eq!(peers.len(), 1);
+        assert_eq!(
+            fs::read_to_string(home.peers_path()).expect("wb_peers.txt"),
+            write_peers(&peers)
+        );
+        assert_eq!(
+            fs::read_to_string(home.app_peers_path()).expect("app file"),
+            APP_INI
+        );
+        // An empty file holds no registry to move either.
+        fs::remove_file(home.peers_path()).expect("remove");
+        fs::write(home.app_peers_path(), "").expect("empty");
+        assert_eq!(load_peers(&home).expect("load"), []);
+        assert_eq!(file_bytes(&home), None);
+    }
+
+    #[test]
+    fn an_old_registry_is_copied_once_and_left_in_place() {
+        let (_dir, home) = home();
+        let old = format!(
+            "# by hand\n{}",
+            write_peers(&[peer(2, "river"), peer(3, "lake")])
+        );
+        fs::write(home.app_peers_path(), &old).expect("old registry");
+        assert!(matches!(
+            app_peers_file(&home).expect("classify"),
+            AppPeersFile::OldRegistry(p) if p.len() == 2
+        ));
+        let names =
+            |peers: Vec<Peer>| -> Vec<String> { peers.into_iter().map(|p| p.name).collect() };
+        assert_eq!(names(load_peers(&home).expect("load")), ["lake", "river"]);
+        assert_eq!(
+            file_bytes(&home),
+            Some(old.clone().into_bytes()),
+            "copied byte for byte"
+        );
+
+        // From now on the old file is not read: edits go to wb_peers.txt only.
+        remove_peer(&home, "lake").expect("remove");
+        fs::write(home.app_peers_path(), APP_INI).expect("the app takes its name back");
+        assert_eq!(names(load_peers(&home).expect("load")), ["river"]);
+        assert_eq!(
+            fs::read_to_string(home.app_peers_path()).expect("app file"),
+            APP_INI
+        );
+    }
+
+    #[test]
+    fn a_broken_old_registry_is_an_error_not_an_empty_list() {
+        let (_dir, home) = home();
+        let old = write_peers(&[peer(2, "river")]).replace("Trusted: no", "Trusted: maybe");
+        fs::write(home.app_peers_path(), &old).expect("old registry");
+        let err = load_peers(&home).expect_err("broken");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::OldPeersFile { .. }), "{text}");
+        assert!(
+            text.contains("sync_peers.txt: line 6: Trusted must be yes or no"),
+            "{text}"
+        );
+        assert!(text.contains("wb_peers.txt"), "{text}");
+        assert!(add_peer(&home, peer(3, "lake")).is_err());
+        assert_eq!(file_bytes(&home), None);
+        assert_eq!(fs::read_to_string(home.app_peers_path()).expect("old"), old);
     }
 
     #[test]

@@ -536,7 +536,7 @@ impl TestHome {
     }
 
     /// Points a registered peer at one address (e.g. where its node now listens). Edits
-    /// `sync_peers.txt` only, so it works while this home's node runs.
+    /// `wb_peers.txt` only, so it works while this home's node runs.
     pub fn set_peer_addr(&self, name: &str, addr: std::net::SocketAddr) {
         store::update_peer(&store::Home::new(&self.home), name, |p| {
             p.addrs = vec![addr.to_string()];

@@ -983,7 +983,7 @@ fn without_signed_at(bytes: &[u8]) -> String {
 #[test]
 fn exports_of_unchanged_data_differ_only_in_signed_at_and_stale_files_go() {
     let a = source_home();
-    let dir = a.dir().join("public_sync");
+    let dir = a.dir().join("wb_export");
     // What else a git checkout of the bundle holds: never touched by an export.
     let unrelated = [
         ("README.md", "# Our public data\n"),
@@ -1124,6 +1124,209 @@ fn exports_of_unchanged_data_differ_only_in_signed_at_and_stale_files_go() {
     import(&b, &dir);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The export folder: wb's own (data/wb_export), never the app's (DESIGN.md §14)
+// ---------------------------------------------------------------------------------------------
+
+/// Writes what the WhiteBalloon app's `sync export` leaves in `dir` (its layout, its record
+/// files without wb's headers, its `Signed-At` form), signed by `key`, next to a README; the
+/// app and wb sign with the same key when they share a home.
+fn write_app_export(dir: &Path, key: &SecretKey) {
+    let files = [
+        (
+            "users/user_3.sync.txt",
+            "Entity: user\nID: 3\nInstance: local-instance\nSchema-Version: 1\n\
+             Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nUsername: sam\n\
+             Contact-Email: \n\n",
+        ),
+        (
+            "requests/request_2.sync.txt",
+            "Entity: request\nID: 2\nInstance: local-instance\nSchema-Version: 1\n\
+             Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nTitle: Bike repair\n\
+             Status: open\nContact-Email: \nCreated-By: 3\n\nDescription:\n\
+             Rear wheel, 26 inch.\n\nComments:\n---\nComment-ID: 2\nUser-ID: 3\n\
+             Username: sam\nCreated-At: 2025-11-03T14:05:09\nSync-Scope: public\n\n\
+             I have a pump\n",
+        ),
+        (
+            "invites/invite_open-invite.sync.txt",
+            "Entity: invite\nID: open-invite\nInstance: local-instance\nSchema-Version: 1\n\
+             Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nCreated-By: 3\n\
+             Max-Uses: 3\nUse-Count: 0\nAuto-Approve: False\nSuggested-Username: newbie\n\n",
+        ),
+        ("README.md", "The app's public data.\n"),
+    ];
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, text).expect("write an app file");
+    }
+    let manifest = Manifest::from_files(
+        files
+            .iter()
+            .filter(|(rel, _)| rel.ends_with(".sync.txt"))
+            .map(|(rel, text)| (*rel, text.as_bytes())),
+    )
+    .expect("manifest")
+    .to_text();
+    sign_manifest_text(dir, key, &manifest);
+    // The app writes Python's isoformat(); Signed-At is not signed.
+    edit(&dir.join(SIGNATURE_FILE), |sig| {
+        sig.lines()
+            .map(|l| {
+                if l.starts_with("Signed-At:") {
+                    "Signed-At: 2026-01-05T10:00:00.084824+00:00".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    });
+}
+
+/// `wb sync export DIR` must fail with one error line naming DIR, `file` and `why`, and leave
+/// the folder exactly as it was.
+fn assert_export_refused(t: &TestHome, dir: &Path, file: &str, why: &str) {
+    let before = tree(dir);
+    let err = t.fail(["sync", "export", s(dir)]);
+    let expected = format!(
+        "error: {}: holds files wb did not write ({file} ",
+        dir.display()
+    );
+    assert!(err.starts_with(&expected), "{err}\nexpected: {expected}");
+    assert!(err.contains(why), "{err}\nexpected: {why}");
+    assert!(
+        err.ends_with(
+            "choose an empty folder or another one — `wb sync export` never deletes or \
+             replaces files it did not write"
+        ),
+        "{err}"
+    );
+    assert_eq!(tree_diff(&before, &tree(dir)), Vec::<String>::new());
+}
+
+#[test]
+fn export_writes_to_data_wb_export_by_default() {
+    let a = source_home();
+    let j = a.json(["sync", "export"]);
+    assert_eq!(j["dir"], "data/wb_export", "{j:#}");
+    let dir = a.dir().join("data/wb_export");
+    assert_eq!(listed(&dir), SOURCE_FILES);
+    assert!(!a.dir().join("data/public_sync").exists());
+    let b = TestHome::initialized();
+    assert_eq!(import(&b, &dir)["new"], 6);
+}
+
+#[test]
+fn export_refuses_the_apps_export_folder_and_leaves_every_file() {
+    let a = source_home();
+    let app = a.dir().join("data/public_sync");
+
+    // The app beside wb, sharing its home and so its key.
+    write_app_export(&app, &a.secret_key());
+    assert_export_refused(
+        &a,
+        &app,
+        "invites/invite_open-invite.sync.txt",
+        "carries no record signature: the WhiteBalloon app wrote it",
+    );
+
+    // The app of another instance (another key); the golden bundle the app wrote.
+    let other = a.dir().join("other_app");
+    write_app_export(&other, &SecretKey::from_bytes(&[42; 32]));
+    let other_id = SecretKey::from_bytes(&[42; 32]).public().key_id();
+    let ours = a.secret_key().public().key_id();
+    assert_export_refused(
+        &a,
+        &other,
+        "invites/invite_open-invite.sync.txt",
+        &format!("is in a bundle signed by key id {other_id}, not by this instance, key id {ours}"),
+    );
+    let golden = a.dir().join("golden");
+    copy_tree(&fixture(), &golden);
+    assert_export_refused(
+        &a,
+        &golden,
+        "invites/invite_f00d42.sync.txt",
+        &format!("signed by key id {APP_KEY_ID}, not by this instance"),
+    );
+
+    // Loose record files, with no signed manifest at all.
+    let loose = a.dir().join("loose");
+    fs::create_dir_all(loose.join("users")).expect("mkdir");
+    fs::write(
+        loose.join("users/user_9.sync.txt"),
+        "Entity: user\nID: 9\n\n",
+    )
+    .expect("write");
+    assert_export_refused(
+        &a,
+        &loose,
+        "users/user_9.sync.txt",
+        "is not from a wb export: there is no bundle.sig here",
+    );
+
+    // The app's folder is still the app's: it imports into another instance as before.
+    let b = TestHome::initialized();
+    let j = import(&b, &other);
+    assert_eq!(j["new"], 4, "{j:#}");
+}
+
+#[test]
+fn export_refuses_an_unlisted_file_next_to_its_own_export_and_re_exports_otherwise() {
+    let a = source_home();
+    let dir = a.dir().join("wb_export");
+    // An export for a trusted peer also holds the trusted u3.
+    let friend = key(11).to_base64();
+    a.ok([
+        "sync",
+        "peers",
+        "add",
+        "friend",
+        "--key",
+        &friend,
+        "--trusted",
+    ]);
+    a.json(["sync", "export", s(&dir), "--for", "friend"]);
+    assert!(dir.join("users/user_u3.sync.txt").is_file());
+    fs::write(dir.join("README.md"), "ours\n").expect("readme");
+
+    let stray = "Entity: user\nID: x\nSchema-Version: 1\n\n";
+    fs::write(dir.join("users/user_x.sync.txt"), stray).expect("stray");
+    assert_export_refused(
+        &a,
+        &dir,
+        "users/user_x.sync.txt",
+        "is not listed in wb's last manifest here",
+    );
+    // A public key file of another signer is not wb's either.
+    fs::remove_file(dir.join("users/user_x.sync.txt")).expect("remove");
+    let other_key = dir.join(protocol::bundle::public_key_file_path(&key(9)));
+    fs::write(&other_key, protocol::bundle::write_public_key_file(&key(9))).expect("key file");
+    assert_export_refused(
+        &a,
+        &dir,
+        &format!("public_keys/{}.pub", key(9).key_id()),
+        "is not listed in wb's last manifest here",
+    );
+    fs::remove_file(&other_key).expect("remove");
+
+    // wb's own folder: re-exported in place; u3, no longer part of the (public) export, is
+    // removed; the README stays.
+    let before = tree(&dir);
+    let j = export(&a, &dir);
+    assert_eq!(j["written"], 0, "{j:#}");
+    assert_eq!(j["removed"], 1, "{j:#}");
+    assert_eq!(
+        tree_diff(&before, &tree(&dir)),
+        [SIGNATURE_FILE, MANIFEST_FILE, "users/user_u3.sync.txt"]
+    );
+    assert_eq!(fs::read(dir.join("README.md")).expect("readme"), b"ours\n");
+    assert_eq!(listed(&dir), SOURCE_FILES);
+}
+
 #[test]
 fn narrowing_a_record_withdraws_it_from_bundle_importers() {
     // §4: narrowing a scope (public→trusted, anything→private; a request turned draft counts as
@@ -1132,7 +1335,7 @@ fn narrowing_a_record_withdraws_it_from_bundle_importers() {
     // by bundles, the next sync is the next bundle (`wb scope set` itself promises "peers that
     // may no longer see it will be told to delete it").
     let a = source_home();
-    let dir = a.dir().join("public_sync");
+    let dir = a.dir().join("wb_export");
     export(&a, &dir);
     let b = TestHome::initialized();
     assert_eq!(import(&b, &dir)["new"], 6);
@@ -1263,7 +1466,7 @@ fn init_from_creates_the_home_imports_and_registers_the_signer_untrusted() {
             "notes": peers[0]["notes"],
         }])
     );
-    let file = fs::read_to_string(t.path("sync_peers.txt")).expect("sync_peers.txt");
+    let file = fs::read_to_string(t.path("wb_peers.txt")).expect("wb_peers.txt");
     assert!(file.contains(&format!("Public-Key: {APP_KEY}\n")), "{file}");
     assert!(file.contains("Trusted: no\n"), "{file}");
 

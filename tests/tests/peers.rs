@@ -1,5 +1,5 @@
 //! Black-box tests of `wb sync peers` (DESIGN.md §9, §12; issue 4 item 1): the peer registry
-//! `sync_peers.txt`, edited through the real binary.
+//! `wb_peers.txt`, edited through the real binary.
 
 use std::fs;
 
@@ -15,15 +15,15 @@ use wb_tests::harness::{TestHome, base32, key};
 
 /// The registry's bytes, `None` while it does not exist.
 fn peers_file(t: &TestHome) -> Option<Vec<u8>> {
-    fs::read(t.path("sync_peers.txt")).ok()
+    fs::read(t.path("wb_peers.txt")).ok()
 }
 
 fn peers_text(t: &TestHome) -> String {
-    fs::read_to_string(t.path("sync_peers.txt")).expect("sync_peers.txt exists")
+    fs::read_to_string(t.path("wb_peers.txt")).expect("wb_peers.txt exists")
 }
 
 /// Runs a peers command that must fail: one `error:` line containing every needle, and
-/// `sync_peers.txt` byte-identical (or still absent) afterwards.
+/// `wb_peers.txt` byte-identical (or still absent) afterwards.
 fn assert_refused(t: &TestHome, args: &[&str], needles: &[&str]) -> String {
     let before = peers_file(t);
     let err = t.fail(args);
@@ -37,7 +37,7 @@ fn assert_refused(t: &TestHome, args: &[&str], needles: &[&str]) -> String {
     assert_eq!(
         peers_file(t),
         before,
-        "`wb {}` failed but changed sync_peers.txt",
+        "`wb {}` failed but changed wb_peers.txt",
         args.join(" ")
     );
     err
@@ -318,7 +318,7 @@ fn file_is_deterministic_sorted_and_stable_under_no_ops() {
     let leftovers: Vec<String> = fs::read_dir(t.home())
         .expect("list home")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("sync_peers") && n != "sync_peers.txt")
+        .filter(|n| n.contains("wb_peers") && n != "wb_peers.txt")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -331,12 +331,8 @@ fn hand_broken_file_names_the_line_and_is_left_as_is() {
     let broken = peers_text(&t).replacen("Trusted: no", "Trusted: maybe", 2);
     // The first broken line is in the first block: line 5.
     assert_eq!(broken.lines().nth(4), Some("Trusted: maybe"));
-    fs::write(t.path("sync_peers.txt"), &broken).expect("hand edit");
-    let err = assert_refused(
-        &t,
-        &["sync", "peers", "list"],
-        &["sync_peers.txt", "line 5"],
-    );
+    fs::write(t.path("wb_peers.txt"), &broken).expect("hand edit");
+    let err = assert_refused(&t, &["sync", "peers", "list"], &["wb_peers.txt", "line 5"]);
     assert!(
         err.ends_with("line 5: Trusted must be yes or no, found \"maybe\""),
         "{err}"
@@ -359,7 +355,7 @@ fn hand_broken_file_names_the_line_and_is_left_as_is() {
 
     // A hand edit that keeps the format is read; comments are allowed.
     let fine = format!("# our peers\n{}", broken.replace("maybe", "yes"));
-    fs::write(t.path("sync_peers.txt"), &fine).expect("hand edit");
+    fs::write(t.path("wb_peers.txt"), &fine).expect("hand edit");
     let list = list_json(&t);
     assert!(list.iter().all(|p| p["trusted"] == true), "{list:?}");
 }
@@ -611,4 +607,126 @@ fn peers_commands_before_init_say_run_wb_init_first() {
         );
     }
     assert!(!t.home().exists(), "a failed command created the home");
+}
+
+// ---------------------------------------------------------------------------------------------
+// sync_peers.txt: the WhiteBalloon app's file in the same home (DESIGN.md §14)
+// ---------------------------------------------------------------------------------------------
+
+/// The app's own peer file, in its INI layout.
+fn app_ini() -> String {
+    format!(
+        "[riverside]\npath = ../riverside/data/public_sync\nurl = https://riverside.example\n\
+         token = abc\npublic_key = {}\n",
+        key(7).to_base64()
+    )
+}
+
+#[test]
+fn the_apps_sync_peers_txt_is_left_alone_and_wb_keeps_its_own() {
+    let t = TestHome::initialized();
+    let app = app_ini();
+    fs::write(t.path("sync_peers.txt"), &app).expect("the app's file");
+
+    let text = t.ok(["sync", "peers", "list"]);
+    let note = format!(
+        "no peers yet ({} belongs to the WhiteBalloon app; wb keeps its peers in {})\n",
+        t.path("sync_peers.txt").display(),
+        t.path("wb_peers.txt").display()
+    );
+    assert_eq!(text, note);
+    assert_eq!(list_json(&t), Vec::<Value>::new());
+    assert_eq!(peers_file(&t), None, "a read writes nothing");
+
+    add(&t, "lake", &key(2).to_base64(), &[]);
+    t.ok(["sync", "peers", "trust", "lake"]);
+    add(
+        &t,
+        "hill",
+        &key(3).to_base64(),
+        &["--addr", "192.0.2.7:4433"],
+    );
+    t.ok(["sync", "peers", "revoke", "hill"]);
+    t.ok(["sync", "peers", "remove", "hill"]);
+    let list = list_json(&t);
+    assert_eq!(names(&list), ["lake"]);
+    assert_eq!(list[0]["trusted"], true);
+    let text = t.ok(["sync", "peers", "list"]);
+    assert!(text.starts_with("NAME") && text.contains("lake"), "{text}");
+    assert!(!text.contains("WhiteBalloon"), "{text}");
+    assert!(peers_text(&t).contains(&format!("Public-Key: {}", key(2).to_base64())));
+
+    // The hub's allowlist is the same registry.
+    t.ok(["hub", "allow", &key(4).to_base64(), "--name", "member"]);
+    assert!(peers_text(&t).contains("Name: member"));
+    assert_eq!(
+        fs::read_to_string(t.path("sync_peers.txt")).expect("the app's file"),
+        app,
+        "the app's file changed"
+    );
+}
+
+#[test]
+fn an_old_wb_sync_peers_txt_moves_to_wb_peers_txt_once() {
+    let old_home = TestHome::initialized();
+    add(&old_home, "lake", &key(2).to_base64(), &["--trusted"]);
+    add(
+        &old_home,
+        "hill",
+        &key(3).to_base64(),
+        &["--addr", "192.0.2.7:4433"],
+    );
+    let before = list_json(&old_home);
+    let old = format!("# kept by hand\n{}", peers_text(&old_home));
+
+    // A home from before the rename: only sync_peers.txt, in wb's format.
+    let t = TestHome::initialized();
+    fs::write(t.path("sync_peers.txt"), &old).expect("old registry");
+    assert_eq!(
+        list_json(&t),
+        before,
+        "the first command sees the same peers"
+    );
+    assert_eq!(
+        peers_file(&t),
+        Some(old.clone().into_bytes()),
+        "copied as is"
+    );
+    let text = t.ok(["sync", "peers", "list"]);
+    assert!(
+        text.contains("is wb's peer registry under its old name"),
+        "{text}"
+    );
+
+    // Later edits go to wb_peers.txt only; the old file is no longer read.
+    t.ok(["sync", "peers", "remove", "hill"]);
+    t.ok(["sync", "peers", "untrust", "lake"]);
+    assert_eq!(names(&list_json(&t)), ["lake"]);
+    assert!(peers_text(&t).contains("Trusted: no"));
+    assert_eq!(
+        fs::read_to_string(t.path("sync_peers.txt")).expect("old file"),
+        old,
+        "the old file changed"
+    );
+    fs::remove_file(t.path("sync_peers.txt")).expect("remove the old file");
+    assert_eq!(names(&list_json(&t)), ["lake"]);
+
+    // Any command migrates, not only `peers`: here the hub's allowlist.
+    let other = TestHome::initialized();
+    fs::write(other.path("sync_peers.txt"), &old).expect("old registry");
+    let hub_list = other.ok(["hub", "list"]);
+    assert!(
+        hub_list.contains("hill") && hub_list.contains("lake"),
+        "{hub_list}"
+    );
+    assert_eq!(peers_file(&other), Some(old.into_bytes()));
+
+    // A registry broken by hand under the old name is an error naming the line, not "no peers".
+    let broken = TestHome::initialized();
+    let text = peers_text(&old_home).replacen("Trusted: no", "Trusted: maybe", 1);
+    fs::write(broken.path("sync_peers.txt"), &text).expect("broken old registry");
+    let err = broken.fail(["sync", "peers", "list"]);
+    assert!(err.contains("sync_peers.txt: line"), "{err}");
+    assert!(err.contains("wb_peers.txt"), "{err}");
+    assert_eq!(peers_file(&broken), None);
 }

@@ -24,7 +24,9 @@ use protocol::{Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, InboxState, MapTables, Mapped, STATE_INBOX};
-use crate::bundles::{BundleError, RecordFiles, remove_stale, write_if_changed};
+use crate::bundles::{
+    BundleError, RecordFiles, check_export_dir, remove_stale, write_if_changed,
+};
 use crate::db::Store;
 
 /// How to write the inbox.
@@ -164,6 +166,11 @@ pub fn write_inbox(
     store.local_batch(key, |batch| -> Result<InboxReport, AppError> {
         let tx = batch.tx();
         let mut maps = MapTables::open(batch.store(), tx)?;
+        // Files in `dir` that an earlier inbox of ours did not write are refused, never replaced.
+        let existing = {
+            let is_inbox = |digest: &str| maps.is_inbox_digest(digest).unwrap_or(false);
+            check_export_dir(dir, &own, Some(&is_inbox))?
+        };
         let mut names = Names {
             local: &local_names,
             now: HashSet::new(),
@@ -311,7 +318,7 @@ pub fn write_inbox(
             path: dir.to_path_buf(),
             source,
         })?;
-        let mut files = RecordFiles::new(dir)?;
+        let mut files = RecordFiles::new(dir, existing);
         let mut write =
             |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
                 if files.write(rel, text.as_bytes())? {
