@@ -618,3 +618,18 @@ fn the_apps_peer_file_in_the_shared_home_breaks_nothing() {
     );
     assert!(Path::new(&t.dir().join("data/wb_inbox/bundle.sig")).is_file());
 }
+
+#[test]
+fn the_inbox_is_never_written_over_the_apps_files() {
+    let t = TestHome::initialized();
+    let app = App::seeded(&t, "local-instance");
+    let dir = app.export();
+    let before = wb_tests::harness::tree(&dir);
+    let err = t.fail(["app", "export", "data/public_sync"]);
+    assert!(err.contains("did not write"), "{err}");
+    assert_eq!(wb_tests::harness::tree(&dir), before);
+    // Its own folder, written again, is fine.
+    t.json(["app", "export"]);
+    let again = t.json(["app", "export"]);
+    assert_eq!(again["unchanged"], true, "{again}");
+}
