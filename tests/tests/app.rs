@@ -633,3 +633,42 @@ fn the_inbox_is_never_written_over_the_apps_files() {
     let again = t.json(["app", "export"]);
     assert_eq!(again["unchanged"], true, "{again}");
 }
+
+#[test]
+fn app_ids_survive_pruning_and_re_exports() {
+    let p = pair();
+    let app_a = alpha_app(&p.a);
+    let app_b = App::seeded(&p.b, "https://beta.example");
+    app_out(&p.a, &app_a);
+    p.a.sync_now("beta", &[]);
+    app_in(&p.b, &app_b);
+    let first = app_b.dump();
+    let sam = find(&first, "users", "username", "sam@alpha").expect("sam")["id"].clone();
+
+    // Beta forgets alpha's records: the app's copies are emptied, the ids stay reserved.
+    p.b.ok(["sync", "prune", "--peer", "alpha", "--yes"]);
+    let pruned = app_in(&p.b, &app_b);
+    assert_eq!(
+        pruned["withdrawn"], 5,
+        "1 user, 2 requests, 2 comments: {pruned}"
+    );
+    assert!(find(&app_b.dump(), "users", "username", "sam@alpha").is_none());
+
+    // Alpha's records come back with the next sync: under the very same ids.
+    p.a.sync_now("beta", &[]);
+    app_in(&p.b, &app_b);
+    let back = app_b.dump();
+    assert_eq!(
+        find(&back, "users", "username", "sam@alpha").expect("sam is back")["id"],
+        sam
+    );
+    assert_eq!(own_rows(&back), own_rows(&first));
+    let rows = |d: &Value, t: &str| d[t].as_array().map_or(0, Vec::len);
+    for table in ["users", "help_requests", "request_comments"] {
+        assert_eq!(
+            rows(&back, table),
+            rows(&first, table),
+            "{table}: no duplicates"
+        );
+    }
+}
