@@ -712,8 +712,8 @@ fn every_entity_is_accepted_with_its_required_fields_and_refused_without_each() 
         ("comment", &[("Request", "r1"), ("User-ID", "u1")]),
         (
             "invite",
+            // `Created-By` is optional: the app makes invites without a user (§14).
             &[
-                ("Created-By", "u1"),
                 ("Max-Uses", "3"),
                 ("Use-Count", "0"),
                 ("Auto-Approve", "false"),
@@ -745,6 +745,25 @@ fn every_entity_is_accepted_with_its_required_fields_and_refused_without_each() 
         }
         assert_eq!(t.json(&args)["change"], "created", "{entity}");
     }
+    let anonymous = t.json([
+        "record",
+        "put",
+        "invite",
+        "x2",
+        "--field",
+        "Created-By=",
+        "--field",
+        "Max-Uses=1",
+        "--field",
+        "Use-Count=0",
+        "--field",
+        "Auto-Approve=True",
+    ]);
+    assert_eq!(
+        anonymous["change"], "created",
+        "an invite made without a user"
+    );
+    t.ok(["record", "rm", "invite", "x2"]);
     assert_eq!(
         keys(&t.json(["record", "list"])),
         pairs(&[
