@@ -280,26 +280,10 @@ pub fn export(
     let Export {
         mut report, local, ..
     } = out;
-    let (digests, existing) = files.finish();
-    report.files = digests.len() as u64 + 3;
-    let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
-        path: MANIFEST_FILE.into(),
-        source,
-    })?;
-    let manifest_text = manifest.to_text();
-    let signature = BundleSignature::sign(manifest_text.as_bytes(), key, opts.now_ms);
-    let key_file = public_key_file_path(&local);
-    report.removed = remove_stale(dir, existing, &key_file)?;
-    // Written last, each atomically: a bundle whose export was cut short has no manifest that
-    // matches its files.
-    for (path, bytes) in [
-        (MANIFEST_FILE.to_string(), manifest_text),
-        (key_file, write_public_key_file(&local)),
-        (SIGNATURE_FILE.to_string(), signature.to_text()),
-    ] {
-        report.bytes += bytes.len() as u64;
-        write_if_changed(&dir.join(&path), bytes.as_bytes())?;
-    }
+    let sealed = files.seal(&local)?;
+    report.files = sealed.files;
+    report.removed = sealed.removed;
+    report.bytes += write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
     Ok(report)
 }
 
@@ -497,10 +481,55 @@ impl<'a> RecordFiles<'a> {
         Ok(written)
     }
 
-    /// The digest of every file written, and the previous export's files not written again.
-    pub(crate) fn finish(self) -> (Vec<(String, [u8; 32])>, HashSet<String>) {
-        (self.digests, self.existing)
+    /// Ends the record files: their manifest, and the previous bundle's files not written again
+    /// removed (see [`remove_stale`]); the caller then writes it with [`write_signed`].
+    pub(crate) fn seal(self, local: &PublicKey) -> Result<Sealed> {
+        let files = self.digests.len() as u64 + 3;
+        let manifest =
+            Manifest::from_digests(self.digests).map_err(|source| BundleError::Codec {
+                path: MANIFEST_FILE.into(),
+                source,
+            })?;
+        let removed = remove_stale(self.dir, self.existing, &public_key_file_path(local))?;
+        Ok(Sealed {
+            manifest: manifest.to_text(),
+            removed,
+            files,
+        })
     }
+}
+
+/// A bundle's record files, written: what [`RecordFiles::seal`] returns.
+pub(crate) struct Sealed {
+    /// The manifest's text.
+    pub(crate) manifest: String,
+    /// Files of a previous bundle removed.
+    pub(crate) removed: u64,
+    /// Every file of the bundle: record files, manifest, bundle.sig, public key file.
+    pub(crate) files: u64,
+}
+
+/// Writes a bundle's manifest, public key file and `bundle.sig` (signed now), each atomically
+/// and last: a bundle whose writing was cut short has no manifest that matches its files.
+/// Returns the bytes written.
+pub(crate) fn write_signed(
+    dir: &Path,
+    key: &SecretKey,
+    manifest: &str,
+    now_ms: u64,
+) -> Result<u64> {
+    let local = key.public();
+    let signature = BundleSignature::sign(manifest.as_bytes(), key, now_ms);
+    let mut bytes = 0;
+    for (path, text) in [
+        (MANIFEST_FILE.to_string(), manifest.to_string()),
+        (public_key_file_path(&local), write_public_key_file(&local)),
+        (SIGNATURE_FILE.to_string(), signature.to_text()),
+    ] {
+        bytes += text.len() as u64;
+        write_if_changed(&dir.join(&path), text.as_bytes())?;
+    }
+    Ok(bytes)
 }
 
 /// Writes a file that did not exist: create, write, close. Should the file exist after all, it

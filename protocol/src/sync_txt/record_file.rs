@@ -33,9 +33,10 @@ use crate::entity::RESERVED_FIELD_NAMES;
 use crate::record::MAX_RECORD_LEN;
 use crate::{Entity, PublicKey, Record, Scope, Signature, Version};
 
+use super::app_file::{app_comment_text, app_value};
 use super::escape::{
-    decode_name_list, encode_name_list, escape_name, escape_value, is_line_breaking, py_rstrip,
-    py_splitlines, py_strip, unescape_name, universal_newlines, value_needs_escape,
+    decode_name_list, encode_name_list, escape_name, escape_value, py_rstrip, py_splitlines,
+    py_strip, unescape_name, universal_newlines, value_needs_escape,
 };
 use super::{CodecError, MAX_SYNC_FILE_LEN, SyncFile, check_len, parse_bytes, write};
 use crate::time::{format_timestamp, parse_timestamp};
@@ -476,16 +477,9 @@ fn render_request_body(description: &str, comments: &[Record]) -> (String, Optio
 /// One comment block as the app writes it. Values are made single-line and text lines that
 /// would read as a block separator are defused: the app's view only, never read back by wb.
 fn render_comment(comment: &Record, lines: &mut Vec<String>) {
-    let one_line = |v: &str| {
-        let v: String = v
-            .chars()
-            .map(|c| if is_line_breaking(c) { ' ' } else { c })
-            .collect();
-        py_strip(&v).to_string()
-    };
-    let field = |name: &str| one_line(comment.field(name).unwrap_or_default());
+    let field = |name: &str| app_value(comment.field(name).unwrap_or_default());
     lines.push("---".into());
-    lines.push(format!("Comment-ID: {}", one_line(&comment.id)));
+    lines.push(format!("Comment-ID: {}", app_value(&comment.id)));
     lines.push(format!("User-ID: {}", field("User-ID")));
     lines.push(format!("Username: {}", field("Username")));
     // The app parses this as a date: a comment without one shows its version's time.
@@ -498,18 +492,7 @@ fn render_comment(comment: &Record, lines: &mut Vec<String>) {
     lines.push(format!("Created-At: {created_at}"));
     lines.push(format!("Sync-Scope: {}", comment.scope));
     lines.push(String::new());
-    let text = py_splitlines(&comment.body)
-        .into_iter()
-        .map(|(_, line)| {
-            if py_strip(line) == "---" {
-                line.replacen("---", "- --", 1)
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    lines.push(text);
+    lines.push(app_comment_text(&comment.body));
     lines.push(String::new());
 }
 

@@ -13,10 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
-use protocol::bundle::{
-    BundleSignature, MANIFEST_FILE, Manifest, SIGNATURE_FILE, public_key_file_path,
-    write_public_key_file,
-};
+use protocol::bundle::{MANIFEST_FILE, SIGNATURE_FILE};
 use protocol::sync_txt::{
     AppComment, app_request_body, app_value, format_timestamp, write_app_file,
 };
@@ -24,9 +21,7 @@ use protocol::{Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, InboxState, MapTables, Mapped, STATE_INBOX};
-use crate::bundles::{
-    BundleError, RecordFiles, check_export_dir, remove_stale, write_if_changed,
-};
+use crate::bundles::{BundleError, RecordFiles, check_export_dir, write_signed};
 use crate::db::Store;
 
 /// How to write the inbox.
@@ -392,16 +387,10 @@ pub fn write_inbox(
         }
 
         // Manifest, signature, key file; files of a previous inbox not written again go.
-        let (digests, existing) = files.finish();
-        report.files = digests.len() as u64 + 3;
-        let manifest = Manifest::from_digests(digests).map_err(|source| BundleError::Codec {
-            path: MANIFEST_FILE.into(),
-            source,
-        })?;
-        let manifest_text = manifest.to_text();
-        report.manifest_digest = protocol::bundle::sha256_hex(manifest_text.as_bytes());
-        let key_file = public_key_file_path(&own);
-        report.removed = remove_stale(dir, existing, &key_file)?;
+        let sealed = files.seal(&own)?;
+        report.files = sealed.files;
+        report.removed = sealed.removed;
+        report.manifest_digest = protocol::bundle::sha256_hex(sealed.manifest.as_bytes());
         let previous: Option<InboxState> = maps.state_json(STATE_INBOX)?;
         let same_dir = previous
             .as_ref()
@@ -410,17 +399,10 @@ pub fn write_inbox(
         report.unchanged = same_dir
             && report.written == 0
             && report.removed == 0
-            && on_disk.as_deref() == Some(manifest_text.as_bytes())
+            && on_disk.as_deref() == Some(sealed.manifest.as_bytes())
             && dir.join(SIGNATURE_FILE).is_file();
         if !report.unchanged {
-            let signature = BundleSignature::sign(manifest_text.as_bytes(), key, opts.now_ms);
-            for (path, bytes) in [
-                (MANIFEST_FILE.to_string(), manifest_text),
-                (key_file, write_public_key_file(&own)),
-                (SIGNATURE_FILE.to_string(), signature.to_text()),
-            ] {
-                write_if_changed(&dir.join(&path), bytes.as_bytes())?;
-            }
+            write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
         }
         maps.note_inbox_digest(&report.manifest_digest)?;
         maps.set_state_json(
