@@ -420,6 +420,21 @@ fn adoption_is_idempotent_and_leaves_records_of_record_put_alone() {
     let gone = t.json(["record", "get", "request", "2"]);
     assert_eq!(gone["deleted"], true, "{gone}");
     assert_eq!(gone["signed"], true);
+
+    // The operator narrows an adopted record in wb: later snapshots keep it narrow.
+    t.ok(["scope", "set", "invite", "open-invite", "private"]);
+    app.exec(
+        "UPDATE invite_tokens SET max_uses = 9 WHERE token = 'open-invite'",
+        &[],
+    );
+    let later = app_out(&t, &app);
+    assert_eq!(later["updated"], 1, "{later}");
+    let invite = t.json(["record", "get", "invite", "open-invite"]);
+    assert_eq!(
+        (&invite["scope"], &invite["fields"]["Max-Uses"]),
+        (&json!("private"), &json!("9")),
+        "{invite}"
+    );
 }
 
 #[test]
