@@ -58,7 +58,7 @@ pub struct InboxReport {
     pub held_back_on_own_requests: u64,
     /// Comments whose request this instance does not hold (or holds withdrawn).
     pub held_back_no_request: u64,
-    /// Usernames that had to be disambiguated (`name@origin#n`).
+    /// Usernames that had to be disambiguated (`name@origin~tag-n`).
     pub renamed: u64,
 }
 
@@ -169,6 +169,7 @@ pub fn write_inbox(
         let mut names = Names {
             local: &local_names,
             now: HashSet::new(),
+            salt: maps.name_salt()?,
         };
         let mut user_out: BTreeMap<RecordKey, UserOut> = BTreeMap::new();
 
@@ -475,7 +476,7 @@ fn hand_user(
 ) -> Result<UserOut, AppError> {
     let mut m = maps.id_of(k)?;
     let name = names.assign(maps, base, m.id)?;
-    if name != base {
+    if name != names.tagged(base, m.id) {
         report.renamed += 1;
     }
     m.handed = true;
@@ -490,23 +491,44 @@ fn hand_user(
     })
 }
 
-/// Username assignment: a name handed to one mapped user is reserved for it for good, so two
-/// foreign rows never hold or contend for one name in the app, whichever inboxes it imported;
-/// names of the instance's own users are never handed out.
+/// Username assignment. The app's importer looks a user up by username when it has no row with
+/// the user's id yet (a first import), and its usernames are unique: a name the app already holds
+/// would overwrite that user or fail the whole import. wb cannot see the app's private users, so
+/// no readable form (`name@origin`) is safe on its own: a private app user may hold exactly that
+/// name. Each name therefore ends in a tag `~xxxxxxxx` derived from a random salt kept in the
+/// store, the user's app id and the name: nobody can predict it before wb hands it out, and once
+/// handed, the app's uniqueness keeps it. A name handed to one mapped user is also reserved for
+/// it for good, and names of the instance's own users are never handed out.
 struct Names<'a> {
     local: &'a HashSet<String>,
     /// Assigned in this inbox.
     now: HashSet<String>,
+    salt: [u8; 16],
 }
 
+/// Hex digits of a name's tag (32 bits: guessing one is a one-in-four-billion shot).
+const NAME_TAG_LEN: usize = 8;
+
 impl Names<'_> {
+    fn tagged(&self, base: &str, id: i64) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"wb app username tag v1\0");
+        h.update(self.salt);
+        h.update(id.to_be_bytes());
+        h.update(base.as_bytes());
+        let tag = hex::encode(h.finalize());
+        format!("{base}~{}", &tag[..NAME_TAG_LEN])
+    }
+
     fn assign(
         &mut self,
         maps: &mut MapTables<'_>,
         base: &str,
         id: i64,
     ) -> Result<String, AppError> {
-        let mut candidate = base.to_string();
+        let tagged = self.tagged(base, id);
+        let mut candidate = tagged.clone();
         let mut n = 0u64;
         loop {
             let free = match maps.name_holder(&candidate)? {
@@ -519,11 +541,7 @@ impl Names<'_> {
                 return Ok(candidate);
             }
             n += 1;
-            candidate = if n == 1 {
-                format!("{base}#{}", id.unsigned_abs())
-            } else {
-                format!("{base}#{}-{n}", id.unsigned_abs())
-            };
+            candidate = format!("{tagged}-{n}");
         }
     }
 }

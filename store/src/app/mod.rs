@@ -46,6 +46,7 @@ const STATE_INBOX: &str = "inbox";
 const STATE_IMPORT: &str = "import";
 const STATE_INBOX_DIGESTS: &str = "inbox_digests";
 const STATE_NEXT_ID: &str = "next_id";
+const STATE_NAME_SALT: &str = "name_salt";
 
 /// Inbox manifest digests remembered (an older inbox is rewritten long before this many).
 const INBOX_DIGESTS_MAX: usize = 256;
@@ -408,6 +409,16 @@ impl<'a> MapTables<'a> {
         value: &T,
     ) -> Result<(), StoreError> {
         write_json(self.store, &mut self.state, name, value)
+    }
+
+    /// The random salt of username tags (see `inbox::Names`), made on first use.
+    pub(crate) fn name_salt(&mut self) -> Result<[u8; 16], StoreError> {
+        if let Some(salt) = self.state_json::<[u8; 16]>(STATE_NAME_SALT)? {
+            return Ok(salt);
+        }
+        let salt = crate::home::random_bytes::<16>()?;
+        self.set_state_json(STATE_NAME_SALT, &salt)?;
+        Ok(salt)
     }
 
     /// Remembers an inbox's manifest digest (the newest [`INBOX_DIGESTS_MAX`]).
