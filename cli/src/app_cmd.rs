@@ -116,6 +116,12 @@ pub(crate) fn adopt_output(r: &AdoptReport) -> Output {
     };
     let mut j = serde_json::to_value(r).unwrap_or_default();
     j["changed"] = json!(r.changed());
+    // The keys of `sync import`'s report (§12), which adopts the app's snapshot the same way.
+    j["new"] = json!(r.created);
+    j["already_imported"] = json!(r.already_adopted);
+    for key in ["stale", "conflicts", "rejected"] {
+        j[key] = json!(0);
+    }
     Output::new(text, j)
 }
 

@@ -699,3 +699,25 @@ fn app_ids_survive_pruning_and_re_exports() {
         );
     }
 }
+
+#[test]
+fn a_dry_run_adoption_reports_and_changes_nothing() {
+    let t = TestHome::initialized();
+    let app = App::seeded(&t, "local-instance");
+    app.export();
+    let before = t.all_records();
+    let run = t.ok_run(["app", "import", "--dry-run"]);
+    assert!(run.stdout.contains("would adopt"), "{run}");
+    assert!(run.stdout.contains("4 created"), "{run}");
+    assert!(run.stdout.contains("dry run: nothing was changed"), "{run}");
+    assert_eq!(t.all_records(), before);
+    // The real adoption afterwards is not mistaken for a repeat.
+    let real = t.json(["app", "import"]);
+    assert_eq!(
+        (&real["created"], &real["already_adopted"]),
+        (&json!(4), &json!(false))
+    );
+    // `sync import` of the same snapshot says it was adopted already, in its own keys too.
+    let again = t.json(["sync", "import", "data/public_sync"]);
+    assert_eq!(again["already_imported"], true, "{again}");
+}
