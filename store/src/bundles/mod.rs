@@ -1,0 +1,714 @@
+//! Air-gapped bundles on disk (§8): export a store's shareable records as a signed directory of
+//! `.sync.txt` files, and verify and import such a directory, all or nothing.
+//!
+//! The formats belong to `protocol::sync_txt` and `protocol::bundle`; this module decides which
+//! records go out, walks directories, and applies what comes in through [`Store::apply_batch`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use protocol::bundle::{
+    MANIFEST_FILE, PUBLIC_KEYS_DIR, SIGNATURE_FILE, parse_public_key_file, public_key_file_path,
+    verify_bundle, write_public_key_file,
+};
+use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
+use protocol::{
+    Audience, CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
+    may_receive,
+};
+use serde::Serialize;
+
+use crate::db::{ApplyOptions, ApplyReport, CheckedBatch, Provenance, Store};
+use crate::error::{Rejection, StoreError};
+use crate::home::Home;
+
+mod files;
+
+pub(crate) use files::{RecordFiles, check_export_dir, write_signed};
+use files::{bundle_files, read_inside};
+
+/// The directories record files live in; other content of a bundle directory is not ours.
+pub const ENTITY_DIRS: &[&str] = &[
+    "users", "requests", "comments", "invites", "vouches", "other",
+];
+
+/// Why a bundle could not be exported or imported. Import errors name the bundle-relative file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error("{path}: missing (the bundle lists it or needs it)")]
+    MissingFile { path: String },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Codec {
+        path: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("the bundle is signed by key id {actual}, not by the expected key {expected}")]
+    UnexpectedSigner { expected: String, actual: String },
+    #[error("{path}: leaves the bundle directory (a symbolic link or special file)")]
+    PathEscapes { path: String },
+    #[error("{path}: checksum does not match the manifest (the file was changed after signing)")]
+    DigestMismatch { path: String },
+    #[error("{path}: not listed in the manifest (an unsigned file in the bundle)")]
+    ExtraFile { path: String },
+    #[error("{path}: {reason}")]
+    BadRecord { path: String, reason: String },
+    #[error("{path}: {entity} {id}: {reason}")]
+    Rejected {
+        path: String,
+        entity: String,
+        id: String,
+        reason: Rejection,
+    },
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// `export` was pointed at a folder holding bundle files that are not its own previous
+    /// export (the app's export, another signer's bundle, files added by hand).
+    #[error(
+        "{}: holds files wb did not write ({file} {why}); choose an empty folder or another \
+         one — `wb sync export` never deletes or replaces files it did not write",
+        dir.display()
+    )]
+    NotOurExport {
+        dir: PathBuf,
+        /// Bundle-relative, the first file found wrong.
+        file: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = BundleError> = std::result::Result<T, E>;
+
+/// Which records an export takes.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Include `trusted` records too: an export made for one trusted peer.
+    pub include_trusted: bool,
+    /// `Signed-At` of the bundle.
+    pub now_ms: u64,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExportReport {
+    pub dir: String,
+    /// Every file of the bundle: record files, manifest, bundle.sig, public key file.
+    pub files: u64,
+    /// Record files per entity.
+    pub records: BTreeMap<String, u64>,
+    /// Record files whose bytes changed (or are new) since the previous export.
+    pub written: u64,
+    /// Files of a previous export that are no longer part of the bundle, removed.
+    pub removed: u64,
+    pub bytes: u64,
+    pub skipped_private: u64,
+    /// Trusted records left out because the export is not for a trusted peer.
+    pub skipped_trusted: u64,
+    pub skipped_draft: u64,
+    /// Comments left out because their request is not exported (private or draft).
+    pub skipped_hidden_parent: u64,
+    /// Records without their origin's signature (taken from app bundles): they cannot be
+    /// verified by anyone else, so they are not passed on.
+    pub skipped_unsigned: u64,
+    /// Records that may no longer go out, exported as their signed withdrawal instead.
+    pub withdrawals: u64,
+}
+
+/// The request a comment belongs to, resolved against the comment's origin.
+fn comment_parent(comment: &Record) -> Option<RecordKey> {
+    let reference = Reference::parse(comment.field("Request")?).ok()?;
+    Some(RecordKey {
+        origin: reference.origin.unwrap_or(comment.origin),
+        entity: Entity::Request,
+        id: reference.id,
+    })
+}
+
+/// Bundle-relative path of a record's file. When the export holds records of one origin only,
+/// names are plain (`users/user_1.sync.txt`, as the app writes them); when it holds several,
+/// records of origins other than the signer get their origin's key id in the name (§8).
+fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String {
+    let key_id = (several_origins && r.origin != *signer).then(|| r.origin.key_id());
+    sync_txt::safe_file_name(&r.entity, &r.id, key_id.as_deref())
+}
+
+/// Exports the store's shareable records into `dir` (created if needed). `progress` is called
+/// with (records handled so far, records in the store) as the export goes.
+///
+/// A `dir` that holds bundle files must hold this instance's previous export and nothing else
+/// of the kind (`check_export_dir`); otherwise the export is refused with
+/// [`BundleError::NotOurExport`] before anything is written. A re-export replaces that export's
+/// files and removes those no longer part of it; nothing else in `dir` is touched.
+///
+/// The store is read as a stream, never listed whole: first its comments (kept, since requests
+/// render their public comments into their body), then every other record, whose file is
+/// written as soon as it is decoded; comment files go last, once it is known which requests
+/// stay home (their comments stay home too).
+pub fn export(
+    store: &Store,
+    key: &SecretKey,
+    dir: &Path,
+    opts: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport> {
+    let existing = check_export_dir(dir, &key.public(), None)?;
+    let mut out = Export {
+        store,
+        local: key.public(),
+        // What may leave is decided by `protocol::may_receive`, the same check as for sync;
+        // `Export::choose` only counts why a record stayed home.
+        audience: Audience {
+            trusted: opts.include_trusted,
+        },
+        report: ExportReport {
+            dir: dir.display().to_string(),
+            ..Default::default()
+        },
+        withheld_requests: HashSet::new(),
+        origins: Origins::default(),
+        deferred: Vec::new(),
+    };
+    let total = store.record_count()?;
+    let comment = Entity::Comment.as_str();
+
+    let mut chosen_comments: Vec<(Option<RecordKey>, Record)> = Vec::new();
+    store.scan(
+        |entity| entity == comment,
+        |r| -> Result<()> {
+            if let Some(c) = out.choose(r)? {
+                chosen_comments.push((comment_parent(&c), c));
+            }
+            Ok(())
+        },
+    )?;
+    let comments = Comments::new(chosen_comments);
+
+    fs::create_dir_all(dir).map_err(|source| BundleError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files = RecordFiles::new(dir, existing);
+    let mut done = 0u64;
+    store.scan(
+        |entity| entity != comment,
+        |r| -> Result<()> {
+            if done % 256 == 0 {
+                progress(done, total);
+            }
+            done += 1;
+            let Some(r) = out.choose(r)? else {
+                return Ok(());
+            };
+            // A request that goes out as its withdrawal carries no comments: they stay home.
+            let rendered = match r.entity {
+                Entity::Request => {
+                    let key = r.key();
+                    if out.withheld_requests.contains(&key) {
+                        &[]
+                    } else {
+                        comments.of(&key)
+                    }
+                }
+                _ => &[],
+            };
+            let text = render(&r, rendered, &out.local, out.origins.several)?;
+            out.origins.note(&r.origin);
+            if r.origin == out.local || out.origins.several {
+                out.write(&mut files, &r, &text)?;
+                if out.origins.several && !out.deferred.is_empty() {
+                    for (r, text) in std::mem::take(&mut out.deferred) {
+                        out.write(&mut files, &r, &text)?;
+                    }
+                }
+            } else {
+                // Its file name depends on whether the export holds several origins, which the
+                // rest of the store decides.
+                out.deferred.push((r, text));
+            }
+            Ok(())
+        },
+    )?;
+
+    // Comments whose request stays home stay home too; the others are now all known, and so
+    // is whether the export holds several origins.
+    let hidden: Vec<bool> = comments
+        .parents
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .is_some_and(|p| out.withheld_requests.contains(p))
+        })
+        .collect();
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if *hidden {
+            out.report.skipped_hidden_parent += 1;
+        } else {
+            out.origins.note(&c.origin);
+        }
+    }
+    for (r, text) in std::mem::take(&mut out.deferred) {
+        out.write(&mut files, &r, &text)?;
+    }
+    for (c, hidden) in comments.records.iter().zip(&hidden) {
+        if done % 256 == 0 {
+            progress(done.min(total), total);
+        }
+        done += 1;
+        if !*hidden {
+            let text = render(c, &[], &out.local, out.origins.several)?;
+            out.write(&mut files, c, &text)?;
+        }
+    }
+    progress(total, total);
+
+    let Export {
+        mut report, local, ..
+    } = out;
+    let sealed = files.seal(&local)?;
+    report.files = sealed.files;
+    report.removed = sealed.removed;
+    report.bytes += write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
+    Ok(report)
+}
+
+/// The state of one export as the store streams by.
+struct Export<'a> {
+    store: &'a Store,
+    local: PublicKey,
+    audience: Audience,
+    report: ExportReport,
+    /// Requests that do not go out as themselves (withheld, or sent as their withdrawal).
+    withheld_requests: HashSet<RecordKey>,
+    origins: Origins,
+    /// Records of other origins than ours, rendered, waiting to know their file name.
+    deferred: Vec<(Record, String)>,
+}
+
+impl Export<'_> {
+    /// What goes out for a stored record: itself, its signed withdrawal (a record that may not
+    /// go out, but was narrowed from a scope that may, so importers of an earlier export delete
+    /// their copy, §4), or nothing, counted by why.
+    fn choose(&mut self, r: Record) -> Result<Option<Record>> {
+        if may_receive(&r, &self.local, self.audience) {
+            return Ok(Some(r));
+        }
+        if r.entity == Entity::Request {
+            self.withheld_requests.insert(r.key());
+        }
+        if let Some(w) = self.store.withdrawal(&r.key())?
+            && may_receive(&w, &self.local, self.audience)
+        {
+            self.report.withdrawals += 1;
+            return Ok(Some(w));
+        }
+        let report = &mut self.report;
+        if r.signature.is_none() {
+            report.skipped_unsigned += 1;
+        } else if r.is_draft() {
+            report.skipped_draft += 1;
+        } else if r.scope == Scope::Private {
+            report.skipped_private += 1;
+        } else {
+            report.skipped_trusted += 1;
+        }
+        Ok(None)
+    }
+
+    /// Writes a record's file (its name known: see [`record_path`]) and counts it.
+    fn write(&mut self, files: &mut RecordFiles<'_>, r: &Record, text: &str) -> Result<()> {
+        let path = record_path(r, &self.local, self.origins.several);
+        self.report.bytes += text.len() as u64;
+        if files.write(path, text.as_bytes())? {
+            self.report.written += 1;
+        }
+        match self.report.records.get_mut(r.entity.as_str()) {
+            Some(count) => *count += 1,
+            None => {
+                self.report.records.insert(r.entity.to_string(), 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the records that go out come from more than one origin (file names depend on it).
+#[derive(Default)]
+struct Origins {
+    first: Option<PublicKey>,
+    several: bool,
+}
+
+impl Origins {
+    fn note(&mut self, origin: &PublicKey) {
+        match self.first {
+            None => self.first = Some(*origin),
+            Some(first) => self.several |= first != *origin,
+        }
+    }
+}
+
+/// The comments that go out (before those of withheld requests are taken out), ordered so the
+/// live comments of each request are one slice, in the order the app shows them.
+struct Comments {
+    records: Vec<Record>,
+    /// The request each comment belongs to, if its reference resolves.
+    parents: Vec<Option<RecordKey>>,
+    /// Live comments of each request: a range of `records`.
+    rendered: HashMap<RecordKey, Range<usize>>,
+}
+
+impl Comments {
+    /// `chosen` in store key order, each with its request.
+    fn new(mut chosen: Vec<(Option<RecordKey>, Record)>) -> Self {
+        /// The request a comment is rendered under: live comments only.
+        fn rendered_under((parent, c): &(Option<RecordKey>, Record)) -> Option<&RecordKey> {
+            parent.as_ref().filter(|_| !c.deleted)
+        }
+        // Stable: comments equal on (Created-At, id) keep the store's order.
+        chosen.sort_by(|a, b| {
+            (rendered_under(a), a.1.field("Created-At"), &a.1.id).cmp(&(
+                rendered_under(b),
+                b.1.field("Created-At"),
+                &b.1.id,
+            ))
+        });
+        let mut rendered: HashMap<RecordKey, Range<usize>> = HashMap::new();
+        for (i, item) in chosen.iter().enumerate() {
+            if let Some(parent) = rendered_under(item) {
+                match rendered.get_mut(parent) {
+                    Some(range) => range.end = i + 1,
+                    None => {
+                        rendered.insert(parent.clone(), i..i + 1);
+                    }
+                }
+            }
+        }
+        let (parents, records) = chosen.into_iter().unzip();
+        Self {
+            records,
+            parents,
+            rendered,
+        }
+    }
+
+    /// The live comments of a request, in the app's order.
+    fn of(&self, request: &RecordKey) -> &[Record] {
+        self.rendered
+            .get(request)
+            .and_then(|range| self.records.get(range.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// A record's `.sync.txt` text, with `comments` rendered into a request's body for the app.
+/// `several_origins` only names the file in an error.
+fn render(
+    r: &Record,
+    comments: &[Record],
+    signer: &PublicKey,
+    several_origins: bool,
+) -> Result<String> {
+    let options = RecordFileOptions {
+        instance: None,
+        comments,
+    };
+    sync_txt::write_record(r, &options).map_err(|source| BundleError::Codec {
+        path: record_path(r, signer, several_origins),
+        source,
+    })
+}
+
+/// Who must have signed a bundle (`--expect-key`): a key, or a key id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectedSigner {
+    Key(PublicKey),
+    KeyId(String),
+}
+
+impl ExpectedSigner {
+    /// Parses any key form, or a 16-hex key id.
+    pub fn parse(text: &str) -> Result<Self, protocol::ProtocolError> {
+        let t = text.trim();
+        if t.len() == protocol::keys::KEY_ID_LEN && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Self::KeyId(t.to_ascii_lowercase()));
+        }
+        PublicKey::parse(t).map(Self::Key)
+    }
+
+    fn matches(&self, key: &PublicKey) -> bool {
+        match self {
+            Self::Key(k) => k == key,
+            Self::KeyId(id) => *id == key.key_id(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Key(k) => k.key_id(),
+            Self::KeyId(id) => id.clone(),
+        }
+    }
+}
+
+/// A bundle that passed every check, ready to apply.
+#[derive(Debug)]
+pub struct VerifiedBundle {
+    pub signer: PublicKey,
+    pub signed_at: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    /// Each record with the bundle-relative file it came from.
+    pub records: Vec<(String, Record)>,
+    /// Records per entity.
+    pub entities: BTreeMap<String, u64>,
+}
+
+/// Reads and verifies a bundle directory in the order of §8: the signature over the manifest
+/// (and the expected signer), every listed file's checksum (no path may leave the directory, no
+/// unlisted record file may be present), then each file's format and schema version. Record
+/// signatures are checked when the records are applied. Touches no store.
+pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<VerifiedBundle> {
+    if !dir.is_dir() {
+        return Err(BundleError::NotADirectory(dir.to_path_buf()));
+    }
+    let root = fs::canonicalize(dir).map_err(|source| BundleError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let read = |rel: &str, max: usize| read_inside(&root, rel, max);
+    let sig_bytes = read(SIGNATURE_FILE, 64 * 1024)?;
+    let manifest_bytes = read(MANIFEST_FILE, protocol::bundle::MAX_MANIFEST_LEN)?;
+    let (signature, manifest) =
+        verify_bundle(&sig_bytes, &manifest_bytes).map_err(|source| BundleError::Codec {
+            path: match source {
+                CodecError::BadManifestLine { .. }
+                | CodecError::BadManifestPath { .. }
+                | CodecError::DuplicateManifestPath { .. } => MANIFEST_FILE.into(),
+                _ => SIGNATURE_FILE.into(),
+            },
+            source,
+        })?;
+    let signer = signature.public_key;
+    if let Some(expected) = expect_key
+        && !expected.matches(&signer)
+    {
+        return Err(BundleError::UnexpectedSigner {
+            expected: expected.label(),
+            actual: signer.key_id(),
+        });
+    }
+    // The signer's public key file is not in the manifest; it must be exactly what the app and
+    // wb write for this key, so no byte of it can change unnoticed.
+    let key_file = public_key_file_path(&signer);
+    let key_bytes = read(&key_file, 64 * 1024)?;
+    if key_bytes != write_public_key_file(&signer).as_bytes() {
+        let reason = match parse_public_key_file(&key_bytes) {
+            Ok(k) if k != signer => "holds another key than the bundle's signer".to_string(),
+            Ok(_) => "not in the expected `Key-ID:`/`Public-Key:` layout".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(BundleError::BadRecord {
+            path: key_file,
+            reason,
+        });
+    }
+
+    // Every listed file: inside the directory, present, unchanged since signing.
+    let mut contents: Vec<(String, Vec<u8>)> = Vec::with_capacity(manifest.entries().len());
+    for entry in manifest.entries() {
+        let bytes = read(&entry.path, MAX_SYNC_FILE_LEN)?;
+        if !entry.matches(&bytes) {
+            return Err(BundleError::DigestMismatch {
+                path: entry.path.clone(),
+            });
+        }
+        contents.push((entry.path.clone(), bytes));
+    }
+    for rel in bundle_files(&root)? {
+        let ours = rel == MANIFEST_FILE || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
+        if !ours && manifest.get(&rel).is_none() {
+            return Err(BundleError::ExtraFile { path: rel });
+        }
+    }
+
+    // Formats and schema version; records of app-written files belong to the signer.
+    let mut records = Vec::with_capacity(contents.len());
+    let mut entities: BTreeMap<String, u64> = BTreeMap::new();
+    for (path, bytes) in contents {
+        let parsed =
+            sync_txt::read_record(&bytes, &signer).map_err(|source| BundleError::Codec {
+                path: path.clone(),
+                source,
+            })?;
+        for r in std::iter::once(parsed.record).chain(parsed.comments) {
+            protocol::validate(&r).map_err(|e| BundleError::BadRecord {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            *entities.entry(r.entity.to_string()).or_default() += 1;
+            records.push((path.clone(), r));
+        }
+    }
+    Ok(VerifiedBundle {
+        signer,
+        signed_at: signature.signed_at,
+        manifest_digest: hex::encode(signature.manifest_digest),
+        files: manifest.entries().len() as u64,
+        records,
+        entities,
+    })
+}
+
+/// A verified bundle whose records also passed every check that needs no store (signatures
+/// against their origins, entity rules, clock skew): applying it can only fail on I/O.
+#[derive(Debug)]
+pub struct CheckedBundle {
+    pub signer: PublicKey,
+    pub signed_at: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    pub entities: BTreeMap<String, u64>,
+    batch: CheckedBatch,
+}
+
+/// Checks every record of a verified bundle (signatures on all cores). A rejected record rejects
+/// the bundle, naming its file.
+pub fn check(bundle: VerifiedBundle, now_ms: u64) -> Result<CheckedBundle> {
+    let (paths, records): (Vec<String>, Vec<Record>) = bundle.records.into_iter().unzip();
+    let batch = CheckedBatch::check(records, &apply_options(&bundle.signer, now_ms));
+    if let Some((index, key, reason)) = batch.first_rejection() {
+        return Err(BundleError::Rejected {
+            path: paths.get(index).cloned().unwrap_or_default(),
+            entity: key.entity.to_string(),
+            id: key.id,
+            reason,
+        });
+    }
+    Ok(CheckedBundle {
+        signer: bundle.signer,
+        signed_at: bundle.signed_at,
+        manifest_digest: bundle.manifest_digest,
+        files: bundle.files,
+        entities: bundle.entities,
+        batch,
+    })
+}
+
+fn apply_options(signer: &PublicKey, now_ms: u64) -> ApplyOptions {
+    let mut opts = ApplyOptions::new(format!("bundle {}", signer.key_id()), now_ms);
+    opts.all_or_nothing = true;
+    opts.unsigned_origin = Some(*signer);
+    opts
+}
+
+/// What an import did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub stale: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    pub already_imported: bool,
+    pub dry_run: bool,
+    pub signer: String,
+    pub signer_key_id: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    pub records: BTreeMap<String, u64>,
+}
+
+/// Imports a checked bundle into the home's store in one transaction, with its provenance.
+/// A bundle imported before, and a dry run, only read the store (opened read-only, so its file
+/// stays byte-for-byte the same). `open`: the home's store when it is already open (a running
+/// node holds it); `None` opens it here.
+pub fn import(
+    home: &Home,
+    open: Option<&Store>,
+    bundle: &CheckedBundle,
+    dir_label: &str,
+    now_ms: u64,
+    dry_run: bool,
+) -> Result<ImportReport> {
+    let mut out = ImportReport {
+        dry_run,
+        signer: bundle.signer.to_base64(),
+        signer_key_id: bundle.signer.key_id(),
+        manifest_digest: bundle.manifest_digest.clone(),
+        files: bundle.files,
+        records: bundle.entities.clone(),
+        ..Default::default()
+    };
+    let report = {
+        let read_only;
+        let store = match open {
+            Some(store) => store,
+            None => {
+                read_only = home.open_read_only()?.1;
+                &read_only
+            }
+        };
+        if store.imported_bundle(&bundle.manifest_digest)?.is_some() {
+            out.already_imported = true;
+            return Ok(out);
+        }
+        if dry_run {
+            Some(store.plan(&bundle.batch)?)
+        } else {
+            None
+        }
+    };
+    let report = match report {
+        Some(planned) => planned,
+        None => {
+            let writable;
+            let store = match open {
+                Some(store) => store,
+                None => {
+                    writable = home.open()?.1;
+                    &writable
+                }
+            };
+            let mut opts = apply_options(&bundle.signer, now_ms);
+            opts.provenance = Some(Provenance {
+                manifest_digest: bundle.manifest_digest.clone(),
+                signer: bundle.signer.to_base64(),
+                signer_key_id: bundle.signer.key_id(),
+                signed_at: bundle.signed_at.clone(),
+                imported_at_ms: now_ms,
+                dir: dir_label.to_string(),
+                files: bundle.files,
+                report: ApplyReport::default(),
+            });
+            store.apply_checked(&bundle.batch, &opts)?
+        }
+    };
+    out.new = report.new;
+    out.updated = report.updated;
+    out.unchanged = report.unchanged;
+    out.stale = report.stale;
+    out.conflicts = report.conflicts;
+    out.rejected = report.rejected;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

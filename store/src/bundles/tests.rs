@@ -1,0 +1,269 @@
+//! Tests of bundles on disk: streaming scans, re-exports, folders an export may not touch.
+
+use protocol::Version;
+use protocol::bundle::{BundleSignature, Manifest};
+
+use super::files::{SUFFIX, bundle_files};
+use super::*;
+use crate::ListFilter;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn record(key: &SecretKey, entity: Entity, id: &str, fields: &[(&str, &str)]) -> Record {
+    let mut r = Record {
+        origin: key.public(),
+        entity,
+        id: id.to_string(),
+        version: Version::new(NOW - 1_000, 0),
+        scope: Scope::Public,
+        deleted: false,
+        fields: fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: format!("body of {id}"),
+        signature: None,
+    };
+    r.sign(key).expect("sign");
+    r
+}
+
+fn store_with_records(dir: &Path, key: &SecretKey) -> Store {
+    let store = Store::open_or_create(&dir.join("store.redb")).expect("store");
+    let mut records = Vec::new();
+    for i in 0..20 {
+        let id = i.to_string();
+        records.push(record(key, Entity::User, &id, &[("Username", "u")]));
+        records.push(record(
+            key,
+            Entity::Request,
+            &id,
+            &[("Title", "t"), ("Status", "open")],
+        ));
+        records.push(record(
+            key,
+            Entity::Comment,
+            &id,
+            &[("Request", &id), ("User-ID", "1")],
+        ));
+    }
+    let report = store
+        .apply_batch(&records, &ApplyOptions::new("test", NOW))
+        .expect("apply");
+    assert_eq!(report.new, 60);
+    store
+}
+
+#[test]
+fn scan_visits_the_wanted_entities_in_key_order() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[5; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let all = store
+        .list(&ListFilter {
+            include_deleted: true,
+            ..Default::default()
+        })
+        .expect("list");
+    let mut seen = Vec::new();
+    store
+        .scan(
+            |e| e != "comment",
+            |r| -> Result<()> {
+                seen.push(r);
+                Ok(())
+            },
+        )
+        .expect("scan");
+    let expected: Vec<Record> = all
+        .iter()
+        .filter(|r| r.entity != Entity::Comment)
+        .cloned()
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(store.record_count().expect("count"), 60);
+}
+
+#[test]
+fn re_export_restores_torn_files_removes_stale_ones_and_keeps_the_rest() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[6; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let mut trusted = record(&key, Entity::User, "old", &[("Username", "o")]);
+    trusted.scope = Scope::Trusted;
+    trusted.sign(&key).expect("sign");
+    store
+        .apply_batch(&[trusted], &ApplyOptions::new("test", NOW))
+        .expect("apply");
+    let dir = tmp.path().join("bundle");
+    let for_peer = ExportOptions {
+        include_trusted: true,
+        now_ms: NOW,
+    };
+    let first = export(&store, &key, &dir, &for_peer, &mut |_, _| {}).expect("export");
+    assert_eq!((first.written, first.removed, first.files), (61, 0, 64));
+    let request = dir.join("requests/request_3.sync.txt");
+    let complete = fs::read(&request).expect("read");
+    assert!(
+        String::from_utf8_lossy(&complete).contains("body of 3"),
+        "the request renders its comment"
+    );
+    fs::write(dir.join("README"), "ours").expect("readme");
+
+    // A torn file (an export cut short), and the trusted record's file, stale in a public
+    // export.
+    fs::write(&request, &complete[..complete.len() / 2]).expect("tear");
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    let second = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+    assert_eq!((second.written, second.removed, second.files), (1, 1, 63));
+    assert_eq!(fs::read(&request).expect("read"), complete);
+    assert!(!dir.join("users/user_old.sync.txt").exists());
+    assert_eq!(fs::read(dir.join("README")).expect("readme"), b"ours");
+    let leftovers: Vec<String> = bundle_files(&dir)
+        .expect("files")
+        .into_iter()
+        .filter(|p| !p.ends_with(SUFFIX) && !p.starts_with(PUBLIC_KEYS_DIR))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
+    let verified = verify_dir(&dir, None).expect("the bundle verifies");
+    assert_eq!(verified.records.len(), 60);
+}
+
+/// Every file under `dir`, with its bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.clone(), fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// Writes a bundle the way the WhiteBalloon app does (record files without record
+/// signatures), signed by `signer`.
+fn app_export(dir: &Path, signer: &SecretKey) {
+    let files = [
+        (
+            "users/user_3.sync.txt",
+            "Entity: user\nID: 3\nInstance: local-instance\nSchema-Version: 1\n\
+             Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nUsername: sam\n\
+             Contact-Email: \n\n",
+        ),
+        (
+            "requests/request_2.sync.txt",
+            "Entity: request\nID: 2\nInstance: local-instance\nSchema-Version: 1\n\
+             Updated-At: 2025-11-03T14:05:09Z\nSync-Scope: public\nTitle: Bike repair\n\
+             Status: open\nContact-Email: \nCreated-By: 3\n\nDescription:\nRear wheel.\n",
+        ),
+    ];
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        fs::write(path, text).expect("write");
+    }
+    let manifest = Manifest::from_files(files.iter().map(|(p, t)| (*p, t.as_bytes())))
+        .expect("manifest")
+        .to_text();
+    fs::write(dir.join(MANIFEST_FILE), &manifest).expect("manifest");
+    let sig = BundleSignature::sign(manifest.as_bytes(), signer, NOW);
+    fs::write(dir.join(SIGNATURE_FILE), sig.to_text()).expect("sig");
+    let key_file = dir.join(public_key_file_path(&signer.public()));
+    fs::create_dir_all(key_file.parent().expect("parent")).expect("dir");
+    fs::write(key_file, write_public_key_file(&signer.public())).expect("key file");
+}
+
+#[test]
+fn export_refuses_a_folder_holding_files_it_did_not_write() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[6; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    let refused = |dir: &Path, file: &str, why: &str| {
+        let before = tree(dir);
+        let err = export(&store, &key, dir, &opts, &mut |_, _| {}).expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, BundleError::NotOurExport { file: f, .. } if f == file),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!("{}: holds files wb did not write", dir.display())),
+            "{text}"
+        );
+        assert!(text.contains(why), "{text}");
+        assert!(text.contains("never deletes or replaces files"), "{text}");
+        assert_eq!(tree(dir), before, "{text}");
+    };
+
+    // The app's export, signed with the key it shares with wb; another signer's bundle.
+    let app = tmp.path().join("public_sync");
+    app_export(&app, &key);
+    refused(
+        &app,
+        "requests/request_2.sync.txt",
+        "carries no record signature: the WhiteBalloon app wrote it",
+    );
+    let other = tmp.path().join("other");
+    app_export(&other, &SecretKey::from_bytes(&[7; 32]));
+    let other_id = SecretKey::from_bytes(&[7; 32]).public().key_id();
+    refused(
+        &other,
+        "manifest.sync.txt",
+        &format!("is in a bundle signed by key id {other_id}, not by this instance"),
+    );
+
+    // Loose files without a signed manifest.
+    let loose = tmp.path().join("loose");
+    fs::create_dir_all(loose.join("users")).expect("dir");
+    fs::write(loose.join("users/user_1.sync.txt"), "Entity: user\n").expect("write");
+    refused(
+        &loose,
+        "users/user_1.sync.txt",
+        "is not from a wb export: there is no bundle.sig here",
+    );
+    let sig = BundleSignature::sign(b"", &key, NOW).to_text();
+    fs::write(loose.join(SIGNATURE_FILE), sig).expect("sig");
+    refused(
+        &loose,
+        "users/user_1.sync.txt",
+        "there is no manifest.sync.txt here",
+    );
+    fs::write(loose.join(MANIFEST_FILE), "changed").expect("manifest");
+    refused(&loose, "manifest.sync.txt", "bundle.sig does not verify");
+
+    // wb's own export with a file slipped in next to it.
+    let ours = tmp.path().join("ours");
+    export(&store, &key, &ours, &opts, &mut |_, _| {}).expect("export");
+    fs::write(ours.join("users/user_x.sync.txt"), "Entity: user\n").expect("stray");
+    refused(
+        &ours,
+        "users/user_x.sync.txt",
+        "is not listed in wb's last manifest here",
+    );
+    fs::remove_file(ours.join("users/user_x.sync.txt")).expect("remove");
+    let again = export(&store, &key, &ours, &opts, &mut |_, _| {}).expect("re-export");
+    assert_eq!((again.written, again.removed), (0, 0));
+
+    // Folders without bundle files are fine, and what they hold stays.
+    let plain = tmp.path().join("plain");
+    fs::create_dir_all(plain.join(".git")).expect("dir");
+    fs::write(plain.join("README.md"), "notes").expect("readme");
+    fs::write(plain.join(".git/HEAD"), "ref").expect("git");
+    export(&store, &key, &plain, &opts, &mut |_, _| {}).expect("export");
+    assert_eq!(fs::read(plain.join("README.md")).expect("readme"), b"notes");
+    assert_eq!(fs::read(plain.join(".git/HEAD")).expect("git"), b"ref");
+    verify_dir(&plain, None).expect("the bundle verifies");
+}
