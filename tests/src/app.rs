@@ -112,3 +112,20 @@ impl<'a> App<'a> {
             .unwrap_or_default()
     }
 }
+
+/// The first row of `table` whose `column` is `value`; for `username`, also the name the inbox
+/// writes for `value` (see [`handed_as`]).
+pub fn find<'v>(dump: &'v Value, table: &str, column: &str, value: &str) -> Option<&'v Value> {
+    dump[table].as_array()?.iter().find(|r| {
+        r[column]
+            .as_str()
+            .is_some_and(|v| v == value || (column == "username" && handed_as(v, value)))
+    })
+}
+
+/// Whether `name` is the username the inbox writes for `base`: `base`, `~` and an 8-hex tag.
+pub fn handed_as(name: &str, base: &str) -> bool {
+    name.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('~'))
+        .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wb_tests::app::{App, model};
+use wb_tests::app::{App, find, handed_as, model};
 use wb_tests::harness::{NodeProcess, TestHome, link};
 
 /// Two instances, alpha and beta, each with its app (seeded the same way, so every id and
@@ -98,21 +98,6 @@ fn own_rows(dump: &Value) -> Value {
         out.insert(table.clone(), Value::Array(kept));
     }
     Value::Object(out)
-}
-
-fn find<'v>(dump: &'v Value, table: &str, column: &str, value: &str) -> Option<&'v Value> {
-    dump[table].as_array()?.iter().find(|r| {
-        r[column]
-            .as_str()
-            .is_some_and(|v| v == value || (column == "username" && handed_as(v, value)))
-    })
-}
-
-/// Whether `name` is the username the inbox writes for `base`: `base`, `~` and an 8-hex tag.
-fn handed_as(name: &str, base: &str) -> bool {
-    name.strip_prefix(base)
-        .and_then(|rest| rest.strip_prefix('~'))
-        .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// SHA-256 of a file (compared, never printed).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 
 use serde_json::Value;
-use wb_tests::app::model;
+use wb_tests::app::{find, model};
 use wb_tests::harness::wb_bin;
 
 /// One instance: a working directory holding the app's database and the shared home `.sync`.
@@ -88,21 +88,6 @@ fn check(ok: bool, what: &str) -> Result<(), String> {
     } else {
         Err(format!("expected: {what}"))
     }
-}
-
-fn find<'v>(dump: &'v Value, table: &str, column: &str, value: &str) -> Option<&'v Value> {
-    dump[table].as_array()?.iter().find(|r| {
-        r[column]
-            .as_str()
-            .is_some_and(|v| v == value || (column == "username" && handed_as(v, value)))
-    })
-}
-
-/// Whether `name` is the username the inbox writes for `base`: `base`, `~` and an 8-hex tag.
-fn handed_as(name: &str, base: &str) -> bool {
-    name.strip_prefix(base)
-        .and_then(|rest| rest.strip_prefix('~'))
-        .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn start_node(b: &Instance) -> Result<(Child, String), String> {
