@@ -314,6 +314,11 @@ pub fn write_inbox(
             path: dir.to_path_buf(),
             source,
         })?;
+        // One name for the folder, however it was given (the node's relative path, a control
+        // client's absolute one), so an unchanged inbox is recognised as such.
+        if let Ok(canonical) = std::fs::canonicalize(dir) {
+            report.dir = canonical.display().to_string();
+        }
         let mut files = RecordFiles::new(dir, existing);
         let mut write =
             |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
