@@ -706,3 +706,59 @@ fn a_dry_run_adoption_reports_and_changes_nothing() {
     let again = t.json(["sync", "import", "data/public_sync"]);
     assert_eq!(again["already_imported"], true, "{again}");
 }
+
+#[test]
+fn the_apps_quirks_are_accepted() {
+    let t = TestHome::initialized();
+    let app = App::seeded(&t, "local-instance");
+    // An invite made without a user (empty Created-By), Auto-Approve written True/False, empty
+    // Contact-Email headers, a comment stamped with microseconds.
+    app.exec(
+        "INSERT INTO invite_tokens (token, created_by_user_id, created_at, auto_approve, \
+         sync_scope) VALUES ('anon', NULL, '2025-11-03T14:05:09', 1, 'public')",
+        &[],
+    );
+    app.exec(
+        "UPDATE request_comments SET created_at = '2025-11-03T14:05:09.123456' WHERE id = 2",
+        &[],
+    );
+    let first = app_out(&t, &app);
+    assert_eq!(first["created"], 5, "{first}");
+    let anon = t.json(["record", "get", "invite", "anon"]);
+    assert_eq!(
+        (
+            &anon["fields"]["Created-By"],
+            &anon["fields"]["Auto-Approve"]
+        ),
+        (&json!(""), &json!("True")),
+        "{anon}"
+    );
+    assert_eq!(anon["signed"], true);
+    let comment = t.json(["record", "get", "comment", "2"]);
+    assert_eq!(
+        comment["fields"]["Created-At"],
+        "2025-11-03T14:05:09.123456"
+    );
+    assert!(
+        t.all_records()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["fields"].get("Contact-Email").is_none()),
+        "empty Contact-Email headers are dropped"
+    );
+
+    // The app renames a user without touching its Updated-At: adopted all the same.
+    app.exec("UPDATE users SET username = 'samwise' WHERE id = 3", &[]);
+    let next = app_out(&t, &app);
+    // The user, and sam's comment (its block carries the author's username).
+    assert_eq!(
+        (&next["updated"], &next["unchanged"]),
+        (&json!(2), &json!(3)),
+        "{next}"
+    );
+    assert_eq!(
+        t.json(["record", "get", "user", "3"])["fields"]["Username"],
+        "samwise"
+    );
+}
