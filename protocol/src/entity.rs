@@ -166,7 +166,10 @@ pub fn validate(record: &Record) -> Result<(), ProtocolError> {
     if entity.is_empty() || !field_name_ok(&entity) || entity.contains('/') {
         return Err(bad_field("Entity", &entity, "not a valid entity name"));
     }
-    for (i, (name, _)) in record.fields.iter().enumerate() {
+    // One pass with a set: a relaying node checks every record it receives, and a field list is
+    // as long as the record size limit allows (quadratic here cost seconds per record).
+    let mut seen = std::collections::HashSet::with_capacity(record.fields.len());
+    for (name, _) in &record.fields {
         if !field_name_ok(name) {
             return Err(bad_field(name, "", "not a valid field name"));
         }
@@ -176,7 +179,7 @@ pub fn validate(record: &Record) -> Result<(), ProtocolError> {
         {
             return Err(bad_field(name, "", "reserved header name"));
         }
-        if record.fields[..i].iter().any(|(n, _)| n == name) {
+        if !seen.insert(name.as_str()) {
             return Err(bad_field(name, "", "field given twice"));
         }
     }

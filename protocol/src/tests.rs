@@ -165,3 +165,29 @@ fn references_parse() {
     assert_eq!(Reference::parse("42").expect("bare").origin, None);
     assert!(Reference::parse("").is_err());
 }
+
+/// Issue 11, item 5: the duplicate-field check is one pass (`bench fields` measures it), and
+/// still finds a repeated name however far apart the two are.
+#[test]
+fn validate_finds_a_repeated_field_among_many_in_one_pass() {
+    let key = SecretKey::from_bytes(&[9; 32]);
+    let mut record = Record {
+        origin: key.public(),
+        entity: Entity::User,
+        id: "1".into(),
+        version: Version::new(1, 0),
+        scope: Scope::Public,
+        deleted: false,
+        fields: std::iter::once(("Username".to_string(), "rosa".to_string()))
+            .chain((0..50_000).map(|i| (format!("F{i}"), String::new())))
+            .collect(),
+        body: String::new(),
+        signature: None,
+    };
+    assert!(validate(&record).is_ok());
+    record.fields.push(("F0".into(), "again".into()));
+    let err = validate(&record)
+        .expect_err("F0 is given twice")
+        .to_string();
+    assert!(err.contains("F0") && err.contains("given twice"), "{err}");
+}

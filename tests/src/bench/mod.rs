@@ -3,6 +3,7 @@
 
 pub mod bundles;
 pub mod dataset;
+pub mod fields;
 pub mod hub;
 pub mod measure;
 pub mod sync;

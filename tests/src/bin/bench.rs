@@ -6,6 +6,7 @@
 //! cargo run --release -p wb-tests --bin bench -- bundles [--records N] [--runs R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- sync [--records N] [--runs R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- hub [--instances 5,20] [--records R] [--json]
+//! cargo run --release -p wb-tests --bin bench -- fields [--fields N] [--runs R] [--json]
 //! ```
 //!
 //! Each benchmark is a subcommand with its module in `src/bench/`.
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use bench::{bundles, hub, measure, sync};
+use bench::{bundles, fields, hub, measure, sync};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +45,8 @@ enum Command {
     /// Fan-out through a hub: N instances each publishing R public records, synced through
     /// one `wb hub run` until every instance holds all; hub peak memory (issue 5).
     Hub(hub::HubArgs),
+    /// Validating and verifying one signed record with very many fields (issue 11, item 5).
+    Fields(fields::FieldsArgs),
     /// Runs one program and prints its wall time, peak memory and CPU time as JSON (used by
     /// the benchmarks to measure `wb`).
     #[command(name = measure::MEASURE_CHILD, hide = true)]
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Bundles(args) => bundles::run(args, cli.json),
         Command::Sync(args) => sync::run(args, cli.json),
         Command::Hub(args) => hub::run(args, cli.json),
+        Command::Fields(args) => fields::run(args, cli.json),
         Command::MeasureChild { program, args } => return measure::measure_child(program, args),
     };
     match result {
