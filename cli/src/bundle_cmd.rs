@@ -343,7 +343,10 @@ pub fn status(home: &Home) -> Result<Output> {
             "trusted": p.trusted,
             "revoked": p.revoked,
             "last_sync": when(st.last_sync_ms),
-            "last_error": st.last_error,
+            "last_error": st
+                .last_error
+                .as_deref()
+                .map(|e| protocol::text::bounded_text(e, protocol::text::STORED_ERROR_MAX_CHARS)),
             "last_error_at": when(st.last_error_ms),
             "received": st.received,
             "sent": st.sent,
@@ -373,7 +376,11 @@ pub fn status(home: &Home) -> Result<Output> {
             behind.map_or_else(|| "unknown".into(), |b| b.to_string()),
         );
         if let Some(e) = &st.last_error {
-            line.push_str(&format!("; last error: {e}"));
+            // Stored by older versions unbounded: made safe again for the terminal.
+            line.push_str(&format!(
+                "; last error: {}",
+                protocol::text::bounded_text(e, protocol::text::STORED_ERROR_MAX_CHARS)
+            ));
         }
         peer_lines.push(line);
     }

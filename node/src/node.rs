@@ -413,7 +413,11 @@ pub(crate) async fn record_session(
             match error {
                 None => st.last_sync_ms = Some(now),
                 Some(e) => {
-                    st.last_error = Some(e);
+                    // Errors can quote a peer (close reasons, its messages): bounded, escaped.
+                    st.last_error = Some(protocol::text::bounded_text(
+                        &e,
+                        protocol::text::STORED_ERROR_MAX_CHARS,
+                    ));
                     st.last_error_ms = Some(now);
                 }
             }

@@ -98,7 +98,8 @@ impl Channel {
             Some(Message::Error { code, message }) => Err(NodeError::Refused {
                 peer: self.peer.clone(),
                 code,
-                reason: message,
+                // The peer's own words: bounded and safe to print or store.
+                reason: protocol::text::peer_text(&message),
             }),
             Some(m) => Ok(m),
         }

@@ -6,7 +6,7 @@
 //! [`record`] (the signed record, canonical and sealed bytes), [`contact`] (contact-data
 //! detection for the scope warning), [`sync_txt`] (the `.sync.txt` file codec and record
 //! mapping), [`bundle`] (manifest, `bundle.sig`, public key files), [`peers`] (the
-//! `wb_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds), [`wire`] (the
+//! `wb_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds), [`text`] (peer-supplied text made safe), [`wire`] (the
 //! `wb-sync/1` messages), [`hub`] (the hub's `wb-hub/1` messages and signed announcements).
 
 pub mod bundle;
@@ -19,6 +19,7 @@ pub mod peers;
 pub mod record;
 pub mod scope;
 pub mod sync_txt;
+pub mod text;
 pub mod time;
 pub mod trust;
 pub mod version;

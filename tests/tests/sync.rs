@@ -712,6 +712,85 @@ impl ProtocolHandler for FutureVersion {
     }
 }
 
+/// A fake peer node that answers every `Hello` with an `Error` whose message is a terminal
+/// escape sequence followed by nearly a whole frame of text.
+#[derive(Debug, Clone)]
+struct HostileError;
+
+impl ProtocolHandler for HostileError {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let (mut send, recv) = conn.accept_bi().await.map_err(AcceptError::from_err)?;
+        let mut recv = FramedRead::new(recv, LengthDelimitedCodec::new());
+        let _hello = recv.next().await;
+        let body = Message::Error {
+            code: 7,
+            message: format!("\u{1b}]0;owned\u{7}\u{1b}[2J{}", "A".repeat(8_000_000)),
+        }
+        .encode()
+        .map_err(AcceptError::from_err)?;
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(protocol::wire::MAX_FRAME_LEN)
+            .new_codec();
+        let mut writer = tokio_util::codec::FramedWrite::new(&mut send, codec);
+        writer
+            .send(Bytes::from(body))
+            .await
+            .map_err(AcceptError::from_err)?;
+        let _ = recv.next().await;
+        conn.closed().await;
+        Ok(())
+    }
+}
+
+/// Issue 11, item 8: a peer's error text is bounded and escaped before it is printed or stored.
+#[test]
+fn a_peers_error_text_is_bounded_and_escaped_in_errors_and_status() {
+    let t = TestHome::initialized();
+    let rt = runtime();
+    let key = test_key(0x5eed_0008);
+    let (router, addr) = rt.block_on(async {
+        let ep = bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = ep.bound_sockets()[0];
+        (
+            Router::builder(ep).accept(SYNC_ALPN, HostileError).spawn(),
+            addr,
+        )
+    });
+    t.ok([
+        "sync",
+        "peers",
+        "add",
+        "hostile",
+        "--key",
+        &key.public().to_hex(),
+        "--addr",
+        &addr.to_string(),
+    ]);
+    let err = t.fail(["sync", "now", "hostile"]);
+    assert!(
+        !err.contains('\u{1b}'),
+        "no escape sequence reaches the terminal"
+    );
+    assert!(err.contains("\\u{1b}]0;owned"), "shown escaped: {err}");
+    assert!(err.len() < 2_000, "bounded: {} bytes", err.len());
+    let status = t.run(["sync", "status"]);
+    assert!(status.status.success(), "{status}");
+    assert!(!status.stdout.contains('\u{1b}'));
+    assert!(status.stdout.len() < 4_000, "{} bytes", status.stdout.len());
+    assert!(status.stdout.contains("more bytes"), "{status}");
+    let json = t.json(["sync", "status"]);
+    let stored = json["peers"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        !stored.contains('\u{1b}') && stored.len() < 2_000,
+        "{stored}"
+    );
+    rt.block_on(async {
+        let _ = router.shutdown().await;
+    });
+}
+
 #[test]
 fn sync_now_with_a_peer_of_another_major_version_fails_clearly() {
     let t = TestHome::initialized();
