@@ -16,8 +16,7 @@ pub fn peer_text(text: &str) -> String {
 /// again with the same or a larger bound changes nothing.
 pub fn bounded_text(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    let mut shown = 0usize;
-    for (i, c) in text.char_indices() {
+    for (shown, (i, c)) in text.char_indices().enumerate() {
         if shown >= max_chars {
             let rest = text.len() - i;
             out.push_str(&format!("… ({rest} more bytes)"));
@@ -28,7 +27,6 @@ pub fn bounded_text(text: &str, max_chars: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }
