@@ -99,6 +99,13 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
     if !skipped.is_empty() {
         text.push_str(&format!("\nnot exported: {}", skipped.join(", ")));
     }
+    if report.comments_left_out_of_bodies > 0 {
+        text.push_str(&format!(
+            "\n{} comments left out of their request's body (it would exceed the file size limit); \
+             each is still in the bundle as its own file",
+            report.comments_left_out_of_bodies
+        ));
+    }
     let mut j = serde_json::to_value(&report)?;
     j["for"] = json!(for_peer);
     Ok(Output::new(text, j))

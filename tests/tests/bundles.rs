@@ -1931,3 +1931,63 @@ proptest! {
         check_export(&store, &keys.local, &dir, false)?;
     }
 }
+
+/// Issue 11, item 7: a flood of large public comments from another origin on one of our requests
+/// cannot make `wb sync export` fail: the request's body carries the comments that fit, and
+/// every comment still has its own file.
+#[test]
+fn a_comment_flood_on_one_request_does_not_stop_exports() {
+    let t = TestHome::initialized();
+    t.ok([
+        "record",
+        "put",
+        "request",
+        "r1",
+        "--field",
+        "Title=Soup",
+        "--field",
+        "Status=open",
+        "--scope",
+        "public",
+    ]);
+    {
+        let (own, store) = store::Home::new(t.home()).open().expect("open the store");
+        let other = SecretKey::from_bytes(&[0x77; 32]);
+        let now = store::time::now_ms();
+        let comments: Vec<Record> = (0..9u32)
+            .map(|i| {
+                let mut r = Record {
+                    origin: other.public(),
+                    entity: Entity::Comment,
+                    id: format!("flood{i}"),
+                    version: Version::new(now - 1_000, i),
+                    scope: Scope::Public,
+                    deleted: false,
+                    fields: vec![
+                        ("Request".into(), format!("{}/r1", own.public().to_hex())),
+                        ("User-ID".into(), "u1".into()),
+                    ],
+                    body: "x".repeat(1_000_000),
+                    signature: None,
+                };
+                r.sign(&other).expect("sign");
+                r
+            })
+            .collect();
+        let report = store
+            .apply_batch(&comments, &ApplyOptions::new("flood", now))
+            .expect("apply");
+        assert_eq!(report.new, 9, "{report:?}");
+    }
+    let report = t.json(["sync", "export"]);
+    assert_eq!(report["records"]["comment"], 9, "{report}");
+    let left_out = report["comments_left_out_of_bodies"].as_u64().unwrap_or(0);
+    assert!(left_out > 0 && left_out < 9, "{report}");
+    let text = t.ok(["sync", "export"]);
+    assert!(text.contains("left out of their request's body"), "{text}");
+    // The bundle verifies and imports elsewhere.
+    let other = TestHome::initialized();
+    let dir = t.dir().join("data/wb_export").display().to_string();
+    let imported = other.json(["sync", "import", &dir]);
+    assert_eq!(imported["new"], 10, "{imported}");
+}

@@ -129,6 +129,9 @@ pub struct ExportReport {
     pub skipped_unsigned: u64,
     /// Records that may no longer go out, exported as their signed withdrawal instead.
     pub withdrawals: u64,
+    /// Comments not rendered into their request's body because the request's file would exceed
+    /// the size limit (each still has its own file in the bundle).
+    pub comments_left_out_of_bodies: u64,
 }
 
 /// The request a comment belongs to, resolved against the comment's origin.
@@ -228,7 +231,8 @@ pub fn export(
                 }
                 _ => &[],
             };
-            let text = render(&r, rendered, &out.local, out.origins.several)?;
+            let (text, left_out) = render_fitting(&r, rendered, &out.local, out.origins.several)?;
+            out.report.comments_left_out_of_bodies += left_out;
             out.origins.note(&r.origin);
             if r.origin == out.local || out.origins.several {
                 out.write(&mut files, &r, &text)?;
@@ -433,6 +437,30 @@ fn render(
         path: record_path(r, signer, several_origins),
         source,
     })
+}
+
+/// A record's text with as many of `comments` rendered into its body as fit the file size
+/// limit: the app reads comments from request bodies only, but each comment keeps its own file,
+/// so a flood of large comments (from any origin) leaves some out of the body instead of
+/// failing the whole export. The earliest comments are kept; returns how many were left out.
+fn render_fitting(
+    r: &Record,
+    comments: &[Record],
+    signer: &PublicKey,
+    several_origins: bool,
+) -> Result<(String, u64)> {
+    let mut kept = comments.len();
+    loop {
+        let attempt = comments.get(..kept).unwrap_or_default();
+        match render(r, attempt, signer, several_origins) {
+            Ok(text) => return Ok((text, (comments.len() - kept) as u64)),
+            Err(BundleError::Codec {
+                source: CodecError::TooLarge { what, .. },
+                ..
+            }) if kept > 0 && what == ".sync.txt file" => kept /= 2,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Who must have signed a bundle (`--expect-key`): a key, or a key id.
