@@ -80,8 +80,43 @@ pub fn forward(cli: &Cli) -> Option<Reply> {
         return None;
     }
     let path = socket_path(&Home::new(&cli.home));
+    // Arguments can hold secrets (`record put … --body`): they go only to a socket of our own
+    // user, never to one another user left (or linked) in a shared folder.
+    if let Err(e) = check_socket_owner(&path) {
+        return Some(Reply::error(&e));
+    }
     let stream = UnixStream::connect(&path).ok()?;
     Some(call(stream, &path, cli).unwrap_or_else(|e| Reply::error(&e)))
+}
+
+/// A socket at `path` (if any) must be a socket, not a link to one, and belong to this user.
+fn check_socket_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let own = nix::unistd::getuid().as_raw();
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} is not a socket (a {}); refusing to send this command there — remove it if no \
+             node runs on this home",
+            path.display(),
+            if meta.file_type().is_symlink() {
+                "symbolic link"
+            } else {
+                "file of another kind"
+            }
+        );
+    }
+    if meta.uid() != own {
+        bail!(
+            "the control socket {} belongs to uid {}, not to you (uid {own}); refusing to send \
+             this command to it",
+            path.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
 }
 
 fn call(mut stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {

@@ -90,6 +90,10 @@ impl Home {
             key
         };
         let store = Store::open_or_create(&self.store_path())?;
+        if !had_store {
+            // The store holds private records: owner-only, like the secret key.
+            restrict_secret_mode(&self.store_path())?;
+        }
         check_store_key(&store, &key, true)?;
         if let Some(name) = name {
             store.set_name(name)?;
@@ -229,7 +233,8 @@ fn read_key_file(path: &Path) -> Result<[u8; 32]> {
         .map_err(|_| bad("does not hold 32 key bytes"))
 }
 
-/// An adopted secret key file (the app writes it with the default umask) becomes owner-only.
+/// A file that must be owner-only (an adopted secret key file: the app writes it with the
+/// default umask; a new store) becomes so.
 fn restrict_secret_mode(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -242,7 +247,8 @@ fn restrict_secret_mode(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` and missing parents owner-only (mode 0700); existing ones keep their mode.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

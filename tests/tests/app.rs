@@ -762,3 +762,19 @@ fn the_apps_quirks_are_accepted() {
         "samwise"
     );
 }
+
+/// Issue 11, item 17: what wb creates for private or trusted data is owner-only.
+#[test]
+fn the_store_and_folders_with_trusted_records_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    let t = TestHome::initialized();
+    assert_eq!(mode(t.home()), 0o700);
+    assert_eq!(mode(&t.path("store.redb")), 0o600);
+    t.json(["app", "export"]);
+    assert_eq!(mode(&t.dir().join("data/wb_inbox")), 0o700);
+    let peer = TestHome::initialized();
+    t.add_peer("friend", &peer, None, true);
+    t.json(["sync", "export", "for-friend", "--for", "friend"]);
+    assert_eq!(mode(&t.dir().join("for-friend")), 0o700);
+}

@@ -325,3 +325,53 @@ fn t_put_request(t: &TestHome) {
         "Status=open",
     ]);
 }
+
+/// Issue 11, item 17: the client sends its arguments only to a socket of its own user.
+#[test]
+fn the_client_sends_nothing_to_a_socket_it_does_not_own() {
+    use std::os::unix::net::UnixListener;
+    let t = TestHome::initialized();
+    let sock = t.path("node.sock");
+    // A symbolic link planted where the socket goes (to a socket elsewhere).
+    let elsewhere = t.dir().join("elsewhere.sock");
+    let listener = UnixListener::bind(&elsewhere).expect("bind a socket");
+    std::os::unix::fs::symlink(&elsewhere, &sock).expect("plant a link");
+    let err = t.fail([
+        "record",
+        "put",
+        "user",
+        "1",
+        "--field",
+        "Username=x",
+        "--body",
+        "secret",
+    ]);
+    assert!(err.contains("not a socket"), "{err}");
+    std::fs::remove_file(&sock).expect("remove the link");
+    drop(listener);
+
+    // A socket of another user (only root can make one here; others check the link case).
+    if nix_is_root() {
+        let listener = UnixListener::bind(&sock).expect("bind the socket");
+        std::os::unix::fs::chown(&sock, Some(65534), Some(65534)).expect("chown");
+        let err = t.fail(["record", "put", "user", "1", "--field", "Username=x"]);
+        assert!(err.contains("belongs to uid 65534"), "{err}");
+        drop(listener);
+        std::fs::remove_file(&sock).expect("remove the socket");
+    }
+    assert!(
+        t.all_records().as_array().is_some_and(Vec::is_empty),
+        "nothing was written"
+    );
+}
+
+fn nix_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process creates is its effective user.
+    let probe = tempfile::NamedTempFile::new().expect("a temporary file");
+    probe
+        .as_file()
+        .metadata()
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}

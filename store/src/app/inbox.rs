@@ -21,7 +21,7 @@ use protocol::{Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, InboxState, MapTables, Mapped, STATE_INBOX};
-use crate::bundles::{BundleError, RecordFiles, check_export_dir, write_signed};
+use crate::bundles::{RecordFiles, check_export_dir, write_signed};
 use crate::db::Store;
 
 /// How to write the inbox.
@@ -310,10 +310,8 @@ pub fn write_inbox(
         }
 
         // The files.
-        std::fs::create_dir_all(dir).map_err(|source| BundleError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        // Owner-only when wb makes it: trusted records reach the app through it too.
+        crate::home::create_private_dir(dir)?;
         // One name for the folder, however it was given (the node's relative path, a control
         // client's absolute one), so an unchanged inbox is recognised as such.
         if let Ok(canonical) = std::fs::canonicalize(dir) {

@@ -203,10 +203,15 @@ pub fn export(
     )?;
     let comments = Comments::new(chosen_comments);
 
-    fs::create_dir_all(dir).map_err(|source| BundleError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    if opts.include_trusted {
+        // Trusted records are for one peer: a folder made for them is owner-only.
+        crate::home::create_private_dir(dir)?;
+    } else {
+        fs::create_dir_all(dir).map_err(|source| BundleError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
     let mut files = RecordFiles::new(dir, existing);
     let mut done = 0u64;
     store.scan(
