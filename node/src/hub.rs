@@ -216,17 +216,19 @@ impl Access {
         }
     }
 
-    /// Keys the registry marks revoked: their records are not taken, whoever relays them.
-    fn revoked(&self) -> HashSet<PublicKey> {
-        store::load_peers(&self.home)
-            .map(|peers| {
-                peers
-                    .iter()
-                    .filter(|p| p.revoked)
-                    .map(|p| p.public_key)
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Keys the registry marks revoked: their records are not taken, whoever relays them. A
+    /// registry that cannot be read is an error, never an empty list: while it is broken, no
+    /// revoked origin slips through.
+    fn revoked(&self) -> Result<HashSet<PublicKey>, NodeError> {
+        let peers = store::load_peers(&self.home).map_err(|e| {
+            warn!("cannot read the hub's registry: {e}");
+            NodeError::Internal(format!("the hub cannot read its registry: {e}"))
+        })?;
+        Ok(peers
+            .iter()
+            .filter(|p| p.revoked)
+            .map(|p| p.public_key)
+            .collect())
     }
 
     /// Admits or refuses a connection; a refused one is closed with the code and logged.
@@ -351,7 +353,7 @@ impl HubSync {
                     .await?;
                 }
                 Some(Message::Offer) => {
-                    let revoked = self.access.revoked();
+                    let revoked = self.access.revoked()?;
                     let stats =
                         receive_public(&mut ch, &self.store, remote, peer_epoch, &revoked).await?;
                     received.add(stats);
@@ -529,9 +531,12 @@ impl Directory {
                 let Ok(wanted) = PublicKey::from_bytes(key) else {
                     return HubResponse::NotFound;
                 };
-                // A revoked instance's addresses are not given out.
-                if self.access.revoked().contains(&wanted) {
-                    return HubResponse::NotFound;
+                // A revoked instance's addresses are not given out (nor anyone's while the
+                // registry cannot be read).
+                match self.access.revoked() {
+                    Ok(revoked) if !revoked.contains(&wanted) => {}
+                    Ok(_) => return HubResponse::NotFound,
+                    Err(_) => return internal(),
                 }
                 let s = self.store.clone();
                 match tokio::task::spawn_blocking(move || s.directory_entry(&wanted)).await {

@@ -63,6 +63,10 @@ pub fn valid_addr(addr: &str) -> bool {
 /// Parses the registry; errors name the line.
 pub fn parse_peers(text: &str) -> Result<Vec<Peer>, PeersError> {
     let mut peers: Vec<Peer> = Vec::new();
+    // Names and keys seen so far: one pass, however long the registry (it is read per change
+    // and, on a hub, per connection).
+    let mut names = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
     let mut block: Vec<(usize, String, String)> = Vec::new();
     let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     for (n, line) in lines.chain([(text.lines().count() + 1, "")]) {
@@ -70,13 +74,13 @@ pub fn parse_peers(text: &str) -> Result<Vec<Peer>, PeersError> {
         if line.trim().is_empty() {
             if !block.is_empty() {
                 let peer = peer_from_block(&block)?;
-                if let Some(other) = peers.iter().find(|p| p.name == peer.name) {
+                if !names.insert(peer.name.clone()) {
                     return Err(PeersError {
                         line: block[0].0,
-                        reason: format!("peer name {:?} is used twice", other.name),
+                        reason: format!("peer name {:?} is used twice", peer.name),
                     });
                 }
-                if peers.iter().any(|p| p.public_key == peer.public_key) {
+                if !keys.insert(peer.public_key) {
                     return Err(PeersError {
                         line: block[0].0,
                         reason: format!("public key of {:?} is listed twice", peer.name),

@@ -704,3 +704,46 @@ fn a_relayed_connection_switches_to_a_direct_path() {
     );
     hub_node.stop();
 }
+
+/// Issue 11, item 9: a registry broken by a hand edit while the hub runs fails closed: the hub
+/// takes nothing until it is mended, and a revoked origin's records relayed by another instance
+/// are refused before and after.
+#[test]
+fn a_hub_with_a_broken_registry_takes_nothing() {
+    let (hub, a, b) = (
+        TestHome::new(),
+        TestHome::initialized(),
+        TestHome::initialized(),
+    );
+    allow(&hub, "a", &a);
+    allow(&hub, "b", &b);
+    let HubProcess { process: node, .. } = hub.start_hub(&[]);
+    b.add_hub("hub", &hub, &node);
+    // B holds one of A's public records (received from A directly) and one of its own.
+    {
+        let (_, store) = Home::new(b.home()).open().expect("open B's store");
+        let relayed = signed_user(&a.secret_key(), "a-relayed", Scope::Public, 0);
+        store
+            .apply_batch(
+                &[relayed],
+                &ApplyOptions::new("test", store::time::now_ms()),
+            )
+            .expect("apply");
+    }
+    put_user(&b, "b-own", "public");
+    hub.ok(["hub", "revoke", &a.public_key().to_hex()]);
+
+    let registry = hub.path("wb_peers.txt");
+    let good = std::fs::read(&registry).expect("the hub's registry");
+    std::fs::write(&registry, "this line is not `Name: value`\n").expect("break it");
+    let run: Run = b.run(["sync", "now", "hub"]);
+    wb_tests::harness::assert_one_line_error(&run);
+    assert!(run.stderr.contains("registry"), "{run}");
+
+    std::fs::write(&registry, &good).expect("mend it");
+    let report = b.sync_now("hub", &[]);
+    assert_eq!(report["peer"], "hub", "{report}");
+    node.stop();
+    let held: BTreeSet<String> = stored_records(&hub).into_iter().map(|r| r.id).collect();
+    assert_eq!(held, BTreeSet::from(["b-own".to_string()]));
+}
