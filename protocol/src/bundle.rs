@@ -22,6 +22,9 @@ pub const PUBLIC_KEYS_DIR: &str = "public_keys";
 pub const SIGNATURE_VERSION: &str = "1";
 /// Largest manifest read, checked before parsing.
 pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
+/// Largest total of the files one bundle import reads (they are held while the bundle is
+/// verified): a bound on what a bundle, however it is made, can make an importer hold.
+pub const MAX_BUNDLE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest `bundle.sig` or public key file read, checked before parsing.
 pub const MAX_SIGNATURE_FILE_LEN: usize = 16 * 1024;
 /// Longest relative path a manifest may list.

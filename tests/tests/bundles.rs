@@ -819,6 +819,35 @@ fn unlisted_files_are_refused() {
     );
 }
 
+/// Issue 11, item 6: links inside the bundle are refused too (one large file listed under many
+/// linked names would be read once per name), and so is a linked folder inside it.
+#[cfg(unix)]
+#[test]
+fn links_inside_the_bundle_directory_are_refused() {
+    use std::os::unix::fs::symlink;
+    let bench = TamperBench::new();
+
+    // A listed file that links to another listed file, in a re-signed manifest.
+    let dir = bench.copy();
+    let rel = "requests/again.sync.txt";
+    symlink(dir.join("requests/request_r1.sync.txt"), dir.join(rel)).expect("symlink");
+    let mut paths = listed(&dir);
+    paths.push(rel.into());
+    resign_listing(&dir, &bench.key(), &paths);
+    bench.refused("a listed link inside", &dir, &[rel, "symbolic link"]);
+
+    // A folder inside that links to another folder inside.
+    let dir = bench.copy();
+    let moved = dir.join("requests-real");
+    fs::rename(dir.join("requests"), &moved).expect("move requests/");
+    symlink(&moved, dir.join("requests")).expect("symlink");
+    bench.refused(
+        "a linked folder inside",
+        &dir,
+        &["requests/", "symbolic link"],
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn paths_leaving_the_bundle_directory_are_refused() {

@@ -383,6 +383,11 @@ pub(super) fn read_inside(root: &Path, rel: &str, max: usize) -> Result<Vec<u8>>
     if !resolved.is_file() {
         return Err(BundleError::PathEscapes { path: rel.into() });
     }
+    // Inside, but through a link (the file or a folder on its way): one file could be listed
+    // under many names and read once per name.
+    if meta.file_type().is_symlink() || resolved != root.join(rel) {
+        return Err(BundleError::Symlink { path: rel.into() });
+    }
     let len = fs::metadata(&resolved).map(|m| m.len()).unwrap_or(0);
     if len > max as u64 {
         return Err(BundleError::Codec {

@@ -62,6 +62,13 @@ pub enum BundleError {
     UnexpectedSigner { expected: String, actual: String },
     #[error("{path}: leaves the bundle directory (a symbolic link or special file)")]
     PathEscapes { path: String },
+    #[error(
+        "{path}: a symbolic link (a bundle holds regular files only; it would be read once per \
+         link)"
+    )]
+    Symlink { path: String },
+    #[error("the bundle's files hold more than {max} bytes (at {path}); refused before reading")]
+    BundleTooLarge { path: String, max: u64 },
     #[error("{path}: checksum does not match the manifest (the file was changed after signing)")]
     DigestMismatch { path: String },
     #[error("{path}: not listed in the manifest (an unsigned file in the bundle)")]
@@ -565,8 +572,16 @@ pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Ver
 
     // Every listed file: inside the directory, present, unchanged since signing.
     let mut contents: Vec<(String, Vec<u8>)> = Vec::with_capacity(manifest.entries().len());
+    let mut total: u64 = 0;
     for entry in manifest.entries() {
         let bytes = read(&entry.path, MAX_SYNC_FILE_LEN)?;
+        total += bytes.len() as u64;
+        if total > protocol::bundle::MAX_BUNDLE_BYTES {
+            return Err(BundleError::BundleTooLarge {
+                path: entry.path.clone(),
+                max: protocol::bundle::MAX_BUNDLE_BYTES,
+            });
+        }
         if !entry.matches(&bytes) {
             return Err(BundleError::DigestMismatch {
                 path: entry.path.clone(),
