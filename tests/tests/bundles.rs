@@ -2020,3 +2020,45 @@ fn a_comment_flood_on_one_request_does_not_stop_exports() {
     let imported = other.json(["sync", "import", &dir]);
     assert_eq!(imported["new"], 10, "{imported}");
 }
+
+/// Issue 11, item 15: a link committed at one of the export's temporary names is replaced,
+/// never written through.
+#[cfg(unix)]
+#[test]
+fn exports_never_write_through_links_at_their_temporary_names() {
+    use std::os::unix::fs::symlink;
+    let t = TestHome::initialized();
+    t.ok([
+        "record",
+        "put",
+        "user",
+        "u1",
+        "--field",
+        "Username=ann",
+        "--scope",
+        "public",
+    ]);
+    t.json(["sync", "export"]);
+    let dir = t.dir().join("data/wb_export");
+    let victim = t.dir().join("victim.txt");
+    fs::write(&victim, "keep me").expect("write the victim");
+    for name in ["bundle.tmp", "manifest.sync.tmp"] {
+        symlink(&victim, dir.join(name)).expect("plant a link");
+    }
+    t.ok([
+        "record",
+        "put",
+        "user",
+        "u2",
+        "--field",
+        "Username=bo",
+        "--scope",
+        "public",
+    ]);
+    let report = t.json(["sync", "export"]);
+    assert_eq!(report["records"]["user"], 2, "{report}");
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "keep me");
+    let other = TestHome::initialized();
+    let imported = other.json(["sync", "import", &dir.display().to_string()]);
+    assert_eq!(imported["new"], 2, "{imported}");
+}

@@ -175,8 +175,24 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(err)?;
     }
+    // Whatever sits at the temporary name (a link committed to the folder, a file left by a
+    // cut export) is removed, never followed, and the new file is created exclusively; the
+    // rename then replaces the name itself, never what a link there points to.
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(err)?;
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(err(source)),
+    }
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(bytes));
+    if let Err(source) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(source));
+    }
     fs::rename(&tmp, path).map_err(err)?;
     Ok(true)
 }
