@@ -340,13 +340,13 @@ pub fn next_batches(
 }
 
 /// Starts a pull from `peer`: sends the cursor we stored for it, or 0 when it has none or the
-/// peer's store has another epoch (then everything is pulled again).
+/// peer's store has another epoch (then everything is pulled again). Returns the cursor sent.
 pub async fn request_pull(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
-) -> Result<(), NodeError> {
+) -> Result<Cursor, NodeError> {
     let s = store.clone();
     let stored = tokio::task::spawn_blocking(move || s.cursor(&peer))
         .await
@@ -358,7 +358,8 @@ pub async fn request_pull(
             seq: 0,
         },
     };
-    ch.send(&Message::Pull { cursor }).await
+    ch.send(&Message::Pull { cursor }).await?;
+    Ok(cursor)
 }
 
 /// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
@@ -370,10 +371,10 @@ pub async fn pull(
     peer_epoch: [u8; 16],
     now_ms: impl Fn() -> u64,
 ) -> Result<PullStats, NodeError> {
-    request_pull(ch, store, peer, peer_epoch).await?;
+    let start = request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
     let mut applying = None;
-    let result = pull_batches(ch, store, peer, &now_ms, &mut stats, &mut applying).await;
+    let result = pull_batches(ch, store, peer, start, &now_ms, &mut stats, &mut applying).await;
     // Whatever happened, the batch being applied finishes first: it is one transaction, and
     // the caller may look at the store (or pull again) as soon as this returns.
     let last = finish_apply(applying).await;
@@ -390,14 +391,23 @@ type Applying = tokio::task::JoinHandle<Result<ApplyReport, store::StoreError>>;
 /// The pull loop, pipelined: while one batch is applied (on a blocking thread, one
 /// transaction with its cursor), the next one is received and checked (on all cores). Batches
 /// are still applied one at a time and in order, so the cursor only moves past applied batches.
+///
+/// A batch with a record rejected only for now (dated beyond the clock-skew guard) is applied,
+/// but the stored cursor stays where it was before that batch, for the rest of this pull: the
+/// next pull fetches the record again, and takes it once our clock has caught up, instead of
+/// skipping it for good.
 async fn pull_batches(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
+    start: Cursor,
     now_ms: &impl Fn() -> u64,
     stats: &mut PullStats,
     applying: &mut Option<Applying>,
 ) -> Result<(), NodeError> {
+    // The cursor everything before is settled up to; held once a record must be fetched again.
+    let mut settled = start;
+    let mut held = false;
     loop {
         let (records, next, done) = match ch.expect("Batch").await? {
             Message::Batch {
@@ -416,6 +426,13 @@ async fn pull_batches(
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
         .map_err(|e| ch.protocol(e))?;
+        let mut opts = opts;
+        held |= checked.has_future_dated();
+        if held {
+            opts.cursor = Some((peer, settled));
+        } else {
+            settled = next;
+        }
         stats.rejected += rejected;
         if let Some(report) = finish_apply(applying.take()).await? {
             stats.add_report(&report);

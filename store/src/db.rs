@@ -1570,6 +1570,14 @@ impl CheckedBatch {
         before - self.records.len()
     }
 
+    /// Whether a record was rejected only for now: dated too far in the future, it is accepted
+    /// once the receiver's clock catches up, so a pull must fetch it again.
+    pub fn has_future_dated(&self) -> bool {
+        self.verdicts
+            .iter()
+            .any(|v| matches!(v, Some(Rejection::FutureDated { .. })))
+    }
+
     /// The first rejected record: its index, key and reason.
     pub fn first_rejection(&self) -> Option<(usize, RecordKey, Rejection)> {
         self.verdicts

@@ -1251,3 +1251,50 @@ proptest! {
         runtime().block_on(privacy_case(trust, plans))?;
     }
 }
+
+/// Issue 11, item 14: a version rejected only because it is dated beyond the clock-skew guard
+/// is fetched again later, and taken once the receiver's clock has caught up; a cursor stored
+/// past it would skip it for good.
+#[test]
+fn a_future_dated_version_is_taken_once_the_clock_catches_up() {
+    let a = TestHome::initialized();
+    let b = TestHome::initialized();
+    link(&a, "alpha", &b, "beta", false);
+    put_user(&a, "before", "public");
+    {
+        // Written by A with a clock 10 minutes and 4 seconds ahead: B's guard is 10 minutes.
+        let (key, store) = store::Home::new(a.home()).open().expect("open A's store");
+        let ahead = store::time::now_ms() + 10 * 60_000 + 4_000;
+        store
+            .update_local::<StoreError>(&key, Entity::User, "ahead", ahead, |_| {
+                Ok(Draft {
+                    scope: Scope::Public,
+                    fields: vec![("Username".into(), "ahead".into())],
+                    ..Draft::default()
+                })
+            })
+            .expect("write the future-dated record");
+    }
+    let node_b = b.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
+    a.set_peer_addr("beta", node_b.addr());
+    let a_key = a.public_key().to_base64();
+    let held = |id: &str| {
+        b.run(["record", "get", "user", id, "--origin", &a_key])
+            .status
+            .success()
+    };
+    a.sync_now("beta", &[]);
+    assert!(held("before"));
+    assert!(!held("ahead"), "dated beyond the guard: refused for now");
+    // The clock catches up within seconds; each sync pulls again from before that version.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !held("ahead") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the future-dated version was skipped for good"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        a.sync_now("beta", &[]);
+    }
+    node_b.stop();
+}
