@@ -18,12 +18,18 @@ struct Pair {
     node_b: Option<NodeProcess>,
 }
 
-fn pair() -> Pair {
+/// Alpha and beta, initialised under those names and linked as (untrusted) peers.
+fn linked() -> (TestHome, TestHome) {
     let a = TestHome::new();
     a.ok(["init", "--name", "alpha"]);
     let b = TestHome::new();
     b.ok(["init", "--name", "beta"]);
     link(&a, "alpha", &b, "beta", false);
+    (a, b)
+}
+
+fn pair() -> Pair {
+    let (a, b) = linked();
     let node_b = b.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
     a.set_peer_addr("beta", node_b.addr());
     Pair {
@@ -520,11 +526,7 @@ fn wbs_own_inbox_is_never_adopted_as_the_apps_snapshot() {
 
 #[test]
 fn a_node_adopts_new_snapshots_writes_the_inbox_and_runs_the_import_command() {
-    let a = TestHome::new();
-    a.ok(["init", "--name", "alpha"]);
-    let b = TestHome::new();
-    b.ok(["init", "--name", "beta"]);
-    link(&a, "alpha", &b, "beta", false);
+    let (a, b) = linked();
     let app_a = alpha_app(&a);
     let app_b = App::seeded(&b, "https://beta.example");
     let b_before = app_b.dump();
@@ -578,11 +580,7 @@ fn a_node_adopts_new_snapshots_writes_the_inbox_and_runs_the_import_command() {
 
 #[test]
 fn a_failing_import_command_is_reported_with_its_exit_status_and_last_lines() {
-    let a = TestHome::new();
-    a.ok(["init", "--name", "alpha"]);
-    let b = TestHome::new();
-    b.ok(["init", "--name", "beta"]);
-    link(&a, "alpha", &b, "beta", false);
+    let (a, b) = linked();
     let app_a = alpha_app(&a);
     let node_b = b.start_node_with(
         "127.0.0.1:0",

@@ -681,6 +681,35 @@ fn oversized_frames_and_garbage_are_refused_while_a_good_peer_syncs() {
     assert_eq!(live_ids(&s.b, &s.a.public_key()).len(), s.next);
 }
 
+/// Runs `handler` as a fake peer node (its own key, on loopback) and registers it in `t` as
+/// NAME with its address; shut the router down at the end.
+fn fake_peer<H: ProtocolHandler>(
+    t: &TestHome,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    key: SecretKey,
+    handler: H,
+) -> Router {
+    let (router, addr) = rt.block_on(async {
+        let ep = bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = ep.bound_sockets()[0];
+        (Router::builder(ep).accept(SYNC_ALPN, handler).spawn(), addr)
+    });
+    t.ok([
+        "sync",
+        "peers",
+        "add",
+        name,
+        "--key",
+        &key.public().to_hex(),
+        "--addr",
+        &addr.to_string(),
+    ]);
+    router
+}
+
 /// A fake peer node that answers every `Hello` with another major version.
 #[derive(Debug, Clone)]
 struct FutureVersion;
@@ -747,27 +776,7 @@ impl ProtocolHandler for HostileError {
 fn a_peers_error_text_is_bounded_and_escaped_in_errors_and_status() {
     let t = TestHome::initialized();
     let rt = runtime();
-    let key = test_key(0x5eed_0008);
-    let (router, addr) = rt.block_on(async {
-        let ep = bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let addr = ep.bound_sockets()[0];
-        (
-            Router::builder(ep).accept(SYNC_ALPN, HostileError).spawn(),
-            addr,
-        )
-    });
-    t.ok([
-        "sync",
-        "peers",
-        "add",
-        "hostile",
-        "--key",
-        &key.public().to_hex(),
-        "--addr",
-        &addr.to_string(),
-    ]);
+    let router = fake_peer(&t, &rt, "hostile", test_key(0x5eed_0008), HostileError);
     let err = t.fail(["sync", "now", "hostile"]);
     assert!(
         !err.contains('\u{1b}'),
@@ -795,27 +804,7 @@ fn a_peers_error_text_is_bounded_and_escaped_in_errors_and_status() {
 fn sync_now_with_a_peer_of_another_major_version_fails_clearly() {
     let t = TestHome::initialized();
     let rt = runtime();
-    let key = test_key(0x5eed_0002);
-    let (router, addr) = rt.block_on(async {
-        let ep = bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let addr = ep.bound_sockets()[0];
-        (
-            Router::builder(ep).accept(SYNC_ALPN, FutureVersion).spawn(),
-            addr,
-        )
-    });
-    t.ok([
-        "sync",
-        "peers",
-        "add",
-        "future",
-        "--key",
-        &key.public().to_hex(),
-        "--addr",
-        &addr.to_string(),
-    ]);
+    let router = fake_peer(&t, &rt, "future", test_key(0x5eed_0002), FutureVersion);
     let err = t.fail(["sync", "now", "future"]);
     assert!(
         err.contains("version") && err.contains(&(PROTOCOL_MAJOR + 1).to_string()),
