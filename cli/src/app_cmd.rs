@@ -127,18 +127,11 @@ pub(crate) fn adopt_output(r: &AdoptReport) -> Output {
 
 pub fn export(home: &Home, dir: &Path) -> Result<Output> {
     let inst = open(home)?;
-    let labels = store::load_peers(home)?
-        .into_iter()
-        .map(|p| (p.public_key, p.name))
-        .collect();
     let report = store::app::write_inbox(
         &inst.store,
         &inst.key,
         dir,
-        &InboxOptions {
-            now_ms: time::now_ms(),
-            labels,
-        },
+        &InboxOptions::for_home(home, time::now_ms())?,
     )?;
     Ok(Output::new(
         inbox_text(&report),

@@ -173,13 +173,10 @@ async fn write_inbox(node: &NodeHandle, dir: &std::path::Path, import_cmd: Optio
     let home = node.home().clone();
     let path = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
-        let labels = store::load_peers(&home)
-            .map(|peers| peers.into_iter().map(|p| (p.public_key, p.name)).collect())
-            .unwrap_or_default();
-        let opts = InboxOptions {
-            now_ms: store::time::now_ms(),
-            labels,
-        };
+        // An unreadable registry fails this write (retried at the next change) rather than
+        // labelling every origin by key id, which would rename every foreign user in the app.
+        let opts =
+            InboxOptions::for_home(&home, store::time::now_ms()).map_err(|e| e.to_string())?;
         store::app::write_inbox(&store, &key, &path, &opts).map_err(|e| e.to_string())
     })
     .await;

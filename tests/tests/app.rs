@@ -106,6 +106,15 @@ fn own_rows(dump: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Whether every record of a `record list --json` has `signed` equal to `signed`.
+fn all_signed(records: &Value, signed: bool) -> bool {
+    records
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|r| r["signed"] == signed)
+}
+
 /// SHA-256 of a file (compared, never printed).
 fn digest(path: &Path) -> [u8; 32] {
     use sha2::Digest;
@@ -483,14 +492,7 @@ fn sync_import_of_the_apps_snapshot_adopts_it_and_repairs_unsigned_records() {
         .expect("the old unsigned import");
     }
     let unsigned = t.all_records();
-    assert!(
-        unsigned
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|r| r["signed"] == false),
-        "{unsigned}"
-    );
+    assert!(all_signed(&unsigned, false), "{unsigned}");
     let export = t.json(["sync", "export"]);
     assert_eq!(export["skipped_unsigned"], 4, "{export}");
 
@@ -498,14 +500,7 @@ fn sync_import_of_the_apps_snapshot_adopts_it_and_repairs_unsigned_records() {
     let report = t.json(["sync", "import", &dir.display().to_string()]);
     assert_eq!(report["signed_now"], 4, "{report}");
     let records = t.all_records();
-    assert!(
-        records
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|r| r["signed"] == true),
-        "{records}"
-    );
+    assert!(all_signed(&records, true), "{records}");
     let export = t.json(["sync", "export"]);
     assert_eq!(export["skipped_unsigned"], 0, "{export}");
     assert_eq!(export["records"]["request"], 1, "{export}");

@@ -32,6 +32,17 @@ pub struct InboxOptions {
     pub labels: BTreeMap<PublicKey, String>,
 }
 
+impl InboxOptions {
+    /// The options for `home` now: origins labelled by the peer names of its registry.
+    pub fn for_home(home: &crate::Home, now_ms: u64) -> Result<Self, crate::StoreError> {
+        let labels = crate::load_peers(home)?
+            .into_iter()
+            .map(|p| (p.public_key, p.name))
+            .collect();
+        Ok(Self { now_ms, labels })
+    }
+}
+
 /// What an inbox holds and what waits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxReport {
