@@ -154,6 +154,15 @@ pub enum NodeCommand {
         /// Do not dial peers by itself: only serve peers that connect (and `wb sync now`).
         #[arg(long)]
         no_auto_sync: bool,
+        /// Give up on a session when a peer takes longer than SECS to send or read one
+        /// message (each session also ends after 10 minutes; the next one carries on).
+        #[arg(
+            long,
+            default_value_t = 30,
+            value_name = "SECS",
+            value_parser = clap::value_parser!(u64).range(1..=3600)
+        )]
+        timeout: u64,
         /// Test hook: drop each connection after serving this many batches.
         #[arg(long, hide = true)]
         test_cut_after_batches: Option<u64>,
@@ -381,6 +390,14 @@ pub enum SyncCommand {
         /// Only push our changes.
         #[arg(long)]
         push_only: bool,
+        /// Give up when the peer takes longer than SECS to send or read one message.
+        #[arg(
+            long,
+            default_value_t = 30,
+            value_name = "SECS",
+            value_parser = clap::value_parser!(u64).range(1..=3600)
+        )]
+        timeout: u64,
     },
     /// Pull a peer's changes (the WhiteBalloon app's name for `sync now --pull-only`).
     Pull { peer: String },

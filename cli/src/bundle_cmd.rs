@@ -28,6 +28,12 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
             if peer.revoked {
                 bail!("peer {name} is revoked; it receives nothing");
             }
+            if peer.hub {
+                bail!(
+                    "peer {name} is a hub, and a hub is never a trusted audience (§4): it gets \
+                     only the public export (run without --for)"
+                );
+            }
             if !peer.trusted {
                 bail!(
                     "peer {name} is not trusted, so --for would give it nothing more than the \

@@ -69,6 +69,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             open,
             sync_interval,
             no_auto_sync,
+            timeout,
             test_cut_after_batches,
             app,
         }) => crate::node_cmd::run(
@@ -76,6 +77,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             &listen,
             open,
             (!no_auto_sync).then(|| std::time::Duration::from_secs(sync_interval)),
+            node::session::Deadlines::per_message(std::time::Duration::from_secs(timeout)),
             test_cut_after_batches,
             app,
             json,
@@ -92,24 +94,33 @@ pub fn run(cli: Cli) -> Result<Output> {
             hub,
             pull_only,
             push_only,
+            timeout,
         }) => {
+            let deadlines =
+                node::session::Deadlines::per_message(std::time::Duration::from_secs(timeout));
             let direction = match (pull_only, push_only) {
                 (true, _) => node::node::Direction::PullOnly,
                 (_, true) => node::node::Direction::PushOnly,
                 _ => node::node::Direction::Both,
             };
             match peer {
-                Some(peer) if !hub => crate::node_cmd::sync_now(&home, &peer, direction),
-                _ => crate::hub_cmd::sync_hubs(&home, direction),
+                Some(peer) if !hub => crate::node_cmd::sync_now(&home, &peer, direction, deadlines),
+                _ => crate::hub_cmd::sync_hubs(&home, direction, deadlines),
             }
         }
         Command::Hub(cmd) => crate::hub_cmd::run(&home, cmd, json),
-        Command::Sync(SyncCommand::Pull { peer }) => {
-            crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PullOnly)
-        }
-        Command::Sync(SyncCommand::Push { peer }) => {
-            crate::node_cmd::sync_now(&home, &peer, node::node::Direction::PushOnly)
-        }
+        Command::Sync(SyncCommand::Pull { peer }) => crate::node_cmd::sync_now(
+            &home,
+            &peer,
+            node::node::Direction::PullOnly,
+            node::session::Deadlines::default(),
+        ),
+        Command::Sync(SyncCommand::Push { peer }) => crate::node_cmd::sync_now(
+            &home,
+            &peer,
+            node::node::Direction::PushOnly,
+            node::session::Deadlines::default(),
+        ),
         Command::Sync(SyncCommand::Conflicts) => crate::bundle_cmd::conflicts(&home),
         Command::Sync(SyncCommand::Vouch(args)) => crate::trust_cmd::vouch(&home, args),
         Command::Trust(TrustCommand::Path { user, from }) => {

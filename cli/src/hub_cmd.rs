@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use node::hub::HubConfig;
 use node::node::Direction;
+use node::session::Deadlines;
 use protocol::PublicKey;
 use protocol::time::format_timestamp;
 use serde_json::{Value, json};
@@ -346,7 +347,7 @@ fn status(home: &Home) -> Result<Output> {
 
 /// `wb sync now --hub`: one sync with each hub of the registry (push our public records, pull
 /// everything public the hub holds). With one hub the output is that sync's.
-pub fn sync_hubs(home: &Home, direction: Direction) -> Result<Output> {
+pub fn sync_hubs(home: &Home, direction: Direction, deadlines: Deadlines) -> Result<Output> {
     let peers = store::load_peers(home)?;
     let hubs: Vec<&Peer> = peers.iter().filter(|p| p.hub && !p.revoked).collect();
     match hubs.as_slice() {
@@ -354,13 +355,13 @@ pub fn sync_hubs(home: &Home, direction: Direction) -> Result<Output> {
             "no hub in wb_peers.txt (add one with `wb sync peers add NAME --key KEY --addr \
              HOST:PORT --hub`)"
         ),
-        [one] => crate::node_cmd::sync_now(home, &one.name, direction),
+        [one] => crate::node_cmd::sync_now(home, &one.name, direction, deadlines),
         many => {
             let mut reports = Vec::new();
             let mut texts = Vec::new();
             let mut warnings = Vec::new();
             for hub in many {
-                match crate::node_cmd::sync_now(home, &hub.name, direction) {
+                match crate::node_cmd::sync_now(home, &hub.name, direction, deadlines) {
                     Ok(out) => {
                         texts.push(out.text);
                         reports.push(out.json);

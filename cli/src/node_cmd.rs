@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use node::continuous::ContinuousConfig;
 use node::node::{Direction, NodeConfig, sync_once_with_hubs};
-use node::session::Faults;
+use node::session::{Deadlines, Faults};
 use serde_json::json;
 use store::Home;
 
@@ -29,11 +29,13 @@ pub(crate) fn parse_listen(listen: &str) -> Result<std::net::SocketAddr> {
 /// Runs the node until Ctrl-C or SIGTERM. The ready line is printed as soon as the node
 /// listens (tests and scripts wait for it); the returned output is the shutdown summary.
 /// With `auto_sync` (the interval), the node syncs with its peers by itself (continuous sync).
+#[allow(clippy::too_many_arguments)] // one per `node run` option; issue 14 gives them a type
 pub fn run(
     home: &Home,
     listen: &str,
     open: bool,
     auto_sync: Option<std::time::Duration>,
+    deadlines: Deadlines,
     cut_after_batches: Option<u64>,
     app: crate::args::AppBridgeArgs,
     json: bool,
@@ -52,6 +54,7 @@ pub fn run(
             home: home.clone(),
             listen,
             open,
+            deadlines,
             faults: Faults { cut_after_batches },
         };
         let mut node = node::node::start(config, key, store).await?;
@@ -157,7 +160,12 @@ async fn wait_for_shutdown() {
     }
 }
 
-pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Output> {
+pub fn sync_now(
+    home: &Home,
+    peer_name: &str,
+    direction: Direction,
+    deadlines: Deadlines,
+) -> Result<Output> {
     let peers = store::load_peers(home)?;
     let peer = store::find_peer(&peers, peer_name)
         .ok_or_else(|| anyhow!("no peer named {peer_name:?} (see `wb sync peers list`)"))?
@@ -172,7 +180,7 @@ pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Ou
         Some(node) => {
             let runtime = crate::running::runtime()
                 .ok_or_else(|| anyhow!("the running node has no async runtime"))?;
-            let report = runtime.block_on(node.sync_with(&peer, direction))?;
+            let report = runtime.block_on(node.sync_with_deadlines(&peer, direction, deadlines))?;
             if report.pulled.new + report.pulled.updated > 0 {
                 node.local_changed();
             }
@@ -183,7 +191,9 @@ pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Ou
             let store = Arc::new(store);
             // Hubs help find a peer registered without an address, and relay to it.
             let hubs: Vec<store::Peer> = peers.iter().filter(|p| p.hub).cloned().collect();
-            runtime()?.block_on(sync_once_with_hubs(&key, &store, &peer, direction, &hubs))?
+            runtime()?.block_on(sync_once_with_hubs(
+                &key, &store, &peer, direction, &hubs, deadlines,
+            ))?
         }
     };
     let p = report.pulled;

@@ -13,40 +13,42 @@ use store::Store;
 
 use crate::NodeError;
 use crate::node::record_session;
-use crate::session::{Channel, PullStats, expect_hello};
+use crate::session::{Channel, Deadlines, PullStats, expect_hello};
 
-/// How long an accepted connection may take to open its stream and say `Hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// `Pull`s and `Offer`s one session may make: a dialer makes one of each. More would let one
+/// connection cost a store read and write per tiny frame.
+pub(crate) const REQUESTS_PER_SESSION_MAX: u32 = 4;
 /// How long a finished session waits for the peer to close before giving up.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Takes the stream the dialer opens on `conn`, expects its `Hello` within [`HELLO_TIMEOUT`]
-/// and answers with ours, as `role`. `name` is the peer as logs and errors show it. Returns the
-/// channel and the peer's epoch.
+/// Takes the stream the dialer opens on `conn`, expects its `Hello` within one message's
+/// deadline and answers with ours, as `role`; the session then runs under `deadlines`. `name` is the peer as logs and errors show it. Returns the
+/// channel, the peer's epoch and the role its `Hello` claims.
 pub(crate) async fn accept_hello(
     conn: &Connection,
     name: &str,
     store: &Store,
     role: Role,
-) -> Result<(Channel, [u8; 16]), NodeError> {
+    deadlines: Deadlines,
+) -> Result<(Channel, [u8; 16], Role), NodeError> {
     let hello = async {
         let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
             peer: name.to_string(),
             reason: e.to_string(),
         })?;
-        let mut ch = Channel::new(name.to_string(), send, recv);
-        let (peer_epoch, _) = expect_hello(&mut ch).await?;
-        Ok::<_, NodeError>((ch, peer_epoch))
+        let mut ch = Channel::with_deadlines(name.to_string(), send, recv, deadlines);
+        let (peer_epoch, peer_role) = expect_hello(&mut ch).await?;
+        Ok::<_, NodeError>((ch, peer_epoch, peer_role))
     };
-    let (mut ch, peer_epoch) =
-        tokio::time::timeout(HELLO_TIMEOUT, hello)
-            .await
-            .map_err(|_| NodeError::Protocol {
-                peer: name.to_string(),
-                reason: format!("no Hello within {}s", HELLO_TIMEOUT.as_secs()),
-            })??;
+    let (mut ch, peer_epoch, peer_role) = tokio::time::timeout(deadlines.message, hello)
+        .await
+        .map_err(|_| NodeError::Timeout {
+        peer: name.to_string(),
+        step: "waiting for Hello".into(),
+        limit: format!("{} s per message", deadlines.message.as_secs_f64()),
+    })??;
     ch.send(&Message::hello(store.epoch().0, role)).await?;
-    Ok((ch, peer_epoch))
+    Ok((ch, peer_epoch, peer_role))
 }
 
 /// Answers a message the session does not expect (best effort) and returns the error that
@@ -61,8 +63,19 @@ pub(crate) async fn unexpected(ch: &mut Channel, message: &Message) -> NodeError
     }
 }
 
-/// Ends a session that went well: records it in the peer's state, finishes our side of the
-/// stream and waits (at most [`CLOSE_WAIT`]) for the peer to close.
+/// Ends the session of a dialer that made more than [`REQUESTS_PER_SESSION_MAX`] requests.
+pub(crate) async fn too_many_requests(ch: &mut Channel) -> NodeError {
+    let reason = format!("more than {REQUESTS_PER_SESSION_MAX} requests in one session");
+    ch.send_error(code::PROTOCOL_VIOLATION, reason.clone())
+        .await;
+    NodeError::Protocol {
+        peer: ch.peer().to_string(),
+        reason,
+    }
+}
+
+/// Ends a session that went well: records it in the peer's state (with `record`), finishes
+/// our side of the stream and waits (at most [`CLOSE_WAIT`]) for the peer to close.
 pub(crate) async fn end_session(
     conn: &Connection,
     mut ch: Channel,
@@ -70,8 +83,11 @@ pub(crate) async fn end_session(
     remote: PublicKey,
     sent: u64,
     received: &PullStats,
+    record: bool,
 ) {
-    record_session(store, remote, sent, received, None).await;
+    if record {
+        record_session(store, remote, sent, received, None).await;
+    }
     ch.finish().await;
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;
 }
@@ -87,6 +103,10 @@ pub(crate) fn close_with_error(conn: &Connection, e: &NodeError, role: &str) {
         ),
         NodeError::Protocol { reason, .. } => (code::PROTOCOL_VIOLATION, reason.clone()),
         NodeError::Lost { .. } => (code::PROTOCOL_VIOLATION, "connection lost".into()),
+        NodeError::Timeout { step, limit, .. } => (
+            code::PROTOCOL_VIOLATION,
+            format!("too slow: {step} took longer than the {role}'s deadline ({limit})"),
+        ),
         _ => (code::INTERNAL, format!("internal error on the {role}")),
     };
     conn.close(code.into(), reason.as_bytes());

@@ -334,8 +334,23 @@ fn item(id: EndpointId, a: &Announcement, hub: &str) -> Item {
     Item::new(info, PROVENANCE, Some(a.timestamp_ms.saturating_mul(1000)))
 }
 
-/// One `wb-hub/1` request on its own stream of `conn`.
+/// One `wb-hub/1` request on its own stream of `conn`, answered within
+/// [`HUB_REQUEST_TIMEOUT`].
 pub async fn request(
+    conn: &Connection,
+    hub: &str,
+    req: &HubRequest,
+) -> Result<HubResponse, NodeError> {
+    tokio::time::timeout(HUB_REQUEST_TIMEOUT, request_untimed(conn, hub, req))
+        .await
+        .map_err(|_| NodeError::Timeout {
+            peer: hub.to_string(),
+            step: format!("the {} request", req.kind()),
+            limit: format!("{} s per hub request", HUB_REQUEST_TIMEOUT.as_secs()),
+        })?
+}
+
+async fn request_untimed(
     conn: &Connection,
     hub: &str,
     req: &HubRequest,

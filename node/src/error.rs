@@ -38,6 +38,12 @@ pub enum NodeError {
     },
     #[error("peer {peer} broke the protocol: {reason}")]
     Protocol { peer: String, reason: String },
+    #[error("peer {peer} is too slow: {step} took longer than the deadline ({limit})")]
+    Timeout {
+        peer: String,
+        step: String,
+        limit: String,
+    },
     #[error("connection to peer {peer} was lost: {reason}")]
     Lost { peer: String, reason: String },
     #[error("internal error: {0}")]

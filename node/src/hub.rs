@@ -22,9 +22,12 @@ use store::{ApplyOptions, CheckedBatch, Home, Peer, Store, time};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::NodeError;
-use crate::accept::{accept_hello, close_with_error, end_session, unexpected};
+use crate::accept::{
+    REQUESTS_PER_SESSION_MAX, accept_hello, close_with_error, end_session, too_many_requests,
+    unexpected,
+};
 use crate::node::{NodeHandle, bind_endpoint, record_session};
-use crate::session::{Channel, Faults, PullStats, serve_pull};
+use crate::session::{Channel, Deadlines, Faults, PullStats, serve_pull};
 
 /// Directory requests one connection may make at once; more wait for a stream.
 const DIRECTORY_STREAMS_MAX: usize = 4;
@@ -333,11 +336,20 @@ impl HubSync {
         remote: PublicKey,
         name: &str,
     ) -> Result<(), NodeError> {
-        let (mut ch, peer_epoch) = accept_hello(conn, name, &self.store, Role::Hub).await?;
+        let (mut ch, peer_epoch, _) =
+            accept_hello(conn, name, &self.store, Role::Hub, Deadlines::default()).await?;
         let mut received = PullStats::default();
         let mut sent = 0;
+        let mut requests = 0;
         loop {
-            match ch.recv().await? {
+            let message = ch.recv_of(&["Pull", "Offer", "Bye"]).await?;
+            if matches!(message, Some(Message::Pull { .. } | Message::Offer)) {
+                requests += 1;
+                if requests > REQUESTS_PER_SESSION_MAX {
+                    return Err(too_many_requests(&mut ch).await);
+                }
+            }
+            match message {
                 Some(Message::Pull { cursor }) => {
                     // Hubs are never trusted: the one check (`may_receive`) lets public
                     // records (and public withdrawals) through, whatever their origin.
@@ -348,6 +360,7 @@ impl HubSync {
                         remote,
                         Audience { trusted: false },
                         cursor,
+                        true,
                         Faults::default(),
                     )
                     .await?;
@@ -369,7 +382,7 @@ impl HubSync {
             rejected = received.rejected,
             "session finished"
         );
-        end_session(conn, ch, &self.store, remote, sent, &received).await;
+        end_session(conn, ch, &self.store, remote, sent, &received, true).await;
         Ok(())
     }
 }
@@ -492,21 +505,37 @@ impl ProtocolHandler for Directory {
                 let name = name.clone();
                 tokio::spawn(
                     async move {
-                        let answer = match recv.read_to_end(HUB_MESSAGE_LEN_MAX).await {
-                            Ok(bytes) => match HubRequest::decode(&bytes) {
+                        // A request is one small message: read within one message's
+                        // deadline, or the stream's permit would be held for ever.
+                        let read = tokio::time::timeout(
+                            Deadlines::MESSAGE,
+                            recv.read_to_end(HUB_MESSAGE_LEN_MAX),
+                        )
+                        .await;
+                        let answer = match read {
+                            Ok(Ok(bytes)) => match HubRequest::decode(&bytes) {
                                 Ok(req) => this.answer(remote, &name, req).await,
                                 Err(e) => HubResponse::Rejected {
                                     code: code::PROTOCOL_VIOLATION,
                                     reason: e.to_string(),
                                 },
                             },
-                            Err(e) => HubResponse::Rejected {
+                            Ok(Err(e)) => HubResponse::Rejected {
                                 code: code::PROTOCOL_VIOLATION,
                                 reason: format!("bad request: {e}"),
                             },
+                            Err(_) => HubResponse::Rejected {
+                                code: code::PROTOCOL_VIOLATION,
+                                reason: format!(
+                                    "no whole request within {} s",
+                                    Deadlines::MESSAGE.as_secs()
+                                ),
+                            },
                         };
                         if let Ok(bytes) = answer.encode() {
-                            let _ = send.write_all(&bytes).await;
+                            let _ =
+                                tokio::time::timeout(Deadlines::MESSAGE, send.write_all(&bytes))
+                                    .await;
                         }
                         let _ = send.finish();
                         drop(permit);

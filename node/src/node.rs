@@ -17,17 +17,45 @@ use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::NodeError;
-use crate::accept::{accept_hello, close_with_error, end_session, unexpected};
+use crate::accept::{
+    REQUESTS_PER_SESSION_MAX, accept_hello, close_with_error, end_session, too_many_requests,
+    unexpected,
+};
 use crate::continuous::{Continuous, ContinuousConfig, PeerSyncStatus, Shared, changed_store};
 use crate::directory::{HubLink, HubOptions, bind_endpoint_for_hubs, hub_targets};
 use crate::identity::{endpoint_id, iroh_secret_key};
-use crate::session::{Channel, Faults, PullStats, expect_hello, pull, serve_pull};
+use crate::session::{Channel, Deadlines, Faults, PullStats, expect_hello, pull, serve_pull};
 
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming sessions served at once; a connection over the limit is closed at once (the
 /// dialer retries later).
 pub const MAX_INCOMING_SESSIONS: usize = 64;
+
+/// Bidirectional streams a peer may have open on one connection at once: `wb-sync/1` uses
+/// one, `wb-hub/1` up to its directory limit (4). Unidirectional streams: none.
+pub const STREAMS_PER_CONNECTION: u32 = 4;
+/// Bytes a peer may send on one stream before we read them: QUIC's usual 1.25 MB (100 ms at
+/// 100 Mbit/s). Smaller than a frame on purpose: a frame is read as it arrives, into the
+/// session's buffer, which holds at most one frame of the kind it waits for. (A window of a
+/// whole frame lets so many packets be in flight that loss can leave more gaps than the QUIC
+/// stack keeps, which kills the connection.)
+pub const STREAM_WINDOW: u32 = 1_250_000;
+/// Bytes a peer may send on all streams of one connection before we read them: what one
+/// connection can make us buffer in QUIC, whatever streams it opens.
+pub const CONNECTION_WINDOW: u32 = 2 * STREAM_WINDOW;
+
+/// The QUIC limits of every endpoint `wb` binds (issue 11, item 3), set rather than left to
+/// the defaults (100 streams of each kind, 1.25 MB each, no bound per connection).
+fn transport_config() -> iroh::endpoint::QuicTransportConfig {
+    use iroh::endpoint::{QuicTransportConfig, VarInt};
+    QuicTransportConfig::builder()
+        .max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .build()
+}
 
 /// Binds an endpoint with the instance key: no relay, no address lookup, no port mapping.
 pub async fn bind_endpoint(key: &SecretKey, listen: SocketAddr) -> Result<Endpoint, NodeError> {
@@ -46,6 +74,7 @@ pub(crate) async fn bind_endpoint_with_relays(
         reason,
     };
     Endpoint::builder(presets::Minimal)
+        .transport_config(transport_config())
         .secret_key(iroh_secret_key(key))
         .relay_mode(relay_mode)
         .clear_address_lookup()
@@ -65,6 +94,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Unknown peers may pull public records (they may not push).
     pub open: bool,
+    /// How long sessions (both ways) may wait on a peer.
+    pub deadlines: Deadlines,
     pub faults: Faults,
 }
 
@@ -88,6 +119,7 @@ pub struct NodeHandle {
     addrs: Vec<SocketAddr>,
     home: Home,
     shared: Arc<Shared>,
+    deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -116,6 +148,11 @@ impl NodeHandle {
 
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// How long the node's sessions may wait on a peer.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
     }
 
     /// Tells the node its store changed (a local edit, an import, a sync run in this process
@@ -149,6 +186,7 @@ impl NodeHandle {
             addrs,
             home,
             shared: Arc::new(Shared::new()),
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -158,6 +196,17 @@ impl NodeHandle {
         &self,
         peer: &Peer,
         direction: Direction,
+    ) -> Result<SyncReport, NodeError> {
+        self.sync_with_deadlines(peer, direction, self.deadlines)
+            .await
+    }
+
+    /// [`NodeHandle::sync_with`] under other deadlines (`wb sync now --timeout`).
+    pub async fn sync_with_deadlines(
+        &self,
+        peer: &Peer,
+        direction: Direction,
+        deadlines: Deadlines,
     ) -> Result<SyncReport, NodeError> {
         let span = info_span!("sync", peer = %peer.name);
         async {
@@ -170,6 +219,7 @@ impl NodeHandle {
                     peer,
                     direction,
                     &addrs,
+                    deadlines,
                 )
                 .await
             }
@@ -255,9 +305,11 @@ pub async fn start_with_hubs(
         key: key.clone(),
         store: store.clone(),
         open: config.open,
+        deadlines: config.deadlines,
         faults: config.faults,
         shared: shared.clone(),
         sessions: Arc::new(Semaphore::new(MAX_INCOMING_SESSIONS)),
+        registry: Arc::new(store::RegistryCache::new(config.home.clone())),
     };
     let router = Router::builder(endpoint.clone())
         .accept(SYNC_ALPN, handler)
@@ -271,6 +323,7 @@ pub async fn start_with_hubs(
             addrs,
             home: config.home,
             shared,
+            deadlines: config.deadlines,
         },
         continuous: None,
         _hubs: hub_link,
@@ -284,11 +337,13 @@ struct SyncHandler {
     key: SecretKey,
     store: Arc<Store>,
     open: bool,
+    deadlines: Deadlines,
     faults: Faults,
     /// Where a session that brought new records says so (continuous sync passes it on).
     shared: Arc<Shared>,
     /// Bounds the incoming sessions served at once.
     sessions: Arc<Semaphore>,
+    registry: Arc<store::RegistryCache>,
 }
 
 impl std::fmt::Debug for SyncHandler {
@@ -326,8 +381,9 @@ impl SyncHandler {
     async fn session(&self, conn: &iroh::endpoint::Connection) -> Result<(), NodeError> {
         let remote = PublicKey::from_bytes(*conn.remote_id().as_bytes())
             .map_err(|e| NodeError::BadKey(e.to_string()))?;
-        // The registry is read per connection, so edits made while the node runs apply at once.
-        let peers = store::load_peers(&self.home)?;
+        // The registry is checked per connection (parsed again only when the file changed), so
+        // edits made while the node runs apply at once.
+        let peers = self.registry.load()?;
         let known = store::peer_by_key(&peers, &remote).cloned();
         let name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),
@@ -346,14 +402,25 @@ impl SyncHandler {
             }
             _ => {}
         }
+        let (mut ch, peer_epoch, peer_role) =
+            accept_hello(conn, &name, &self.store, Role::Node, self.deadlines).await?;
+        // Hubs are never a trusted audience (§4), whether the registry marks the entry as a hub
+        // or the dialer says it is one, and whatever its `Trusted:` line says.
         let audience = Audience {
-            trusted: known.as_ref().is_some_and(|p| p.trusted),
+            trusted: peer_role == Role::Node && known.as_ref().is_some_and(|p| p.trusted && !p.hub),
         };
-        let (mut ch, peer_epoch) = accept_hello(conn, &name, &self.store, Role::Node).await?;
         let mut received = PullStats::default();
         let mut sent = 0;
+        let mut requests = 0;
         loop {
-            match ch.recv().await? {
+            let message = ch.recv_of(&["Pull", "Offer", "Bye"]).await?;
+            if matches!(message, Some(Message::Pull { .. } | Message::Offer)) {
+                requests += 1;
+                if requests > REQUESTS_PER_SESSION_MAX {
+                    return Err(too_many_requests(&mut ch).await);
+                }
+            }
+            match message {
                 Some(Message::Pull { cursor }) => {
                     crate::withdraw::settle_trust(&self.store, &self.key, remote, audience, cursor)
                         .await?;
@@ -364,6 +431,7 @@ impl SyncHandler {
                         remote,
                         audience,
                         cursor,
+                        known.is_some(),
                         self.faults,
                     )
                     .await?;
@@ -390,7 +458,9 @@ impl SyncHandler {
             }
         }
         info!(sent, received = received.received, "session finished");
-        end_session(conn, ch, &self.store, remote, sent, &received).await;
+        // A key we do not know (an open node) leaves no row behind.
+        let record = known.is_some();
+        end_session(conn, ch, &self.store, remote, sent, &received, record).await;
         Ok(())
     }
 }
@@ -492,7 +562,7 @@ pub async fn sync_once(
     peer: &Peer,
     direction: Direction,
 ) -> Result<SyncReport, NodeError> {
-    sync_once_with_hubs(key, store, peer, direction, &[]).await
+    sync_once_with_hubs(key, store, peer, direction, &[], Deadlines::default()).await
 }
 
 /// [`sync_once`] through hubs: `hubs` (registry entries marked `Hub: yes`) give the one-shot
@@ -503,10 +573,11 @@ pub async fn sync_once_with_hubs(
     peer: &Peer,
     direction: Direction,
     hubs: &[Peer],
+    deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result = sync_inner(key, store, peer, direction, hubs).await;
+        let result = sync_inner(key, store, peer, direction, hubs, deadlines).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e.to_string())),
@@ -524,6 +595,7 @@ async fn sync_inner(
     peer: &Peer,
     direction: Direction,
     hubs: &[Peer],
+    deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let addrs = resolve(peer).await?;
     let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
@@ -552,7 +624,7 @@ async fn sync_inner(
         ..HubOptions::default()
     };
     let result = match crate::directory::attach(&endpoint, key, targets, options).await {
-        Ok(_link) => dial_and_sync(&endpoint, key, store, peer, direction, &addrs).await,
+        Ok(_link) => dial_and_sync(&endpoint, key, store, peer, direction, &addrs, deadlines).await,
         Err(e) => Err(e),
     };
     endpoint.close().await;
@@ -566,6 +638,7 @@ async fn dial_and_sync(
     peer: &Peer,
     direction: Direction,
     addrs: &[SocketAddr],
+    deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let can_look_up = endpoint
         .address_lookup()
@@ -590,7 +663,7 @@ async fn dial_and_sync(
             peer: name.clone(),
             reason: e.to_string(),
         })?;
-    let result = session(&conn, key, store, peer, direction).await;
+    let result = session(&conn, key, store, peer, direction, deadlines).await;
     let result = match result {
         // A refusal arrives as the connection closing with our code: report that.
         Err(NodeError::Lost { .. }) | Err(NodeError::Protocol { .. })
@@ -614,13 +687,19 @@ async fn session(
     store: &Arc<Store>,
     peer: &Peer,
     direction: Direction,
+    deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let name = peer.name.clone();
-    let (send, recv) = conn
-        .open_bi()
+    // Opening waits for the peer only when it allows no stream: within the message deadline.
+    let (send, recv) = tokio::time::timeout(deadlines.message, conn.open_bi())
         .await
+        .map_err(|_| NodeError::Timeout {
+            peer: name.clone(),
+            step: "opening a stream".into(),
+            limit: format!("{} s per message", deadlines.message.as_secs_f64()),
+        })?
         .map_err(|e| connection_error(&name, &e))?;
-    let mut ch = Channel::new(name.clone(), send, recv);
+    let mut ch = Channel::with_deadlines(name.clone(), send, recv, deadlines);
     ch.send(&Message::hello(store.epoch().0, Role::Node))
         .await?;
     let (peer_epoch, _) = match expect_hello(&mut ch).await {
@@ -658,6 +737,7 @@ async fn session(
             peer.public_key,
             audience,
             cursor,
+            true,
             Faults::default(),
         )
         .await?;

@@ -2,6 +2,7 @@
 //! pull from our change log, and pulling a peer's changes into our store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -11,6 +12,7 @@ use protocol::wire::{
 };
 use protocol::{Audience, PublicKey, Scope};
 use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::NodeError;
@@ -26,11 +28,102 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// A framed, message-typed view of one bidirectional stream.
+/// Reads frames like [`codec`], but looks at a frame's length prefix and its first byte (the
+/// message kind) before buffering the rest: a frame of a kind the session does not expect
+/// now, or larger than its kind may be ([`Message::frame_limit`]), is refused after 5 bytes.
+/// So a peer can make us buffer at most one frame of the kind we wait for.
+#[derive(Debug, Default)]
+struct FrameReader {
+    /// Kinds taken next (an `Error` always is); empty: any kind.
+    expect: Vec<&'static str>,
+}
+
+impl tokio_util::codec::Decoder for FrameReader {
+    type Item = bytes::BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+        let Some(prefix) = src.get(..4) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(invalid(format!(
+                "a frame of {len} bytes (limit {MAX_FRAME_LEN})"
+            )));
+        }
+        if len > 0 {
+            let Some(&first) = src.get(4) else {
+                return Ok(None);
+            };
+            let kind = Message::peek_kind(&[first])
+                .ok_or_else(|| invalid("not a wb-sync message".to_string()))?;
+            if !(self.expect.is_empty() || kind == "Error" || self.expect.contains(&kind)) {
+                return Err(invalid(format!(
+                    "expected {}, got {kind}",
+                    self.expect.join(" or ")
+                )));
+            }
+            let limit = Message::frame_limit(kind);
+            if len > limit {
+                return Err(invalid(format!("a {kind} of {len} bytes (limit {limit})")));
+            }
+        }
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        let mut frame = src.split_to(4 + len);
+        let _ = frame.split_to(4);
+        Ok(Some(frame))
+    }
+}
+
+/// How long a session may wait on its peer (issue 11, item 1). QUIC keep-alives stop the idle
+/// timeout from ever firing on a peer that is connected but silent, so every read, write and
+/// `finish` has its own deadline, and the whole session one more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// One message: reading a whole frame, or writing one (the peer must read it).
+    pub message: Duration,
+    /// One whole session, from the stream opening to its end. A cut session loses nothing:
+    /// each batch is applied with its cursor, and the next session carries on from there.
+    pub session: Duration,
+}
+
+impl Deadlines {
+    /// 30 s per message: a frame is at most 8 MiB, which a 3 Mbit/s link moves in 23 s.
+    pub const MESSAGE: Duration = Duration::from_secs(30);
+    /// 10 minutes per session: about ten million records at today's speeds.
+    pub const SESSION: Duration = Duration::from_secs(600);
+
+    /// Deadlines of `message` per message and at least that per session.
+    pub fn per_message(message: Duration) -> Self {
+        Self {
+            message,
+            session: Self::SESSION.max(message),
+        }
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            message: Self::MESSAGE,
+            session: Self::SESSION,
+        }
+    }
+}
+
+/// A framed, message-typed view of one bidirectional stream, with [`Deadlines`].
 pub struct Channel {
     peer: String,
     send: FramedWrite<SendStream, LengthDelimitedCodec>,
-    recv: FramedRead<RecvStream, LengthDelimitedCodec>,
+    recv: FramedRead<RecvStream, FrameReader>,
+    deadlines: Deadlines,
+    /// When the session must be over.
+    ends: Instant,
 }
 
 impl std::fmt::Debug for Channel {
@@ -40,12 +133,29 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
+    /// A channel with the default [`Deadlines`].
     pub fn new(peer: String, send: SendStream, recv: RecvStream) -> Self {
+        Self::with_deadlines(peer, send, recv, Deadlines::default())
+    }
+
+    /// A channel whose session starts now, under `deadlines`.
+    pub fn with_deadlines(
+        peer: String,
+        send: SendStream,
+        recv: RecvStream,
+        deadlines: Deadlines,
+    ) -> Self {
         Self {
             peer,
             send: FramedWrite::new(send, codec()),
-            recv: FramedRead::new(recv, codec()),
+            recv: FramedRead::new(recv, FrameReader::default()),
+            deadlines,
+            ends: Instant::now() + deadlines.session,
         }
+    }
+
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
     }
 
     pub fn peer(&self) -> &str {
@@ -66,20 +176,78 @@ impl Channel {
         }
     }
 
+    /// Sends one message and flushes it.
     pub async fn send(&mut self, message: &Message) -> Result<(), NodeError> {
+        self.write(message, true).await
+    }
+
+    /// Queues one message without flushing (the queue is flushed when it grows past the
+    /// codec's buffer, by the next `send`, or by `finish`): many small messages then share
+    /// packets instead of taking one each.
+    pub async fn feed(&mut self, message: &Message) -> Result<(), NodeError> {
+        self.write(message, false).await
+    }
+
+    async fn write(&mut self, message: &Message, flush: bool) -> Result<(), NodeError> {
         let bytes = message
             .encode()
             .map_err(|e| NodeError::Internal(format!("encoding {}: {e}", message.kind())))?;
-        self.send
-            .send(Bytes::from(bytes))
-            .await
-            .map_err(|e| self.lost(e))
+        let limit = self.limit();
+        let frame = Bytes::from(bytes);
+        let step = async {
+            if flush {
+                self.send.send(frame).await
+            } else {
+                self.send.feed(frame).await
+            }
+        };
+        match tokio::time::timeout_at(limit.until, step).await {
+            Ok(sent) => sent.map_err(|e| self.lost(e)),
+            Err(_) => Err(self.timeout(&format!("sending {}", message.kind()), &limit)),
+        }
+    }
+
+    /// When the step starting now must end: one message's deadline, or the session's if that
+    /// comes first.
+    fn limit(&self) -> Limit {
+        let message_ends = Instant::now() + self.deadlines.message;
+        if message_ends <= self.ends {
+            Limit {
+                until: message_ends,
+                what: format!("{} s per message", self.deadlines.message.as_secs_f64()),
+            }
+        } else {
+            Limit {
+                until: self.ends,
+                what: format!("{} s per session", self.deadlines.session.as_secs_f64()),
+            }
+        }
+    }
+
+    fn timeout(&self, step: &str, limit: &Limit) -> NodeError {
+        NodeError::Timeout {
+            peer: self.peer.clone(),
+            step: step.to_string(),
+            limit: limit.what.clone(),
+        }
     }
 
     /// The next message; `None` when the peer finished its side of the stream. An oversized
     /// frame (length prefix over `MAX_FRAME_LEN`) is refused before anything is allocated.
     pub async fn recv(&mut self) -> Result<Option<Message>, NodeError> {
-        match self.recv.next().await {
+        self.recv_of(&[]).await
+    }
+
+    /// Like `recv`, but a message of a kind not in `kinds` (an `Error` is always taken) is
+    /// refused from its first byte, before its body is decoded. Empty `kinds`: any kind.
+    pub async fn recv_of(&mut self, kinds: &[&'static str]) -> Result<Option<Message>, NodeError> {
+        let limit = self.limit();
+        kinds.clone_into(&mut self.recv.decoder_mut().expect);
+        let next = tokio::time::timeout_at(limit.until, self.recv.next()).await;
+        let Ok(next) = next else {
+            return Err(self.timeout("waiting for a message", &limit));
+        };
+        match next {
             None => Ok(None),
             Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                 Err(self.protocol(format!("bad frame: {e}")))
@@ -92,8 +260,9 @@ impl Channel {
     }
 
     /// Like `recv`, but the stream ending is an error, and so is an `Error` message.
-    pub async fn expect(&mut self, what: &str) -> Result<Message, NodeError> {
-        match self.recv().await? {
+    /// `what` is the kind expected: a frame of another kind is refused before it is decoded.
+    pub async fn expect(&mut self, what: &'static str) -> Result<Message, NodeError> {
+        match self.recv_of(&[what]).await? {
             None => Err(self.lost(format!("stream ended while waiting for {what}"))),
             Some(Message::Error { code, message }) => Err(NodeError::Refused {
                 peer: self.peer.clone(),
@@ -115,11 +284,18 @@ impl Channel {
             .await;
     }
 
-    /// Finishes our side of the stream.
+    /// Finishes our side of the stream (flushing what is queued, within the deadlines).
     pub async fn finish(&mut self) {
-        let _ = SinkExt::<Bytes>::flush(&mut self.send).await;
+        let limit = self.limit();
+        let _ = tokio::time::timeout_at(limit.until, SinkExt::<Bytes>::flush(&mut self.send)).await;
         let _ = self.send.get_mut().finish();
     }
+}
+
+/// The end of one step of a session, and which deadline sets it (for the error).
+struct Limit {
+    until: Instant,
+    what: String,
 }
 
 /// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch.
@@ -192,7 +368,10 @@ pub struct Faults {
 }
 
 /// Serves a pull: our changes after `cursor` that `audience` may receive, in batches, each with
-/// the cursor that covers it. Returns how many records were sent.
+/// the cursor that covers it. Returns how many records were sent. With `remember`, the peer's
+/// state keeps how far it confirmed our log (written only when that changed); without (a key
+/// we do not know, pulling from an open node), nothing about the peer is written.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_pull(
     ch: &mut Channel,
     store: &Arc<Store>,
@@ -200,6 +379,7 @@ pub async fn serve_pull(
     peer: PublicKey,
     audience: Audience,
     cursor: Cursor,
+    remember: bool,
     faults: Faults,
 ) -> Result<u64, NodeError> {
     let epoch = store.epoch().0;
@@ -223,7 +403,12 @@ pub async fn serve_pull(
         }
     };
     let s = store.clone();
-    let acking = if state.served_trusted != audience.trusted {
+    let acked = cursor.epoch != epoch
+        || (state.acked_seq == cursor.seq && state.acked_epoch == Some(epoch));
+    let acking = if !remember || (acked && state.served_trusted == audience.trusted) {
+        // Nothing to write: one tiny `Pull` costs no commit.
+        None
+    } else if state.served_trusted != audience.trusted {
         // Recorded before anything is sent: withdrawals depend on whom we served as trusted.
         tokio::task::spawn_blocking(move || {
             s.update_peer_state(&peer, |st| {
@@ -434,6 +619,11 @@ async fn pull_batches(
             settled = next;
         }
         stats.rejected += rejected;
+        if checked.is_empty() && !done {
+            // Nothing to write but the cursor: it rides with the next batch that brings
+            // records, or the last one. A flood of empty batches costs no commit.
+            continue;
+        }
         if let Some(report) = finish_apply(applying.take()).await? {
             stats.add_report(&report);
         }

@@ -36,6 +36,12 @@ pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 pub const BATCH_RECORDS_MAX: usize = 1_000;
 /// Encoded bytes per batch a server aims to stay under (a single record may exceed it).
 pub const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Entries in a `Hello`'s lists (schema versions, capabilities) at most.
+pub const HELLO_LIST_MAX: usize = 64;
+/// Largest frame of each kind but `Batch` (which may use all of [`MAX_FRAME_LEN`]): a
+/// `Hello`, `Pull`, `Offer`, `Bye` or `Error` is small, so a receiver refuses a larger one
+/// from its length prefix, before buffering it.
+pub const SMALL_FRAME_MAX: usize = 64 * 1024;
 
 /// Application error codes, used in `Error` messages and as QUIC close codes.
 pub mod code {
@@ -75,10 +81,12 @@ pub enum Message {
     Hello {
         major: u16,
         minor: u16,
+        #[serde(deserialize_with = "bounded::hello_list")]
         schema_versions: Vec<u16>,
         /// The sender's store epoch.
         epoch: [u8; 16],
         role: Role,
+        #[serde(deserialize_with = "bounded::hello_list")]
         capabilities: Vec<String>,
     },
     /// "Send me your changes after this cursor" (a cursor of another epoch means from 0).
@@ -89,6 +97,8 @@ pub enum Message {
     Offer,
     /// Changes in log order: sealed records, and the cursor that covers them.
     Batch {
+        /// At most [`BATCH_RECORDS_MAX`], checked while decoding.
+        #[serde(deserialize_with = "bounded::batch_records")]
         records: Vec<Vec<u8>>,
         next: Cursor,
         done: bool,
@@ -125,6 +135,10 @@ impl Message {
         Ok(bytes)
     }
 
+    /// Decodes one frame. Lists are bounded while decoding ([`BATCH_RECORDS_MAX`] records,
+    /// [`HELLO_LIST_MAX`] list entries), so what a frame decodes to stays within a small
+    /// multiple of its size (a frame of empty records would otherwise make 24 bytes of `Vec`
+    /// out of each byte).
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         if bytes.len() > MAX_FRAME_LEN {
             return Err(ProtocolError::TooLarge {
@@ -133,6 +147,30 @@ impl Message {
             });
         }
         postcard::from_bytes(bytes).map_err(|_| ProtocolError::Malformed("not a wb-sync message"))
+    }
+
+    /// The largest frame a message of `kind` may take.
+    pub fn frame_limit(kind: &str) -> usize {
+        if kind == "Batch" {
+            MAX_FRAME_LEN
+        } else {
+            SMALL_FRAME_MAX
+        }
+    }
+
+    /// The kind of the message a frame holds, read from its first bytes without decoding the
+    /// rest: a receiver checks it against what it expects before decoding a large body.
+    pub fn peek_kind(bytes: &[u8]) -> Option<&'static str> {
+        // postcard writes an enum's variant index first, as a varint: one byte below 128.
+        match bytes.first()? {
+            0 => Some("Hello"),
+            1 => Some("Pull"),
+            2 => Some("Offer"),
+            3 => Some("Batch"),
+            4 => Some("Bye"),
+            5 => Some("Error"),
+            _ => None,
+        }
     }
 
     /// A short name for logs and errors.
@@ -145,6 +183,68 @@ impl Message {
             Message::Bye => "Bye",
             Message::Error { .. } => "Error",
         }
+    }
+}
+
+/// Deserializers that refuse lists longer than their bound while reading them, before the
+/// entries past the bound are allocated.
+mod bounded {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    use super::{BATCH_RECORDS_MAX, HELLO_LIST_MAX};
+
+    struct Bounded<T> {
+        max: usize,
+        what: &'static str,
+        _entries: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "at most {} {}", self.max, self.what)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let declared = seq.size_hint().unwrap_or(0);
+            if declared > self.max {
+                return Err(A::Error::invalid_length(declared, &self));
+            }
+            let mut out = Vec::with_capacity(declared);
+            while let Some(entry) = seq.next_element()? {
+                if out.len() == self.max {
+                    return Err(A::Error::invalid_length(self.max + 1, &self));
+                }
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+
+    fn seq<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+        max: usize,
+        what: &'static str,
+    ) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(Bounded {
+            max,
+            what,
+            _entries: PhantomData,
+        })
+    }
+
+    pub(super) fn batch_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        seq(d, BATCH_RECORDS_MAX, "records")
+    }
+
+    pub(super) fn hello_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        seq(d, HELLO_LIST_MAX, "entries")
     }
 }
 
@@ -204,6 +304,59 @@ mod tests {
         for m in msgs {
             assert_eq!(Message::decode(&m.encode().expect("encodes")), Ok(m));
         }
+    }
+
+    #[test]
+    fn peek_kind_names_every_message() {
+        let msgs = [
+            Message::hello([7; 16], Role::Node),
+            Message::Pull {
+                cursor: Cursor::default(),
+            },
+            Message::Offer,
+            Message::Batch {
+                records: vec![],
+                next: Cursor::default(),
+                done: false,
+            },
+            Message::Bye,
+            Message::Error {
+                code: 1,
+                message: String::new(),
+            },
+        ];
+        for m in msgs {
+            let bytes = m.encode().expect("encodes");
+            assert_eq!(Message::peek_kind(&bytes), Some(m.kind()));
+        }
+        assert_eq!(Message::peek_kind(&[]), None);
+        assert_eq!(Message::peek_kind(&[6]), None);
+    }
+
+    /// Issue 11, item 2: a batch of more records than a sender may put in one is refused
+    /// while decoding; so are long `Hello` lists.
+    #[test]
+    fn lists_over_their_bound_are_refused_while_decoding() {
+        let batch = |n: usize| Message::Batch {
+            records: vec![Vec::new(); n],
+            next: Cursor::default(),
+            done: false,
+        };
+        let ok = batch(BATCH_RECORDS_MAX);
+        assert_eq!(Message::decode(&ok.encode().expect("encodes")), Ok(ok));
+        let over = batch(BATCH_RECORDS_MAX + 1).encode().expect("encodes");
+        assert!(Message::decode(&over).is_err());
+        let hello = |n: usize| Message::Hello {
+            major: 1,
+            minor: 0,
+            schema_versions: vec![1; n],
+            epoch: [0; 16],
+            role: Role::Node,
+            capabilities: vec![String::new(); n],
+        };
+        let ok = hello(HELLO_LIST_MAX);
+        assert_eq!(Message::decode(&ok.encode().expect("encodes")), Ok(ok));
+        assert!(Message::decode(&hello(HELLO_LIST_MAX + 1).encode().expect("encodes")).is_err());
     }
 
     proptest! {

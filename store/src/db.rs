@@ -249,6 +249,8 @@ pub struct Store {
     db: Handle,
     path: PathBuf,
     epoch: Epoch,
+    /// Write transactions begun through this handle (each commit is one sync to disk).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// A read-write handle, or a read-only one that never changes the file (redb records its
@@ -355,6 +357,7 @@ impl Store {
             db: Handle::ReadOnly(db),
             path: path.to_path_buf(),
             epoch,
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -368,6 +371,7 @@ impl Store {
                 db: Handle::ReadWrite(db),
                 path: path.to_path_buf(),
                 epoch,
+                writes: std::sync::atomic::AtomicU64::new(0),
             });
         }
         let tx = db.begin_write().map_err(|e| err(&e))?;
@@ -416,6 +420,7 @@ impl Store {
             db: Handle::ReadWrite(db),
             path: path.to_path_buf(),
             epoch,
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -463,6 +468,8 @@ impl Store {
     }
 
     pub(crate) fn write_tx(&self) -> Result<WriteTransaction> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &self.db {
             Handle::ReadWrite(db) => db.begin_write().map_err(|e| self.err(e)),
             Handle::ReadOnly(_) => Err(self.err("opened read-only")),
@@ -471,6 +478,12 @@ impl Store {
 
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// How many write transactions this handle began: each is one commit, one sync to disk.
+    /// What the tests of write storms count (issue 11, item 4).
+    pub fn write_transactions(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> StoreError {

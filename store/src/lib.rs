@@ -22,8 +22,8 @@ pub use home::{Home, InitOutcome};
 pub use hub::{DirectoryEntry, Holding};
 pub use local::LocalBatch;
 pub use peers::{
-    AppPeersFile, Peer, add_peer, app_peers_file, find_peer, load_peers, peer_by_key, remove_peer,
-    save_peers, update_peer,
+    AppPeersFile, Peer, RegistryCache, add_peer, app_peers_file, find_peer, load_peers,
+    peer_by_key, remove_peer, save_peers, update_peer,
 };
 
 #[cfg(test)]

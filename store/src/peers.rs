@@ -112,6 +112,65 @@ pub fn load_peers(home: &Home) -> Result<Vec<Peer>> {
     parse_peers(&text).map_err(|source| StoreError::PeersFile { path, source })
 }
 
+/// The registry as a long-running process reads it: parsed once per change of `wb_peers.txt`
+/// (its size, modification time and inode), not once per connection. Edits apply at the next
+/// read, as with [`load_peers`]; a registry that does not parse is an error at every read
+/// (never an empty or stale list), so whoever decides on it fails closed.
+#[derive(Debug)]
+pub struct RegistryCache {
+    home: Home,
+    cached: std::sync::Mutex<Option<(FileStamp, std::sync::Arc<Vec<Peer>>)>>,
+}
+
+/// What tells one version of a file from the next without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    Some(FileStamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode: meta.ino(),
+    })
+}
+
+impl RegistryCache {
+    pub fn new(home: Home) -> Self {
+        Self {
+            home,
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The registry's peers (sorted by name), parsed again only if the file changed.
+    pub fn load(&self) -> Result<std::sync::Arc<Vec<Peer>>> {
+        let before = stamp(&self.home.peers_path());
+        if let Some(before) = before
+            && let Some((at, peers)) = self.lock().as_ref()
+            && *at == before
+        {
+            return Ok(peers.clone());
+        }
+        let peers = std::sync::Arc::new(load_peers(&self.home)?);
+        // Cached under the stamp seen before reading: a change made meanwhile has a newer
+        // stamp, so the next read parses again.
+        *self.lock() = before.map(|at| (at, peers.clone()));
+        Ok(peers)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(FileStamp, std::sync::Arc<Vec<Peer>>)>> {
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The one-time move of an old registry: `sync_peers.txt` in wb's format becomes
 /// `wb_peers.txt` (same bytes, written atomically); returns the registry's peers. The app's own
 /// `sync_peers.txt` is not wb's: no peers, and nothing written.
@@ -294,6 +353,23 @@ mod tests {
 
     fn file_bytes(home: &Home) -> Option<Vec<u8>> {
         fs::read(home.peers_path()).ok()
+    }
+
+    /// Issue 11, item 9: the cache parses once per change, sees every edit, and fails closed.
+    #[test]
+    fn the_registry_cache_parses_once_per_change_and_fails_closed() {
+        let (_dir, home) = home();
+        add_peer(&home, peer(2, "b")).expect("add b");
+        let cache = RegistryCache::new(home.clone());
+        let first = cache.load().expect("load");
+        let again = cache.load().expect("load");
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "not parsed again");
+        add_peer(&home, peer(3, "c")).expect("add c");
+        let edited = cache.load().expect("load");
+        assert_eq!(edited.len(), 2, "the edit is seen at the next read");
+        fs::write(home.peers_path(), "Name: b\nKey: nonsense\n").expect("break it");
+        assert!(cache.load().is_err(), "a broken registry is an error");
+        assert!(cache.load().is_err(), "every time, not a stale list");
     }
 
     #[test]

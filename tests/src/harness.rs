@@ -786,6 +786,16 @@ impl InProcess {
 
     /// A new home named `name` with a node listening on `listen`.
     pub async fn start_on(name: &str, listen: std::net::SocketAddr) -> Self {
+        Self::start_with(name, listen, node::session::Deadlines::default()).await
+    }
+
+    /// A new home named `name` with a node listening on `listen`, its sessions under
+    /// `deadlines`.
+    pub async fn start_with(
+        name: &str,
+        listen: std::net::SocketAddr,
+        deadlines: node::session::Deadlines,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("wb-node-")
             .tempdir()
@@ -799,18 +809,29 @@ impl InProcess {
             store: std::sync::Arc::new(store),
             node: None,
         };
-        this.run(listen).await;
+        this.run_with(listen, deadlines).await;
         this
     }
 
     /// Starts the home's node on `listen` (it must not be running).
     pub async fn run(&mut self, listen: std::net::SocketAddr) {
+        self.run_with(listen, node::session::Deadlines::default())
+            .await;
+    }
+
+    /// Starts the home's node on `listen` under `deadlines` (it must not be running).
+    pub async fn run_with(
+        &mut self,
+        listen: std::net::SocketAddr,
+        deadlines: node::session::Deadlines,
+    ) {
         assert!(self.node.is_none(), "the node already runs");
         let node = node::node::start(
             node::node::NodeConfig {
                 home: self.home.clone(),
                 listen,
                 open: false,
+                deadlines,
                 faults: node::session::Faults::default(),
             },
             self.key.clone(),
@@ -867,6 +888,40 @@ impl InProcess {
         )
         .expect("add peer");
     }
+}
+
+/// Runs `handler` as a fake peer node (its own key, on loopback) and registers it in `t` as
+/// NAME with its address; shut the router down at the end.
+pub fn fake_peer<H: iroh::protocol::ProtocolHandler>(
+    t: &TestHome,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    key: protocol::SecretKey,
+    handler: H,
+) -> iroh::protocol::Router {
+    let (router, addr) = rt.block_on(async {
+        let ep = node::node::bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = ep.bound_sockets()[0];
+        (
+            iroh::protocol::Router::builder(ep)
+                .accept(protocol::wire::SYNC_ALPN, handler)
+                .spawn(),
+            addr,
+        )
+    });
+    t.ok([
+        "sync",
+        "peers",
+        "add",
+        name,
+        "--key",
+        &key.public().to_hex(),
+        "--addr",
+        &addr.to_string(),
+    ]);
+    router
 }
 
 /// A raw connection with `key` to the node or hub `to` at `addr`, on `alpn`.

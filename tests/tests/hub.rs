@@ -339,6 +339,7 @@ fn two_instances_without_direct_addresses_sync_through_the_hub_relay() {
                 home: home_a.clone(),
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 open: false,
+                deadlines: node::session::Deadlines::default(),
                 faults: Faults::default(),
             },
             key_a.clone(),

@@ -6,6 +6,7 @@ mod bundles;
 mod cli;
 mod continuous;
 mod control;
+mod hostile;
 mod hub;
 mod peers;
 mod prune;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{Connection, ConnectionError, RecvStream, SendStream};
-use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr};
 use node::node::{Direction, bind_endpoint, sync_once};
 use proptest::prelude::*;
@@ -27,8 +27,8 @@ use serde_json::Value;
 use store::{Draft, ListFilter, StoreError};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use wb_tests::harness::{
-    InProcess, NodeProcess, TestHome, assert_one_line_error, bulk_public_users, count, finish,
-    finish_ok, link, put_user, runtime,
+    InProcess, NodeProcess, TestHome, assert_one_line_error, bulk_public_users, count, fake_peer,
+    finish, finish_ok, link, put_user, runtime,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -681,35 +681,6 @@ fn oversized_frames_and_garbage_are_refused_while_a_good_peer_syncs() {
     assert_eq!(live_ids(&s.b, &s.a.public_key()).len(), s.next);
 }
 
-/// Runs `handler` as a fake peer node (its own key, on loopback) and registers it in `t` as
-/// NAME with its address; shut the router down at the end.
-fn fake_peer<H: ProtocolHandler>(
-    t: &TestHome,
-    rt: &tokio::runtime::Runtime,
-    name: &str,
-    key: SecretKey,
-    handler: H,
-) -> Router {
-    let (router, addr) = rt.block_on(async {
-        let ep = bind_endpoint(&key, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let addr = ep.bound_sockets()[0];
-        (Router::builder(ep).accept(SYNC_ALPN, handler).spawn(), addr)
-    });
-    t.ok([
-        "sync",
-        "peers",
-        "add",
-        name,
-        "--key",
-        &key.public().to_hex(),
-        "--addr",
-        &addr.to_string(),
-    ]);
-    router
-}
-
 /// A fake peer node that answers every `Hello` with another major version.
 #[derive(Debug, Clone)]
 struct FutureVersion;
@@ -742,7 +713,7 @@ impl ProtocolHandler for FutureVersion {
 }
 
 /// A fake peer node that answers every `Hello` with an `Error` whose message is a terminal
-/// escape sequence followed by nearly a whole frame of text.
+/// escape sequence followed by nearly the most text an `Error` frame may hold (`SMALL_FRAME_MAX`).
 #[derive(Debug, Clone)]
 struct HostileError;
 
@@ -753,7 +724,7 @@ impl ProtocolHandler for HostileError {
         let _hello = recv.next().await;
         let body = Message::Error {
             code: 7,
-            message: format!("\u{1b}]0;owned\u{7}\u{1b}[2J{}", "A".repeat(8_000_000)),
+            message: format!("\u{1b}]0;owned\u{7}\u{1b}[2J{}", "A".repeat(60_000)),
         }
         .encode()
         .map_err(AcceptError::from_err)?;

@@ -354,6 +354,7 @@ fn source(
         home: home.clone(),
         listen: "127.0.0.1:0".parse()?,
         open: false,
+        deadlines: node::session::Deadlines::default(),
         faults: Faults::default(),
     };
     let node = rt.block_on(node::node::start(config, key.clone(), store.clone()))?;
