@@ -5,7 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, anyhow, bail};
 use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde_json::{Value, json};
-use store::{Draft, Home, InitOutcome, ListFilter, LocalChange, Store, StoreError, time};
+use store::{
+    Draft, Home, InitOutcome, ListFilter, LocalChange, ReplaceStep, Store, StoreError, time,
+};
 
 use crate::args::{
     AppCommand, Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand, TrustCommand,
@@ -42,7 +44,11 @@ pub fn run(cli: Cli) -> Result<Output> {
             scope,
             allow_contact,
         }) => scope_set(&home, &entity, &id, &scope, allow_contact),
-        Command::Sync(SyncCommand::Keygen { force, yes }) => keygen(&home, force, yes),
+        Command::Sync(SyncCommand::Keygen {
+            force,
+            yes,
+            test_crash_after,
+        }) => keygen(&home, force, yes, test_crash_after.as_deref()),
         Command::Sync(SyncCommand::Prune {
             peer,
             older_than,
@@ -655,7 +661,7 @@ fn scope_set(
     Ok(out)
 }
 
-fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
+fn keygen(home: &Home, force: bool, yes: bool, crash_after: Option<&str>) -> Result<Output> {
     if force && crate::running::get().is_some() {
         bail!(
             "a node is running on this home with the current key; stop it (Ctrl-C or SIGTERM) \
@@ -705,18 +711,32 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
         ))?;
     }
     let new = store::home::new_secret_key()?;
-    // Order matters for recovery: back up the old secret, write the new key files, then move
-    // the records. If interrupted after the key files, the store still names the old key and
-    // `wb` says so; restoring the backup brings the old state back.
+    // The old secret is kept; then the store switches first and the key files follow, so an
+    // interruption at any point leaves a home that opens (see `Home::replace_key`).
     let backup = home
         .keys_dir()
         .join(format!("id_ed25519.replaced-{}", old.public().key_id()));
     std::fs::copy(home.secret_key_path(), &backup)
         .with_context(|| format!("cannot back up the old key to {}", backup.display()))?;
-    home.write_key_files(&new)?;
     let moved = match &store {
-        Some(store) => store.rekey(&old, &new, time::now_ms())?,
-        None => 0,
+        Some(store) => {
+            let mut after_step = |step: ReplaceStep| {
+                let name = match step {
+                    ReplaceStep::Staged => "staged",
+                    ReplaceStep::StoreSwitched => "store",
+                };
+                if crash_after == Some(name) {
+                    // The test hook: stop here as a killed process would, without unwinding.
+                    std::process::exit(70);
+                }
+                Ok(())
+            };
+            home.replace_key(store, &old, &new, time::now_ms(), &mut after_step)?
+        }
+        None => {
+            home.write_key_files(&new)?;
+            0
+        }
     };
     let mut j = identity_json(&new.public(), name.as_deref())?;
     j["outcome"] = json!("replaced");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use protocol::wire::Cursor;
 use protocol::{
     Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version, may_receive,
-    may_receive_withdrawal,
+    may_receive_withdrawal, sent_on_behalf_of,
 };
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -41,6 +41,8 @@ const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
 const META_INSTANCE_KEY: &str = "instance_key";
 const META_LISTEN_ADDRS: &str = "listen_addrs";
+/// The keys this instance replaced (`wb sync keygen --force`), 32 bytes each, oldest first.
+const META_FORMER_KEYS: &str = "former_keys";
 /// On-disk layout version of this store; bumped on incompatible changes.
 const STORE_FORMAT: u32 = 1;
 
@@ -685,9 +687,45 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             meta.insert(META_INSTANCE_KEY, new.public().as_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
+            // The old key's withdrawals are still ours to send (`protocol::sent_on_behalf_of`).
+            let mut former = self.read_former_keys(&meta)?;
+            if !former.contains(&old.public()) {
+                former.push(old.public());
+            }
+            let bytes: Vec<u8> = former.iter().flat_map(|k| *k.as_bytes()).collect();
+            meta.insert(META_FORMER_KEYS, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(live.len() as u64)
+    }
+
+    /// The keys this instance replaced (`wb sync keygen --force`), oldest first.
+    pub fn former_keys(&self) -> Result<Vec<PublicKey>> {
+        let tx = self.read_tx()?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        self.read_former_keys(&meta)
+    }
+
+    fn read_former_keys(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Vec<PublicKey>> {
+        let Some(value) = meta.get(META_FORMER_KEYS).map_err(|e| self.err(e))? else {
+            return Ok(Vec::new());
+        };
+        let bytes = value.value();
+        if bytes.len() % 32 != 0 {
+            return Err(self.corrupt("former keys"));
+        }
+        bytes
+            .chunks_exact(32)
+            .map(|chunk| {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(chunk);
+                PublicKey::from_bytes(key).map_err(|_| self.corrupt("former keys"))
+            })
+            .collect()
     }
 
     /// Stores `record` under `kb` with a new change-log sequence, removing its old log entry.
@@ -923,7 +961,10 @@ impl Store {
             Some(peer) => self.owes_withdrawals(&tx, peer)?,
             None => false,
         };
+        // Withdrawals signed by a key we replaced are ours too (`wb sync keygen --force`).
+        let former = self.read_former_keys(&tx.open_table(META).map_err(|e| self.err(e))?)?;
         let may = |r: &Record| {
+            let sender = sent_on_behalf_of(r, sender, &former);
             may_receive(r, sender, audience) || (owed && may_receive_withdrawal(r, sender))
         };
         let mut out = Outgoing {

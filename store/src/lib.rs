@@ -18,7 +18,7 @@ pub use db::{
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,
 };
 pub use error::{Rejection, Result, StoreError};
-pub use home::{Home, InitOutcome};
+pub use home::{Home, InitOutcome, ReplaceStep};
 pub use hub::{DirectoryEntry, Holding};
 pub use local::LocalBatch;
 pub use peers::{

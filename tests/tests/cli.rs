@@ -632,6 +632,57 @@ fn keygen_force_yes_replaces_the_key_and_resigns_local_records() {
     assert_eq!(by_id, old_all);
 }
 
+/// Issue 11 item 16: a key replacement killed between its steps leaves a home every command
+/// opens: killed before the store switched, the old key; after, the new one (the next command
+/// finishes the key files). The hidden `--test-crash-after` exits as a kill would.
+#[test]
+fn keygen_force_killed_midway_leaves_a_home_that_opens() {
+    for (step, new_key_wins) in [("staged", false), ("store", true)] {
+        let t = TestHome::new();
+        t.ok(["init", "--name", "Alpha"]);
+        t.ok([
+            "record",
+            "put",
+            "user",
+            "u1",
+            "--scope",
+            "trusted",
+            "--field",
+            "Username=ann",
+        ]);
+        let old = t.json(["id"]);
+        let run = t.run([
+            "sync",
+            "keygen",
+            "--force",
+            "--yes",
+            "--test-crash-after",
+            step,
+        ]);
+        assert_eq!(run.status.code(), Some(70), "{step}: {run}");
+
+        let id = t.json(["id"]);
+        assert_eq!(id["name"], "Alpha", "{step}");
+        if new_key_wins {
+            assert_ne!(id["public_key"], old["public_key"], "{step}: {id}");
+        } else {
+            assert_eq!(id["public_key"], old["public_key"], "{step}: {id}");
+        }
+        let on_disk = fs::read_to_string(t.path("keys/id_ed25519.pub")).expect("public key");
+        assert_eq!(on_disk.trim_end(), id["public_key"].as_str().expect("key"));
+        assert!(
+            !t.path("keys/id_ed25519.next").exists(),
+            "{step}: the journal was settled"
+        );
+        let u1 = t.json(["record", "get", "user", "u1"]);
+        assert_eq!(u1["origin"], id["public_key"], "{step}: {u1}");
+        assert_eq!(u1["fields"]["Username"], "ann");
+        // And a later replacement works from there.
+        t.ok(["sync", "keygen", "--force", "--yes"]);
+        assert_ne!(t.json(["id"])["public_key"], id["public_key"]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // wb record put / get / list / rm
 // ---------------------------------------------------------------------------------------------

@@ -947,6 +947,48 @@ fn a_trusted_record_arrives_once_the_origin_trusts_the_peer() {
     node_a.stop();
 }
 
+/// Issue 11 item 16: after `wb sync keygen --force`, a trusted peer that re-adds the instance
+/// under its new key gets the old key's withdrawals of trusted records too, and deletes the
+/// copies the old key signed.
+#[test]
+fn a_trusted_peer_loses_the_old_key_copies_after_a_key_replacement() {
+    let (a, b) = (TestHome::initialized(), TestHome::initialized());
+    put_user(&a, "friends", "trusted");
+    put_user(&a, "all", "public");
+    link(&a, "a", &b, "b", true);
+    let old = a.public_key();
+    let node_a = a.start_node();
+    b.set_peer_addr("a", node_a.addr());
+    b.sync_now("a", &["--pull-only"]);
+    node_a.stop();
+    assert_eq!(
+        live_ids(&b, &old),
+        BTreeSet::from(["all".to_string(), "friends".to_string()])
+    );
+
+    a.ok(["sync", "keygen", "--force", "--yes"]);
+    let new = a.public_key();
+    assert_ne!(new, old);
+    let node_a = a.start_node();
+    b.add_peer("a-new", &a, Some(node_a.addr()), true);
+    let report = b.sync_now("a-new", &["--pull-only"]);
+    node_a.stop();
+
+    assert_eq!(count(&report, "rejected"), 0, "{report}");
+    assert_eq!(
+        live_ids(&b, &old),
+        BTreeSet::new(),
+        "B still holds copies signed by the replaced key: {report}"
+    );
+    let gone = records_of(&b, &old);
+    assert_eq!(gone["friends"]["deleted"], true, "{}", gone["friends"]);
+    assert_eq!(gone["friends"]["fields"], serde_json::json!({}));
+    assert_eq!(
+        live_ids(&b, &new),
+        BTreeSet::from(["all".to_string(), "friends".to_string()])
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The privacy invariant across a network (property test, nodes in-process)
 // ---------------------------------------------------------------------------------------------

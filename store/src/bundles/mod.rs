@@ -16,7 +16,7 @@ use protocol::bundle::{
 use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
 use protocol::{
     Audience, CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
-    may_receive,
+    may_receive, sent_on_behalf_of,
 };
 use serde::Serialize;
 
@@ -191,6 +191,7 @@ pub fn export(
             dir: dir.display().to_string(),
             ..Default::default()
         },
+        former: store.former_keys()?,
         withheld_requests: HashSet::new(),
         origins: Origins::default(),
         deferred: Vec::new(),
@@ -309,6 +310,9 @@ struct Export<'a> {
     store: &'a Store,
     local: PublicKey,
     audience: Audience,
+    /// Keys this instance replaced: their withdrawals go out as ours (see
+    /// `protocol::sent_on_behalf_of`).
+    former: Vec<PublicKey>,
     report: ExportReport,
     /// Requests that do not go out as themselves (withheld, or sent as their withdrawal).
     withheld_requests: HashSet<RecordKey>,
@@ -322,7 +326,11 @@ impl Export<'_> {
     /// go out, but was narrowed from a scope that may, so importers of an earlier export delete
     /// their copy, §4), or nothing, counted by why.
     fn choose(&mut self, r: Record) -> Result<Option<Record>> {
-        if may_receive(&r, &self.local, self.audience) {
+        if may_receive(
+            &r,
+            sent_on_behalf_of(&r, &self.local, &self.former),
+            self.audience,
+        ) {
             return Ok(Some(r));
         }
         if r.entity == Entity::Request {
