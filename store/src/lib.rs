@@ -9,6 +9,7 @@ pub mod db;
 mod error;
 pub mod home;
 pub mod hub;
+mod leaving;
 mod local;
 pub mod peers;
 pub mod time;

@@ -7,8 +7,8 @@ use protocol::{Entity, Record, RecordKey, SecretKey, Version};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::db::{
-    COUNTERS, Draft, LOG, LocalChange, META, META_CLOCK, RECORDS, Store, WITHDRAWALS, bump,
-    counter, key_bytes, version_bytes, version_from_bytes,
+    COUNTERS, Draft, LOG, LocalChange, META, META_CLOCK, META_NEXT_SEQ, RECORDS, Store,
+    WITHDRAWALS, bump, counter, key_bytes, version_bytes, version_from_bytes, widens_request,
 };
 use crate::error::{Result, StoreError};
 
@@ -233,6 +233,16 @@ impl<'a> LocalBatch<'a> {
             old_seq,
             &record,
         )?;
+        if let Some((_, existing)) = &current
+            && widens_request(existing, &record)
+        {
+            let next = store.next_seq(&self.meta)?;
+            let widened = std::collections::HashSet::from([record.key()]);
+            let after = store.relog_comments(&mut self.records, &mut self.log, &widened, next)?;
+            self.meta
+                .insert(META_NEXT_SEQ, after.to_be_bytes().as_slice())
+                .map_err(|e| store.err(e))?;
+        }
         bump(&mut self.counters, counter::LOCAL_WRITES, 1).map_err(|e| store.err(e))?;
         self.written += 1;
         Ok(match current {

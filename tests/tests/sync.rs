@@ -1134,11 +1134,58 @@ fn check(
             }
         }
     }
+    // A comment goes only where its request goes (issue 11 item 11): a live comment of `x` at
+    // `y` means `y` holds its request too (or its withdrawal, once it was narrowed).
+    for (y, records) in held.iter().enumerate() {
+        for c in records
+            .values()
+            .filter(|r| r.entity == Entity::Comment && !r.deleted)
+        {
+            let x = index[&c.origin];
+            if x == y {
+                continue;
+            }
+            let request = c.commented_request().expect("a comment names its request");
+            prop_assert!(
+                records.contains_key(&request),
+                "instance {y} holds comment {} of instance {x} but never had its request {}",
+                c.id,
+                request.id
+            );
+        }
+    }
     if converged {
+        // Comments reach every party their own scope and their request's current one allow.
+        for (x, records) in held.iter().enumerate() {
+            for c in records
+                .values()
+                .filter(|r| r.entity == Entity::Comment && !r.deleted && index[&r.origin] == x)
+            {
+                let request =
+                    &records[&c.commented_request().expect("a comment names its request")];
+                for (y, other) in held.iter().enumerate() {
+                    if y != x
+                        && allowed(c.effective_scope(), x, y, trust)
+                        && allowed(request.effective_scope(), x, y, trust)
+                    {
+                        prop_assert_eq!(
+                            other.get(&c.key()),
+                            Some(c),
+                            "comment {} of instance {} on {:?} request {} should be at {}",
+                            &c.id,
+                            x,
+                            request.effective_scope(),
+                            &request.id,
+                            y
+                        );
+                    }
+                }
+            }
+        }
         for (x, records) in held.iter().enumerate() {
             for r in records
                 .values()
-                .filter(|r| !r.deleted && index[&r.origin] == x)
+                .filter(|r| !r.deleted && r.entity != Entity::Comment && index[&r.origin] == x)
             {
                 for (y, other) in held.iter().enumerate() {
                     if y == x {
@@ -1213,6 +1260,23 @@ async fn privacy_case(trust: [[bool; 3]; 3], plans: [Vec<Plan>; 3]) -> Result<()
                 },
                 entity(p),
             );
+            // A public comment on every request, whatever the request's scope: it goes only
+            // where the request goes.
+            if p.request {
+                n.write(
+                    &format!("c{i}"),
+                    |_| Draft {
+                        scope: Scope::Public,
+                        deleted: false,
+                        fields: vec![
+                            ("Request".into(), id.clone()),
+                            ("User-ID".into(), "1".into()),
+                        ],
+                        body: format!("on {id}"),
+                    },
+                    Entity::Comment,
+                );
+            }
         }
     }
     sync_round(&nodes).await;
@@ -1273,7 +1337,8 @@ proptest! {
 
     /// Random datasets (scopes, drafts, narrowing, deletions) on three instances with random
     /// trust: no private record or draft ever leaves its origin, a trusted record reaches only
-    /// the peers its origin trusts (never a third party by relay), public records reach all.
+    /// the peers its origin trusts (never a third party by relay), public records reach all,
+    /// and a public comment goes only where its request goes (once the request may go there).
     #[test]
     fn privacy_holds_across_a_network_of_three(
         trust in any::<[[bool; 3]; 3]>(),
