@@ -415,24 +415,35 @@ fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
             let default_scope = entity.default_scope();
             let is_vouch = entity == Entity::Vouch;
             let now = time::now_ms();
-            let change = inst.store.update_local(
-                &inst.key,
-                entity,
-                &id,
-                now,
-                |current| -> Result<Draft> {
+            let mut dropped: Vec<String> = Vec::new();
+            let change = inst.store.local_batch(&inst.key, |batch| {
+                batch.allow_contact(allow_contact);
+                batch.update(entity, &id, now, |current| -> Result<Draft> {
                     let mut fields = fields;
                     if is_vouch {
                         crate::trust_cmd::prepare_vouch_put(&inst, &id, current, &mut fields, now)?;
                     }
+                    let scope = scope.or(current.map(|r| r.scope)).unwrap_or(default_scope);
+                    // Contact data stays home unless allowed (§4): dropped from a record that
+                    // may leave, as `wb app import` drops it.
+                    if scope != Scope::Private && !allow_contact {
+                        fields.retain(|(name, value)| {
+                            let contact = name.to_ascii_lowercase().starts_with("contact-")
+                                && !value.trim().is_empty();
+                            if contact {
+                                dropped.push(name.clone());
+                            }
+                            !contact
+                        });
+                    }
                     Ok(Draft {
-                        scope: scope.or(current.map(|r| r.scope)).unwrap_or(default_scope),
+                        scope,
                         deleted: false,
                         fields,
                         body,
                     })
-                },
-            )?;
+                })
+            })?;
             let local = inst.key.public();
             let r = change.record();
             let (word, text) = match &change {
@@ -460,7 +471,20 @@ fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
             };
             let mut j = record_json(r, &local);
             j["change"] = json!(word);
+            if !dropped.is_empty() {
+                j["contact_dropped"] = json!(dropped);
+            }
             let mut out = Output::new(text, j);
+            if !dropped.is_empty() {
+                out.warnings.push(format!(
+                    "{} {} is {}: dropped {} (contact data leaves this instance only with \
+                     --allow-contact)",
+                    r.entity,
+                    r.id,
+                    r.scope,
+                    dropped.join(", ")
+                ));
+            }
             if !allow_contact && !matches!(change, LocalChange::Unchanged(_)) {
                 out.warnings.extend(contact_warning(r));
             }
@@ -615,9 +639,10 @@ fn scope_set(
         id: id.to_string(),
     };
     let mut before = None;
-    let change = inst
-        .store
-        .update_local(&inst.key, entity, id, time::now_ms(), |current| {
+    let change = inst.store.local_batch(&inst.key, |batch| {
+        // Widening a record with `Contact-*` values is refused unless allowed (§4).
+        batch.allow_contact(allow_contact);
+        batch.update(entity, id, time::now_ms(), |current| {
             let r = current.ok_or_else(|| not_found(&key, &local))?;
             if r.deleted {
                 bail!(
@@ -631,7 +656,8 @@ fn scope_set(
                 scope,
                 ..Draft::from_record(r)
             })
-        })?;
+        })
+    })?;
     let r = change.record();
     let text = match (&change, before) {
         (LocalChange::Unchanged(_), _) => {

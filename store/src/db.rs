@@ -31,6 +31,10 @@ const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 pub(crate) const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
 const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
 pub(crate) const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
+/// Our records whose `Contact-*` values the operator let leave (`--allow-contact`): record key
+/// bytes → nothing. Created by the first write that needs it (stores made before it have none).
+pub(crate) const CONTACT_ALLOWED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("contact_allowed");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
@@ -291,6 +295,8 @@ pub(crate) fn widens_request(current: &Record, next: &Record) -> bool {
 struct TableLookup<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
     store: &'a Store,
     records: &'a T,
+    /// `None`: the store has no such table yet (nothing was allowed).
+    contact_allowed: Option<&'a T>,
 }
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, T> {
@@ -304,12 +310,38 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, 
             None => Ok(None),
         }
     }
+
+    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
+        match self.contact_allowed {
+            None => Ok(false),
+            Some(table) => Ok(table
+                .get(key_bytes(key).as_slice())
+                .map_err(|e| self.store.err(e))?
+                .is_some()),
+        }
+    }
 }
 
 /// The rule's reads, one read transaction each (bundle export).
 impl Lookup for &Store {
     fn record(&mut self, key: &RecordKey) -> Result<Option<Record>> {
         self.get(key)
+    }
+
+    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
+        Store::contact_allowed(self, key)
+    }
+}
+
+/// The `contact_allowed` table of a read transaction, if the store has one yet.
+fn contact_allowed_table(
+    store: &Store,
+    tx: &ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+    match tx.open_table(CONTACT_ALLOWED) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(store.err(e)),
     }
 }
 
@@ -680,6 +712,24 @@ impl Store {
             let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            // What the operator let leave stays allowed under the new key.
+            let mut allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
+            for record in &live {
+                let old_kb = key_bytes(&record.key());
+                if allowed
+                    .remove(old_kb.as_slice())
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
+                    let new_kb = key_bytes(&RecordKey {
+                        origin: new.public(),
+                        ..record.key()
+                    });
+                    allowed
+                        .insert(new_kb.as_slice(), [].as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
             let mut clock = meta
                 .get(META_CLOCK)
                 .map_err(|e| self.err(e))?
@@ -1051,9 +1101,11 @@ impl Store {
             audience,
             owed,
         };
+        let allowed = contact_allowed_table(self, &tx)?;
         let mut lookup = TableLookup {
             store: self,
             records: &records,
+            contact_allowed: allowed.as_ref(),
         };
         let mut out = Outgoing {
             records: Vec::new(),
@@ -1108,6 +1160,18 @@ impl Store {
             audience,
             owed: false,
         })
+    }
+
+    /// Whether the operator let this record's `Contact-*` values leave (`--allow-contact`).
+    pub fn contact_allowed(&self, key: &RecordKey) -> Result<bool> {
+        let tx = self.read_tx()?;
+        match contact_allowed_table(self, &tx)? {
+            None => Ok(false),
+            Some(table) => Ok(table
+                .get(key_bytes(key).as_slice())
+                .map_err(|e| self.err(e))?
+                .is_some()),
+        }
     }
 
     /// The signed withdrawal of a record narrowed at some point, if any (see `update_local`).

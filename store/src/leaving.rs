@@ -2,7 +2,8 @@
 //! too) and bundle exports (`bundles::export`).
 //!
 //! `protocol::may_receive` decides on a record alone (its scope, its origin, the audience);
-//! this adds what needs the store: a comment goes only where its request goes.
+//! this adds what needs the store: a comment goes only where its request goes, and our own
+//! records carry `Contact-*` values out only if the operator allowed them (§4).
 
 use protocol::{
     Audience, PublicKey, Record, RecordKey, may_receive, may_receive_withdrawal, sent_on_behalf_of,
@@ -19,12 +20,17 @@ pub(crate) enum Withheld {
     /// (private, a draft, trusted for another audience, or sent as its withdrawal): the comment
     /// would reveal the request.
     HiddenRequest,
+    /// One of our records holding `Contact-*` values the operator did not let leave
+    /// (`--allow-contact`): a record written before that was enforced at write time.
+    Contact,
 }
 
 /// What the rule needs to read from the store.
 pub(crate) trait Lookup {
     /// The stored version of a record (tombstones included), if any.
     fn record(&mut self, key: &RecordKey) -> Result<Option<Record>>;
+    /// Whether the operator let this record's `Contact-*` values leave.
+    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool>;
 }
 
 /// The rule for one audience.
@@ -60,6 +66,12 @@ impl Rule {
             && !self.by_scope(&request)
         {
             return Ok(Err(Withheld::HiddenRequest));
+        }
+        if r.origin == self.sender
+            && !protocol::contact::named_contact_fields(r).is_empty()
+            && !lookup.contact_allowed(&r.key())?
+        {
+            return Ok(Err(Withheld::Contact));
         }
         Ok(Ok(()))
     }

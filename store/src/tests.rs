@@ -1,7 +1,7 @@
 //! Store tests: batch atomicity, log compaction, epoch persistence, §5 rules, convergence.
 
 use proptest::prelude::*;
-use protocol::{Audience, Entity, Record, Scope, SecretKey, Version};
+use protocol::{Audience, Entity, Record, RecordKey, Scope, SecretKey, Version};
 
 use crate::*;
 
@@ -501,6 +501,85 @@ fn old_key_trusted_withdrawals_go_to_trusted_peers() {
     let (old_id, new_id) = (old.public().key_id(), new.public().key_id());
     assert_eq!(sent(true), vec![(old_id, true), (new_id, false)]);
     assert_eq!(sent(false), Vec::<(String, bool)>::new());
+}
+
+/// Issue 11 item 12: our records carry `Contact-*` values out only when the operator allowed
+/// them: a write without leave is refused, and a record that holds them without leave (written
+/// before this was enforced) is withheld from sync and exports alike.
+#[test]
+fn own_contact_data_leaves_only_when_allowed() {
+    let (dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[20; 32]);
+    store.set_instance_key(&key.public()).expect("key");
+    let put = |id: &str, allow: bool| {
+        store.local_batch(&key, |batch| {
+            batch.allow_contact(allow);
+            batch.update(Entity::User, id, NOW, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope: Scope::Public,
+                    fields: vec![
+                        ("Username".into(), id.into()),
+                        ("Contact-Email".into(), format!("{id}@example.org")),
+                    ],
+                    ..Default::default()
+                })
+            })
+        })
+    };
+    let before = snapshot(&store);
+    let err = put("refused", false).expect_err("contact data without leave");
+    assert!(matches!(err, StoreError::ContactData { .. }), "{err}");
+    assert!(err.to_string().contains("Contact-Email"), "{err}");
+    assert_eq!(
+        snapshot(&store),
+        before,
+        "a refused write changed the store"
+    );
+
+    put("allowed", true).expect("allowed");
+    put("legacy", true).expect("allowed");
+    // As if written before the rule: the leave is not on record.
+    let legacy = RecordKey {
+        origin: key.public(),
+        entity: Entity::User,
+        id: "legacy".into(),
+    };
+    {
+        let tx = store.write_tx().expect("tx");
+        tx.open_table(crate::db::CONTACT_ALLOWED)
+            .expect("table")
+            .remove(crate::db::key_bytes(&legacy).as_slice())
+            .expect("remove");
+        tx.commit().expect("commit");
+    }
+    let out = store
+        .outgoing(
+            &key.public(),
+            None,
+            Audience { trusted: false },
+            0,
+            100,
+            1000,
+        )
+        .expect("outgoing");
+    let ids: Vec<&str> = out.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["allowed"]);
+    assert_eq!(out.filtered, 1);
+
+    let export = dir.path().join("export");
+    let report = bundles::export(
+        &store,
+        &key,
+        &export,
+        &bundles::ExportOptions {
+            include_trusted: false,
+            now_ms: NOW,
+        },
+        &mut |_, _| {},
+    )
+    .expect("export");
+    assert_eq!(report.skipped_contact, 1);
+    assert_eq!(report.records.get("user"), Some(&1));
 }
 
 #[test]

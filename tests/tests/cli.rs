@@ -1520,6 +1520,78 @@ fn widening_a_record_with_contact_data_warns_naming_the_field() {
     assert_eq!(t.json(["record", "get", "user", "u1"])["scope"], "public");
 }
 
+/// Issue 11 item 12: `Contact-*` values leave only when forced (§4). A record put to leave
+/// drops them (with a warning) unless `--allow-contact`; widening a record that holds them is
+/// refused unless `--allow-contact`; an export carries only the allowed ones.
+#[test]
+fn contact_fields_leave_only_with_allow_contact() {
+    let t = TestHome::initialized();
+    let put = |id: &str, mail: &str, extra: &[&str]| {
+        let mut args = vec![
+            "record".to_string(),
+            "put".into(),
+            "user".into(),
+            id.into(),
+            "--field".into(),
+            format!("Username={id}"),
+            "--field".into(),
+            format!("Contact-Email={mail}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        t.ok_run(args)
+    };
+    let run = put("u1", "dropped@example.org", &["--scope", "public"]);
+    assert!(
+        warnings(&run)
+            .iter()
+            .any(|w| w.contains("Contact-Email") && w.contains("dropped")),
+        "{run}"
+    );
+    let u1 = t.json(["record", "get", "user", "u1"]);
+    assert!(u1["fields"].get("Contact-Email").is_none(), "{u1}");
+    assert_eq!(u1["scope"], "public");
+
+    put(
+        "u2",
+        "forced@example.org",
+        &["--scope", "public", "--allow-contact"],
+    );
+    let u2 = t.json(["record", "get", "user", "u2"]);
+    assert_eq!(u2["fields"]["Contact-Email"], "forced@example.org", "{u2}");
+
+    // Private: kept, and it stays home; widening it is refused until allowed.
+    put("u3", "private@example.org", &[]);
+    let before = t.all_records();
+    let err = t.fail(["scope", "set", "user", "u3", "public"]);
+    assert!(
+        err.contains("Contact-Email") && err.contains("--allow-contact"),
+        "{err}"
+    );
+    assert_eq!(
+        t.all_records(),
+        before,
+        "a refused widening changed the store"
+    );
+
+    let out = t.path("export");
+    t.ok(["sync", "export", out.to_str().expect("utf-8 path")]);
+    let exported: String = wb_tests::harness::tree(&out)
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(exported.contains("forced@example.org"));
+    assert!(!exported.contains("dropped@example.org"));
+    assert!(!exported.contains("private@example.org"));
+
+    t.ok(["scope", "set", "user", "u3", "public", "--allow-contact"]);
+    t.ok(["sync", "export", out.to_str().expect("utf-8 path")]);
+    let exported: String = wb_tests::harness::tree(&out)
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(exported.contains("private@example.org"));
+}
+
 #[test]
 fn contact_warning_keeps_json_stdout_clean() {
     let t = TestHome::initialized();

@@ -129,6 +129,8 @@ pub struct ExportReport {
     pub skipped_draft: u64,
     /// Comments left out because their request is not exported (private or draft).
     pub skipped_hidden_parent: u64,
+    /// Our records holding `Contact-*` values that were not allowed to leave (`--allow-contact`).
+    pub skipped_contact: u64,
     /// Records without their origin's signature (taken from app bundles): they cannot be
     /// verified by anyone else, so they are not passed on.
     pub skipped_unsigned: u64,
@@ -316,6 +318,8 @@ impl Export<'_> {
         let report = &mut self.report;
         if why == Withheld::HiddenRequest {
             report.skipped_hidden_parent += 1;
+        } else if why == Withheld::Contact {
+            report.skipped_contact += 1;
         } else if r.signature.is_none() {
             report.skipped_unsigned += 1;
         } else if r.is_draft() {
