@@ -431,6 +431,10 @@ pub enum SyncCommand {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Test hook: exit at once, as a crash would, after this step of the replacement
+        /// (`staged`: the new key is journalled; `store`: the store is re-signed).
+        #[arg(long, hide = true, value_name = "STEP", value_parser = ["staged", "store"])]
+        test_crash_after: Option<String>,
     },
     /// Forget records that came from other instances (local records are never pruned).
     ///

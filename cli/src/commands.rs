@@ -5,7 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, anyhow, bail};
 use protocol::{Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde_json::{Value, json};
-use store::{Draft, Home, InitOutcome, ListFilter, LocalChange, Store, StoreError, time};
+use store::{
+    Draft, Home, InitOutcome, ListFilter, LocalChange, ReplaceStep, Store, StoreError, time,
+};
 
 use crate::args::{
     AppCommand, Cli, Command, ListArgs, RecordCommand, ScopeCommand, SyncCommand, TrustCommand,
@@ -42,7 +44,11 @@ pub fn run(cli: Cli) -> Result<Output> {
             scope,
             allow_contact,
         }) => scope_set(&home, &entity, &id, &scope, allow_contact),
-        Command::Sync(SyncCommand::Keygen { force, yes }) => keygen(&home, force, yes),
+        Command::Sync(SyncCommand::Keygen {
+            force,
+            yes,
+            test_crash_after,
+        }) => keygen(&home, force, yes, test_crash_after.as_deref()),
         Command::Sync(SyncCommand::Prune {
             peer,
             older_than,
@@ -420,24 +426,35 @@ fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
             let default_scope = entity.default_scope();
             let is_vouch = entity == Entity::Vouch;
             let now = time::now_ms();
-            let change = inst.store.update_local(
-                &inst.key,
-                entity,
-                &id,
-                now,
-                |current| -> Result<Draft> {
+            let mut dropped: Vec<String> = Vec::new();
+            let change = inst.store.local_batch(&inst.key, |batch| {
+                batch.allow_contact(allow_contact);
+                batch.update(entity, &id, now, |current| -> Result<Draft> {
                     let mut fields = fields;
                     if is_vouch {
                         crate::trust_cmd::prepare_vouch_put(&inst, &id, current, &mut fields, now)?;
                     }
+                    let scope = scope.or(current.map(|r| r.scope)).unwrap_or(default_scope);
+                    // Contact data stays home unless allowed (§4): dropped from a record that
+                    // may leave, as `wb app import` drops it.
+                    if scope != Scope::Private && !allow_contact {
+                        fields.retain(|(name, value)| {
+                            let contact = name.to_ascii_lowercase().starts_with("contact-")
+                                && !value.trim().is_empty();
+                            if contact {
+                                dropped.push(name.clone());
+                            }
+                            !contact
+                        });
+                    }
                     Ok(Draft {
-                        scope: scope.or(current.map(|r| r.scope)).unwrap_or(default_scope),
+                        scope,
                         deleted: false,
                         fields,
                         body,
                     })
-                },
-            )?;
+                })
+            })?;
             let local = inst.key.public();
             let r = change.record();
             let (word, text) = match &change {
@@ -465,7 +482,20 @@ fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
             };
             let mut j = record_json(r, &local);
             j["change"] = json!(word);
+            if !dropped.is_empty() {
+                j["contact_dropped"] = json!(dropped);
+            }
             let mut out = Output::new(text, j);
+            if !dropped.is_empty() {
+                out.warnings.push(format!(
+                    "{} {} is {}: dropped {} (contact data leaves this instance only with \
+                     --allow-contact)",
+                    r.entity,
+                    r.id,
+                    r.scope,
+                    dropped.join(", ")
+                ));
+            }
             if !allow_contact && !matches!(change, LocalChange::Unchanged(_)) {
                 out.warnings.extend(contact_warning(r));
             }
@@ -620,9 +650,10 @@ fn scope_set(
         id: id.to_string(),
     };
     let mut before = None;
-    let change = inst
-        .store
-        .update_local(&inst.key, entity, id, time::now_ms(), |current| {
+    let change = inst.store.local_batch(&inst.key, |batch| {
+        // Widening a record with `Contact-*` values is refused unless allowed (§4).
+        batch.allow_contact(allow_contact);
+        batch.update(entity, id, time::now_ms(), |current| {
             let r = current.ok_or_else(|| not_found(&key, &local))?;
             if r.deleted {
                 bail!(
@@ -636,7 +667,8 @@ fn scope_set(
                 scope,
                 ..Draft::from_record(r)
             })
-        })?;
+        })
+    })?;
     let r = change.record();
     let text = match (&change, before) {
         (LocalChange::Unchanged(_), _) => {
@@ -666,7 +698,7 @@ fn scope_set(
     Ok(out)
 }
 
-fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
+fn keygen(home: &Home, force: bool, yes: bool, crash_after: Option<&str>) -> Result<Output> {
     if force && crate::running::get().is_some() {
         bail!(
             "a node is running on this home with the current key; stop it (Ctrl-C or SIGTERM) \
@@ -716,18 +748,32 @@ fn keygen(home: &Home, force: bool, yes: bool) -> Result<Output> {
         ))?;
     }
     let new = store::home::new_secret_key()?;
-    // Order matters for recovery: back up the old secret, write the new key files, then move
-    // the records. If interrupted after the key files, the store still names the old key and
-    // `wb` says so; restoring the backup brings the old state back.
+    // The old secret is kept; then the store switches first and the key files follow, so an
+    // interruption at any point leaves a home that opens (see `Home::replace_key`).
     let backup = home
         .keys_dir()
         .join(format!("id_ed25519.replaced-{}", old.public().key_id()));
     std::fs::copy(home.secret_key_path(), &backup)
         .with_context(|| format!("cannot back up the old key to {}", backup.display()))?;
-    home.write_key_files(&new)?;
     let moved = match &store {
-        Some(store) => store.rekey(&old, &new, time::now_ms())?,
-        None => 0,
+        Some(store) => {
+            let mut after_step = |step: ReplaceStep| {
+                let name = match step {
+                    ReplaceStep::Staged => "staged",
+                    ReplaceStep::StoreSwitched => "store",
+                };
+                if crash_after == Some(name) {
+                    // The test hook: stop here as a killed process would, without unwinding.
+                    std::process::exit(70);
+                }
+                Ok(())
+            };
+            home.replace_key(store, &old, &new, time::now_ms(), &mut after_step)?
+        }
+        None => {
+            home.write_key_files(&new)?;
+            0
+        }
     };
     let mut j = identity_json(&new.public(), name.as_deref())?;
     j["outcome"] = json!("replaced");

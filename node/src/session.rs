@@ -10,7 +10,7 @@ use iroh::endpoint::{RecvStream, SendStream};
 use protocol::wire::{
     BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
 };
-use protocol::{Audience, PublicKey, Scope};
+use protocol::{Audience, PublicKey};
 use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -650,8 +650,8 @@ async fn finish_apply(applying: Option<Applying>) -> Result<Option<ApplyReport>,
 }
 
 /// Decodes and checks a received batch (signatures on all cores, blocking) and drops what
-/// `peer` may not pass us: private records, another instance's trusted ones (checked again
-/// on the way in), counted as rejected. Public for the sync benchmark.
+/// `peer` may not pass us (`protocol::may_accept`: private records, another instance's trusted
+/// ones but their withdrawals), counted as rejected. Public for the sync benchmark.
 pub fn check_batch(
     records: Vec<Vec<u8>>,
     peer: &PublicKey,
@@ -659,10 +659,6 @@ pub fn check_batch(
 ) -> Result<(CheckedBatch, u64), String> {
     let mut checked = CheckedBatch::check_sealed(records, opts)
         .map_err(|(index, e)| format!("undecodable record (#{index} of its batch): {e}"))?;
-    let rejected = checked.retain(|r| match r.effective_scope() {
-        Scope::Private => false,
-        Scope::Trusted => r.origin == *peer,
-        Scope::Public => true,
-    });
+    let rejected = checked.retain(|r| protocol::may_accept(r, peer));
     Ok((checked, rejected as u64))
 }

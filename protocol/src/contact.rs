@@ -21,6 +21,19 @@ pub fn contact_fields(record: &Record) -> Vec<String> {
     found
 }
 
+/// Names of the `Contact-*` fields (any case) that hold a value: contact data by name, which
+/// leaves the instance only when the operator allows it (§4, `--allow-contact`).
+pub fn named_contact_fields(record: &Record) -> Vec<String> {
+    record
+        .fields
+        .iter()
+        .filter(|(name, value)| {
+            name.to_ascii_lowercase().starts_with("contact-") && !value.trim().is_empty()
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// True if the text contains something shaped like an e-mail address or a phone number.
 pub fn looks_like_contact(text: &str) -> bool {
     text.split_whitespace().any(looks_like_email) || has_phone_number(text)

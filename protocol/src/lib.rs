@@ -29,7 +29,10 @@ pub use entity::{Entity, Reference, validate};
 pub use error::ProtocolError;
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use record::{Record, RecordKey};
-pub use scope::{Audience, Scope, may_receive, may_receive_withdrawal};
+pub use scope::{
+    Audience, Scope, is_withdrawal, may_accept, may_receive, may_receive_withdrawal,
+    sent_on_behalf_of,
+};
 pub use sync_txt::{CodecError, SyncFile};
 pub use version::Version;
 

@@ -59,6 +59,20 @@ impl Record {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The request a live comment is on (its `Request` reference, resolved against the
+    /// comment's origin); `None` for anything else, and for a reference that does not parse.
+    pub fn commented_request(&self) -> Option<RecordKey> {
+        if self.deleted || self.entity != Entity::Comment {
+            return None;
+        }
+        let reference = crate::Reference::parse(self.field("Request")?).ok()?;
+        Some(RecordKey {
+            origin: reference.origin.unwrap_or(self.origin),
+            entity: Entity::Request,
+            id: reference.id,
+        })
+    }
+
     /// True for a live request whose status is `draft`: never exported or synced (§6).
     pub fn is_draft(&self) -> bool {
         !self.deleted && self.entity == Entity::Request && self.field("Status") == Some("draft")

@@ -100,10 +100,43 @@ pub fn may_receive(record: &crate::Record, sender: &crate::PublicKey, audience: 
 /// never its content. The caller decides who is owed withdrawals (the store remembers which
 /// peers were served trusted records).
 pub fn may_receive_withdrawal(record: &crate::Record, sender: &crate::PublicKey) -> bool {
+    is_withdrawal(record) && record.origin == *sender && record.effective_scope() == Scope::Trusted
+}
+
+/// A signed tombstone with no fields and no body: it carries a record's key, scope and version,
+/// never its content.
+pub fn is_withdrawal(record: &crate::Record) -> bool {
     record.signature.is_some()
         && record.deleted
         && record.fields.is_empty()
         && record.body.is_empty()
-        && record.origin == *sender
-        && record.effective_scope() == Scope::Trusted
+}
+
+/// The key a record is sent on behalf of, for [`may_receive`] and [`may_receive_withdrawal`]:
+/// `sender`, except for a withdrawal signed by one of `former` — keys this instance replaced
+/// (`wb sync keygen --force`). Those withdrawals are the instance's own, so they go where its
+/// withdrawals go (trusted ones to trusted peers too), and parties holding records signed by
+/// the old key delete them. Nothing but withdrawals is ever sent on behalf of a former key.
+pub fn sent_on_behalf_of<'a>(
+    record: &'a crate::Record,
+    sender: &'a crate::PublicKey,
+    former: &[crate::PublicKey],
+) -> &'a crate::PublicKey {
+    if is_withdrawal(record) && former.contains(&record.origin) {
+        &record.origin
+    } else {
+        sender
+    }
+}
+
+/// What a receiver takes from `peer` (it checks again what the sender checked): never a private
+/// record; a trusted one only from its origin, or as a withdrawal (signed by its origin, without
+/// content: it can only delete a copy of that origin's record, and is how an instance that
+/// replaced its key withdraws what the old key signed); public ones from anyone.
+pub fn may_accept(record: &crate::Record, peer: &crate::PublicKey) -> bool {
+    match record.effective_scope() {
+        Scope::Private => false,
+        Scope::Trusted => record.origin == *peer || is_withdrawal(record),
+        Scope::Public => true,
+    }
 }

@@ -191,3 +191,54 @@ fn validate_finds_a_repeated_field_among_many_in_one_pass() {
         .to_string();
     assert!(err.contains("F0") && err.contains("given twice"), "{err}");
 }
+
+/// A replaced key's withdrawals are sent on the instance's behalf and taken from any peer;
+/// nothing else of a former key goes out, and no other trusted record is taken from a relay.
+#[test]
+fn former_key_withdrawals_go_out_and_are_accepted_from_the_new_key() {
+    let (old, new) = (
+        SecretKey::from_bytes(&[5; 32]),
+        SecretKey::from_bytes(&[6; 32]),
+    );
+    let trusted = Audience { trusted: true };
+    let mut live = user(&old, &[("Username", "rosa")]);
+    live.scope = Scope::Trusted;
+    live.sign(&old).expect("sign");
+    let mut withdrawal = Record {
+        deleted: true,
+        fields: Vec::new(),
+        version: Version::new(2, 0),
+        signature: None,
+        ..live.clone()
+    };
+    withdrawal.sign(&old).expect("sign");
+    let former = [old.public()];
+    let (me, none) = (new.public(), &[][..]);
+    assert!(!may_receive(
+        &withdrawal,
+        sent_on_behalf_of(&withdrawal, &me, none),
+        trusted
+    ));
+    assert!(may_receive(
+        &withdrawal,
+        sent_on_behalf_of(&withdrawal, &me, &former),
+        trusted
+    ));
+    assert!(!may_receive(
+        &live,
+        sent_on_behalf_of(&live, &me, &former),
+        trusted
+    ));
+    assert!(!may_receive(
+        &withdrawal,
+        sent_on_behalf_of(&withdrawal, &me, &former),
+        Audience { trusted: false }
+    ));
+    assert!(may_accept(&withdrawal, &me));
+    assert!(!may_accept(&live, &me));
+    assert!(may_accept(&live, &old.public()));
+    let mut private = withdrawal.clone();
+    private.scope = Scope::Private;
+    private.sign(&old).expect("sign");
+    assert!(!may_accept(&private, &old.public()));
+}

@@ -7,14 +7,11 @@
 //! - `conflicts`: record key ++ version ++ loser hash → JSON [`Conflict`] (idempotent)
 //! - `counters`: name → u64
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use protocol::wire::Cursor;
-use protocol::{
-    Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version, may_receive,
-    may_receive_withdrawal,
-};
+use protocol::{Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
 use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -23,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Rejection, Result, StoreError};
 use crate::home::random_bytes;
+use crate::leaving::{Lookup, Rule};
 
 pub(crate) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -33,14 +31,20 @@ const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 pub(crate) const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
 const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
 pub(crate) const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
+/// Our records whose `Contact-*` values the operator let leave (`--allow-contact`): record key
+/// bytes → nothing. Created by the first write that needs it (stores made before it have none).
+pub(crate) const CONTACT_ALLOWED: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("contact_allowed");
 
 const META_FORMAT: &str = "format";
 const META_EPOCH: &str = "epoch";
 pub(crate) const META_CLOCK: &str = "clock";
-const META_NEXT_SEQ: &str = "next_seq";
+pub(crate) const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
 const META_INSTANCE_KEY: &str = "instance_key";
 const META_LISTEN_ADDRS: &str = "listen_addrs";
+/// The keys this instance replaced (`wb sync keygen --force`), 32 bytes each, oldest first.
+const META_FORMER_KEYS: &str = "former_keys";
 /// On-disk layout version of this store; bumped on incompatible changes.
 const STORE_FORMAT: u32 = 1;
 
@@ -280,6 +284,67 @@ pub(crate) fn key_bytes(key: &RecordKey) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key.id.as_bytes());
     out
+}
+
+/// Whether `next`, replacing `current`, is a request that may reach more parties (its effective
+/// scope widened: a wider scope, or no longer a draft), so its comments must be logged again
+/// (see [`Store::relog_comments`]).
+pub(crate) fn widens_request(current: &Record, next: &Record) -> bool {
+    next.entity == Entity::Request && next.effective_scope() > current.effective_scope()
+}
+
+/// The rule's reads (`leaving::Lookup`) inside an open read transaction.
+struct TableLookup<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
+    store: &'a Store,
+    records: &'a T,
+    /// `None`: the store has no such table yet (nothing was allowed).
+    contact_allowed: Option<&'a T>,
+}
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, T> {
+    fn record(&mut self, key: &RecordKey) -> Result<Option<Record>> {
+        match self
+            .records
+            .get(key_bytes(key).as_slice())
+            .map_err(|e| self.store.err(e))?
+        {
+            Some(v) => Ok(Some(self.store.decode_value(v.value())?.1)),
+            None => Ok(None),
+        }
+    }
+
+    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
+        match self.contact_allowed {
+            None => Ok(false),
+            Some(table) => Ok(table
+                .get(key_bytes(key).as_slice())
+                .map_err(|e| self.store.err(e))?
+                .is_some()),
+        }
+    }
+}
+
+/// The rule's reads, one read transaction each (bundle export).
+impl Lookup for &Store {
+    fn record(&mut self, key: &RecordKey) -> Result<Option<Record>> {
+        self.get(key)
+    }
+
+    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
+        Store::contact_allowed(self, key)
+    }
+}
+
+/// The `contact_allowed` table of a read transaction, if the store has one yet.
+fn contact_allowed_table(
+    store: &Store,
+    tx: &ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+    match tx.open_table(CONTACT_ALLOWED) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(store.err(e)),
+    }
 }
 
 pub(crate) fn version_bytes(v: Version) -> [u8; 12] {
@@ -660,6 +725,24 @@ impl Store {
             let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            // What the operator let leave stays allowed under the new key.
+            let mut allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
+            for record in &live {
+                let old_kb = key_bytes(&record.key());
+                if allowed
+                    .remove(old_kb.as_slice())
+                    .map_err(|e| self.err(e))?
+                    .is_some()
+                {
+                    let new_kb = key_bytes(&RecordKey {
+                        origin: new.public(),
+                        ..record.key()
+                    });
+                    allowed
+                        .insert(new_kb.as_slice(), [].as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
             let mut clock = meta
                 .get(META_CLOCK)
                 .map_err(|e| self.err(e))?
@@ -698,9 +781,45 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             meta.insert(META_INSTANCE_KEY, new.public().as_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
+            // The old key's withdrawals are still ours to send (`protocol::sent_on_behalf_of`).
+            let mut former = self.read_former_keys(&meta)?;
+            if !former.contains(&old.public()) {
+                former.push(old.public());
+            }
+            let bytes: Vec<u8> = former.iter().flat_map(|k| *k.as_bytes()).collect();
+            meta.insert(META_FORMER_KEYS, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(live.len() as u64)
+    }
+
+    /// The keys this instance replaced (`wb sync keygen --force`), oldest first.
+    pub fn former_keys(&self) -> Result<Vec<PublicKey>> {
+        let tx = self.read_tx()?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        self.read_former_keys(&meta)
+    }
+
+    fn read_former_keys(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Vec<PublicKey>> {
+        let Some(value) = meta.get(META_FORMER_KEYS).map_err(|e| self.err(e))? else {
+            return Ok(Vec::new());
+        };
+        let bytes = value.value();
+        if bytes.len() % 32 != 0 {
+            return Err(self.corrupt("former keys"));
+        }
+        bytes
+            .chunks_exact(32)
+            .map(|chunk| {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(chunk);
+                PublicKey::from_bytes(key).map_err(|_| self.corrupt("former keys"))
+            })
+            .collect()
     }
 
     /// Stores `record` under `kb` with a new change-log sequence, removing its old log entry.
@@ -721,12 +840,56 @@ impl Store {
     }
 
     /// The next change-log sequence to issue.
-    fn next_seq(&self, meta: &redb::Table<&str, &[u8]>) -> Result<u64> {
+    pub(crate) fn next_seq(&self, meta: &redb::Table<&str, &[u8]>) -> Result<u64> {
         Ok(meta
             .get(META_NEXT_SEQ)
             .map_err(|e| self.err(e))?
             .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(1))
+    }
+
+    /// Gives every stored comment on one of `requests` a new change-log entry from `seq` on
+    /// (its bytes unchanged), and returns the next sequence to issue (the caller stores it).
+    ///
+    /// A comment goes only where its request goes (`leaving`), so while its request stayed
+    /// home, peers' cursors went past it; once the request may reach more parties (its scope
+    /// widened, it stopped being a draft), its comments must come after it in the log. One scan
+    /// of the store, only in a transaction that widened a request.
+    pub(crate) fn relog_comments(
+        &self,
+        records: &mut redb::Table<&[u8], &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        requests: &HashSet<RecordKey>,
+        mut seq: u64,
+    ) -> Result<u64> {
+        if requests.is_empty() {
+            return Ok(seq);
+        }
+        let mut found = Vec::new();
+        for item in records.range::<&[u8]>(..).map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            // Key bytes: origin (32) ++ entity ++ NUL ++ id (see `key_bytes`).
+            let is_comment = key
+                .value()
+                .get(32..)
+                .and_then(|rest| rest.split(|&b| b == 0).next())
+                == Some(Entity::Comment.as_str().as_bytes());
+            if !is_comment {
+                continue;
+            }
+            let (old_seq, comment) = self.decode_value(value.value())?;
+            if comment
+                .commented_request()
+                .is_some_and(|r| requests.contains(&r))
+            {
+                found.push((key.value().to_vec(), old_seq, value.value()[8..].to_vec()));
+            }
+        }
+        for (kb, old_seq, sealed) in found {
+            self.put_sealed(records, log, &kb, Some(old_seq), seq, &sealed)?;
+            seq += 1;
+        }
+        Ok(seq)
     }
 
     /// Stores a sealed record under `kb` with change-log sequence `seq` (the caller issues it),
@@ -782,6 +945,8 @@ impl Store {
             let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
             let first_seq = self.next_seq(&meta)?;
             let mut seq = first_seq;
+            // Requests that may now reach more parties: their comments are logged again.
+            let mut widened: HashSet<RecordKey> = HashSet::new();
             for (index, ((incoming, verdict), sealed)) in batch
                 .records
                 .iter()
@@ -828,8 +993,14 @@ impl Store {
                     let old_seq = current.as_ref().map(|(seq, _)| *seq);
                     self.put_sealed(&mut records, &mut log, &kb, old_seq, seq, sealed)?;
                     seq += 1;
+                    if let Some((_, current)) = &current
+                        && widens_request(current, incoming)
+                    {
+                        widened.insert(incoming.key());
+                    }
                 }
             }
+            let seq = self.relog_comments(&mut records, &mut log, &widened, seq)?;
             if seq != first_seq {
                 meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())
                     .map_err(|e| self.err(e))?;
@@ -936,8 +1107,18 @@ impl Store {
             Some(peer) => self.owes_withdrawals(&tx, peer)?,
             None => false,
         };
-        let may = |r: &Record| {
-            may_receive(r, sender, audience) || (owed && may_receive_withdrawal(r, sender))
+        let rule = Rule {
+            sender: *sender,
+            // Withdrawals signed by a key we replaced are ours too (`wb sync keygen --force`).
+            former: self.read_former_keys(&tx.open_table(META).map_err(|e| self.err(e))?)?,
+            audience,
+            owed,
+        };
+        let allowed = contact_allowed_table(self, &tx)?;
+        let mut lookup = TableLookup {
+            store: self,
+            records: &records,
+            contact_allowed: allowed.as_ref(),
         };
         let mut out = Outgoing {
             records: Vec::new(),
@@ -965,7 +1146,7 @@ impl Store {
             if receiver == Some(&record.origin) {
                 continue;
             }
-            if may(&record) {
+            if rule.check(&record, &mut lookup)?.is_ok() {
                 out.records.push(record);
                 continue;
             }
@@ -977,11 +1158,33 @@ impl Store {
                 None => None,
             };
             match withdrawal {
-                Some(w) if may(&w) => out.records.push(w),
+                Some(w) if rule.check(&w, &mut lookup)?.is_ok() => out.records.push(w),
                 _ => out.filtered += 1,
             }
         }
         Ok(out)
+    }
+
+    /// The rule of what leaves for one audience (`leaving`), with this store's former keys.
+    pub(crate) fn leaving_rule(&self, sender: PublicKey, audience: Audience) -> Result<Rule> {
+        Ok(Rule {
+            sender,
+            former: self.former_keys()?,
+            audience,
+            owed: false,
+        })
+    }
+
+    /// Whether the operator let this record's `Contact-*` values leave (`--allow-contact`).
+    pub fn contact_allowed(&self, key: &RecordKey) -> Result<bool> {
+        let tx = self.read_tx()?;
+        match contact_allowed_table(self, &tx)? {
+            None => Ok(false),
+            Some(table) => Ok(table
+                .get(key_bytes(key).as_slice())
+                .map_err(|e| self.err(e))?
+                .is_some()),
+        }
     }
 
     /// The signed withdrawal of a record narrowed at some point, if any (see `update_local`).

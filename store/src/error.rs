@@ -9,6 +9,16 @@ use protocol::{ProtocolError, RecordKey};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    #[error(
+        "{entity} {id} would be {scope} with contact data in {fields}: contact data leaves this \
+         instance only when allowed (--allow-contact); nothing changed"
+    )]
+    ContactData {
+        entity: String,
+        id: String,
+        scope: String,
+        fields: String,
+    },
     #[error("no wb home at {0}: run `wb init` first")]
     NotInitialized(PathBuf),
     #[error("{path}: {source}")]

@@ -56,6 +56,12 @@ impl Home {
         self.keys_dir().join("id_ed25519.pub")
     }
 
+    /// The new secret key of a key replacement in progress (`wb sync keygen --force`): its
+    /// journal. See [`Home::replace_key`].
+    pub fn staged_secret_key_path(&self) -> PathBuf {
+        self.keys_dir().join("id_ed25519.next")
+    }
+
     pub fn metadata_path(&self) -> PathBuf {
         self.keys_dir().join("key_metadata.json")
     }
@@ -147,8 +153,11 @@ impl Home {
         Ok((key, store))
     }
 
-    /// Reads and checks the key pair: both files present, base64 of 32 bytes, matching.
+    /// Reads and checks the key pair: both files present, base64 of 32 bytes, matching. A key
+    /// replacement that was interrupted is first completed or undone (see
+    /// [`Home::replace_key`]).
     pub fn load_key(&self) -> Result<SecretKey> {
+        self.settle_key_replacement()?;
         let (secret_path, public_path) = (self.secret_key_path(), self.public_key_path());
         match (secret_path.exists(), public_path.exists()) {
             (true, true) => {}
@@ -186,6 +195,90 @@ impl Home {
         self.write_metadata(&public)
     }
 
+    /// Replaces the instance key `old` of this home's `store` with `new`, crash-safe: every
+    /// step can be interrupted and the next command that opens the home finds a home whose key
+    /// files and store belong together.
+    ///
+    /// 1. The new secret is written to `keys/id_ed25519.next` (the journal; owner-only, synced).
+    /// 2. The store is re-signed under the new key in one transaction ([`Store::rekey`]), which
+    ///    also records the new key as the store's: this commit is the switch.
+    /// 3. The public key and metadata files are rewritten, and the journal is renamed over
+    ///    `keys/id_ed25519`.
+    ///
+    /// Interrupted before 2 commits, the store still names the old key and the journal is
+    /// dropped; after, the store names the journal's key and step 3 is done again. That is
+    /// what [`Home::load_key`] does first, so every command settles it. `after_step` is called
+    /// after steps 1 and 2 (tests stop there, as a crash would); an error it returns stops the
+    /// replacement as it is. The caller backs up the old secret first. Returns how many
+    /// records were re-signed.
+    pub fn replace_key(
+        &self,
+        store: &Store,
+        old: &SecretKey,
+        new: &SecretKey,
+        now_ms: u64,
+        after_step: &mut dyn FnMut(ReplaceStep) -> Result<()>,
+    ) -> Result<u64> {
+        let staged = self.staged_secret_key_path();
+        write_atomic(
+            &staged,
+            format!("{}\n", B64.encode(new.to_bytes())).as_bytes(),
+            0o600,
+        )?;
+        sync_dir(&self.keys_dir())?;
+        after_step(ReplaceStep::Staged)?;
+        let moved = store.rekey(old, new, now_ms)?;
+        after_step(ReplaceStep::StoreSwitched)?;
+        self.install_staged_key(new)?;
+        Ok(moved)
+    }
+
+    /// Step 3 of [`Home::replace_key`]: the key files become `new`'s, the journal goes last.
+    fn install_staged_key(&self, new: &SecretKey) -> Result<()> {
+        let public = new.public();
+        write_atomic(
+            &self.public_key_path(),
+            format!("{}\n", public.to_base64()).as_bytes(),
+            0o644,
+        )?;
+        self.write_metadata(&public)?;
+        let staged = self.staged_secret_key_path();
+        let secret = self.secret_key_path();
+        fs::rename(&staged, &secret).map_err(io_err(&secret))?;
+        sync_dir(&self.keys_dir())
+    }
+
+    /// Completes or undoes a key replacement that was interrupted (see [`Home::replace_key`]):
+    /// the store decides. Does nothing (one `stat`) when no replacement is pending; otherwise
+    /// opens the store for writing once, even for a command that then reads only.
+    fn settle_key_replacement(&self) -> Result<()> {
+        let staged = self.staged_secret_key_path();
+        if fs::symlink_metadata(&staged).is_err() {
+            return Ok(());
+        }
+        let new = SecretKey::from_bytes(&read_key_file(&staged)?);
+        // Opened for writing: the process that was interrupted may have left the store for
+        // redb to repair (a killed process does), which a read-only open refuses to do.
+        let store_key = if self.is_initialized() {
+            Store::open(&self.store_path())?.instance_key()?
+        } else {
+            None
+        };
+        if store_key == Some(new.public()) {
+            tracing::warn!(
+                key_id = %new.public().key_id(),
+                "completing a key replacement that was interrupted after the store switched"
+            );
+            self.install_staged_key(&new)
+        } else {
+            tracing::warn!(
+                key_id = %new.public().key_id(),
+                "dropping a key replacement that was interrupted before the store switched"
+            );
+            fs::remove_file(&staged).map_err(io_err(&staged))
+        }
+    }
+
     fn write_metadata(&self, public: &PublicKey) -> Result<()> {
         // The app's layout: json.dumps(indent=2) + "\n".
         let meta = serde_json::json!({
@@ -195,6 +288,15 @@ impl Home {
         let text = serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n";
         write_atomic(&self.metadata_path(), text.as_bytes(), 0o644)
     }
+}
+
+/// The steps of [`Home::replace_key`] after which it can be stopped (as a crash would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceStep {
+    /// The new secret is in the journal; the store and key files are the old key's.
+    Staged,
+    /// The store is re-signed and names the new key; the key files are still the old key's.
+    StoreSwitched,
 }
 
 /// The store records the key it belongs to; a home whose key files were swapped is refused.
@@ -279,6 +381,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// Makes the renames in `dir` durable (on Unix, by syncing the directory).
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// A fresh instance key from the system's random source.

@@ -9,6 +9,7 @@ pub mod db;
 mod error;
 pub mod home;
 pub mod hub;
+mod leaving;
 mod local;
 pub mod peers;
 pub mod time;
@@ -18,7 +19,7 @@ pub use db::{
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,
 };
 pub use error::{Rejection, Result, StoreError};
-pub use home::{Home, InitOutcome};
+pub use home::{Home, InitOutcome, ReplaceStep};
 pub use hub::{DirectoryEntry, Holding};
 pub use local::LocalBatch;
 pub use peers::{

@@ -3,12 +3,13 @@
 //! [`Store::local_batch`] writes several, together with the crate's other tables (the app
 //! bridge's bookkeeping), in one.
 
-use protocol::{Entity, Record, RecordKey, SecretKey, Version};
+use protocol::{Entity, Record, RecordKey, Scope, SecretKey, Version};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::db::{
-    COUNTERS, Draft, LOG, LocalChange, META, META_CLOCK, RECORDS, Store, WITHDRAWALS, bump,
-    counter, key_bytes, version_bytes, version_from_bytes,
+    CONTACT_ALLOWED, COUNTERS, Draft, LOG, LocalChange, META, META_CLOCK, META_NEXT_SEQ, RECORDS,
+    Store, WITHDRAWALS, bump, counter, key_bytes, version_bytes, version_from_bytes,
+    widens_request,
 };
 use crate::error::{Result, StoreError};
 
@@ -27,6 +28,8 @@ pub struct LocalBatch<'a> {
     touched: bool,
     /// Roll everything back at the end (a dry run).
     discard: bool,
+    /// Writes may keep `Contact-*` values in records that leave (`--allow-contact`).
+    allow_contact: bool,
 }
 
 impl std::fmt::Debug for LocalBatch<'_> {
@@ -76,6 +79,7 @@ impl Store {
                 written: 0,
                 touched: false,
                 discard: false,
+                allow_contact: false,
             };
             let out = work(&mut batch)?;
             (out, (batch.written > 0 || batch.touched) && !batch.discard)
@@ -94,6 +98,13 @@ impl<'a> LocalBatch<'a> {
     pub(crate) fn tx(&mut self) -> &'a WriteTransaction {
         self.touched = true;
         self.tx
+    }
+
+    /// Lets the following writes keep `Contact-*` values in records that may leave (§4,
+    /// `--allow-contact`); otherwise such a write is refused with [`StoreError::ContactData`].
+    /// Off by default.
+    pub fn allow_contact(&mut self, allow: bool) {
+        self.allow_contact = allow;
     }
 
     /// Discards everything this batch wrote when it ends (a dry run).
@@ -220,6 +231,31 @@ impl<'a> LocalBatch<'a> {
             signature: None,
         };
         protocol::validate(&record).map_err(StoreError::from)?;
+        // Contact data leaves only when the operator allows it (§4): refused before anything
+        // is written; what was allowed is remembered for the way out (`leaving`).
+        let contact = protocol::contact::named_contact_fields(&record);
+        if !contact.is_empty() && record.scope != Scope::Private && !self.allow_contact {
+            return Err(StoreError::ContactData {
+                entity: record.entity.to_string(),
+                id: record.id.clone(),
+                scope: record.scope.to_string(),
+                fields: contact.join(", "),
+            }
+            .into());
+        }
+        {
+            let mut allowed = self
+                .tx
+                .open_table(CONTACT_ALLOWED)
+                .map_err(|e| store.err(e))?;
+            if !contact.is_empty() && self.allow_contact {
+                allowed
+                    .insert(kb.as_slice(), [].as_slice())
+                    .map_err(|e| store.err(e))?;
+            } else {
+                allowed.remove(kb.as_slice()).map_err(|e| store.err(e))?;
+            }
+        }
         record.sign(self.key).map_err(StoreError::from)?;
         self.meta
             .insert(META_CLOCK, version_bytes(version).as_slice())
@@ -233,6 +269,16 @@ impl<'a> LocalBatch<'a> {
             old_seq,
             &record,
         )?;
+        if let Some((_, existing)) = &current
+            && widens_request(existing, &record)
+        {
+            let next = store.next_seq(&self.meta)?;
+            let widened = std::collections::HashSet::from([record.key()]);
+            let after = store.relog_comments(&mut self.records, &mut self.log, &widened, next)?;
+            self.meta
+                .insert(META_NEXT_SEQ, after.to_be_bytes().as_slice())
+                .map_err(|e| store.err(e))?;
+        }
         bump(&mut self.counters, counter::LOCAL_WRITES, 1).map_err(|e| store.err(e))?;
         self.written += 1;
         Ok(match current {

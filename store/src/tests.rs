@@ -1,7 +1,7 @@
 //! Store tests: batch atomicity, log compaction, epoch persistence, §5 rules, convergence.
 
 use proptest::prelude::*;
-use protocol::{Entity, Record, Scope, SecretKey, Version};
+use protocol::{Audience, Entity, Record, RecordKey, Scope, SecretKey, Version};
 
 use crate::*;
 
@@ -394,6 +394,192 @@ fn rekey_moves_local_records_and_withdraws_old_ones() {
         .expect("list");
     assert!(gone.iter().all(|r| r.deleted && r.verify().is_ok()));
     assert_eq!(store.log_len().expect("len"), 4);
+}
+
+/// A key replacement stopped after each of its steps (as a crash would) leaves a home that
+/// opens, with key files and store that belong together: before the store switched, the old
+/// key; after, the new one.
+#[test]
+fn interrupted_key_replacement_leaves_a_home_that_opens() {
+    for (stop, survives_as_new) in [
+        (ReplaceStep::Staged, false),
+        (ReplaceStep::StoreSwitched, true),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = Home::new(dir.path().join("home"));
+        let (_, old, store) = home.init(None).expect("init");
+        store
+            .update_local(&old, Entity::User, "1", NOW, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope: Scope::Trusted,
+                    fields: vec![("Username".into(), "ann".into())],
+                    ..Default::default()
+                })
+            })
+            .expect("write");
+        let new = home::new_secret_key().expect("key");
+        let err = home
+            .replace_key(&store, &old, &new, NOW, &mut |step| {
+                if step == stop {
+                    Err(StoreError::Corrupt {
+                        path: dir.path().to_path_buf(),
+                        what: "stopped here by the test".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+            .expect_err("stopped");
+        assert!(err.to_string().contains("stopped here"), "{err}");
+        drop(store);
+
+        let (key, store) = home.open().unwrap_or_else(|e| panic!("{stop:?}: {e}"));
+        let expected = if survives_as_new { &new } else { &old };
+        assert_eq!(key.public(), expected.public(), "{stop:?}");
+        assert_eq!(store.instance_key().expect("key"), Some(expected.public()));
+        assert!(
+            !home.staged_secret_key_path().exists(),
+            "{stop:?}: journal left"
+        );
+        let live = store
+            .list(&ListFilter {
+                origin: Some(expected.public()),
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(
+            live.len(),
+            1,
+            "{stop:?}: the user is live under the home's key"
+        );
+        assert!(live[0].verify().is_ok());
+        let meta = std::fs::read_to_string(home.metadata_path()).expect("metadata");
+        assert!(
+            meta.contains(&expected.public().key_id()),
+            "{stop:?}: {meta}"
+        );
+    }
+}
+
+/// After a key replacement, the old key's withdrawals of trusted records go to trusted
+/// audiences (they are ours), never to others; nothing else of the old key goes anywhere.
+#[test]
+fn old_key_trusted_withdrawals_go_to_trusted_peers() {
+    let (_dir, store) = temp_store();
+    let (old, new) = (
+        SecretKey::from_bytes(&[10; 32]),
+        SecretKey::from_bytes(&[11; 32]),
+    );
+    let peer = SecretKey::from_bytes(&[12; 32]).public();
+    store
+        .update_local(&old, Entity::User, "1", NOW, |_| {
+            Ok::<_, StoreError>(Draft {
+                scope: Scope::Trusted,
+                fields: vec![("Username".into(), "ann".into())],
+                ..Default::default()
+            })
+        })
+        .expect("write");
+    store.rekey(&old, &new, NOW).expect("rekey");
+    assert_eq!(store.former_keys().expect("former"), vec![old.public()]);
+    let sent = |trusted: bool| -> Vec<(String, bool)> {
+        store
+            .outgoing(
+                &new.public(),
+                Some(&peer),
+                Audience { trusted },
+                0,
+                100,
+                1000,
+            )
+            .expect("outgoing")
+            .records
+            .iter()
+            .map(|r| (r.origin.key_id(), r.deleted))
+            .collect()
+    };
+    let (old_id, new_id) = (old.public().key_id(), new.public().key_id());
+    assert_eq!(sent(true), vec![(old_id, true), (new_id, false)]);
+    assert_eq!(sent(false), Vec::<(String, bool)>::new());
+}
+
+/// Issue 11 item 12: our records carry `Contact-*` values out only when the operator allowed
+/// them: a write without leave is refused, and a record that holds them without leave (written
+/// before this was enforced) is withheld from sync and exports alike.
+#[test]
+fn own_contact_data_leaves_only_when_allowed() {
+    let (dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[20; 32]);
+    store.set_instance_key(&key.public()).expect("key");
+    let put = |id: &str, allow: bool| {
+        store.local_batch(&key, |batch| {
+            batch.allow_contact(allow);
+            batch.update(Entity::User, id, NOW, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope: Scope::Public,
+                    fields: vec![
+                        ("Username".into(), id.into()),
+                        ("Contact-Email".into(), format!("{id}@example.org")),
+                    ],
+                    ..Default::default()
+                })
+            })
+        })
+    };
+    let before = snapshot(&store);
+    let err = put("refused", false).expect_err("contact data without leave");
+    assert!(matches!(err, StoreError::ContactData { .. }), "{err}");
+    assert!(err.to_string().contains("Contact-Email"), "{err}");
+    assert_eq!(
+        snapshot(&store),
+        before,
+        "a refused write changed the store"
+    );
+
+    put("allowed", true).expect("allowed");
+    put("legacy", true).expect("allowed");
+    // As if written before the rule: the leave is not on record.
+    let legacy = RecordKey {
+        origin: key.public(),
+        entity: Entity::User,
+        id: "legacy".into(),
+    };
+    {
+        let tx = store.write_tx().expect("tx");
+        tx.open_table(crate::db::CONTACT_ALLOWED)
+            .expect("table")
+            .remove(crate::db::key_bytes(&legacy).as_slice())
+            .expect("remove");
+        tx.commit().expect("commit");
+    }
+    let out = store
+        .outgoing(
+            &key.public(),
+            None,
+            Audience { trusted: false },
+            0,
+            100,
+            1000,
+        )
+        .expect("outgoing");
+    let ids: Vec<&str> = out.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["allowed"]);
+    assert_eq!(out.filtered, 1);
+
+    let export = dir.path().join("export");
+    let report = bundles::export(
+        &store,
+        &key,
+        &export,
+        &bundles::ExportOptions {
+            include_trusted: false,
+            now_ms: NOW,
+        },
+        &mut |_, _| {},
+    )
+    .expect("export");
+    assert_eq!(report.skipped_contact, 1);
+    assert_eq!(report.records.get("user"), Some(&1));
 }
 
 #[test]

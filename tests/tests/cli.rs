@@ -632,6 +632,57 @@ fn keygen_force_yes_replaces_the_key_and_resigns_local_records() {
     assert_eq!(by_id, old_all);
 }
 
+/// Issue 11 item 16: a key replacement killed between its steps leaves a home every command
+/// opens: killed before the store switched, the old key; after, the new one (the next command
+/// finishes the key files). The hidden `--test-crash-after` exits as a kill would.
+#[test]
+fn keygen_force_killed_midway_leaves_a_home_that_opens() {
+    for (step, new_key_wins) in [("staged", false), ("store", true)] {
+        let t = TestHome::new();
+        t.ok(["init", "--name", "Alpha"]);
+        t.ok([
+            "record",
+            "put",
+            "user",
+            "u1",
+            "--scope",
+            "trusted",
+            "--field",
+            "Username=ann",
+        ]);
+        let old = t.json(["id"]);
+        let run = t.run([
+            "sync",
+            "keygen",
+            "--force",
+            "--yes",
+            "--test-crash-after",
+            step,
+        ]);
+        assert_eq!(run.status.code(), Some(70), "{step}: {run}");
+
+        let id = t.json(["id"]);
+        assert_eq!(id["name"], "Alpha", "{step}");
+        if new_key_wins {
+            assert_ne!(id["public_key"], old["public_key"], "{step}: {id}");
+        } else {
+            assert_eq!(id["public_key"], old["public_key"], "{step}: {id}");
+        }
+        let on_disk = fs::read_to_string(t.path("keys/id_ed25519.pub")).expect("public key");
+        assert_eq!(on_disk.trim_end(), id["public_key"].as_str().expect("key"));
+        assert!(
+            !t.path("keys/id_ed25519.next").exists(),
+            "{step}: the journal was settled"
+        );
+        let u1 = t.json(["record", "get", "user", "u1"]);
+        assert_eq!(u1["origin"], id["public_key"], "{step}: {u1}");
+        assert_eq!(u1["fields"]["Username"], "ann");
+        // And a later replacement works from there.
+        t.ok(["sync", "keygen", "--force", "--yes"]);
+        assert_ne!(t.json(["id"])["public_key"], id["public_key"]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // wb record put / get / list / rm
 // ---------------------------------------------------------------------------------------------
@@ -1467,6 +1518,78 @@ fn widening_a_record_with_contact_data_warns_naming_the_field() {
     let run = t.ok_run(["scope", "set", "user", "u1", "public", "--allow-contact"]);
     assert_eq!(run.stderr, "", "{run}");
     assert_eq!(t.json(["record", "get", "user", "u1"])["scope"], "public");
+}
+
+/// Issue 11 item 12: `Contact-*` values leave only when forced (§4). A record put to leave
+/// drops them (with a warning) unless `--allow-contact`; widening a record that holds them is
+/// refused unless `--allow-contact`; an export carries only the allowed ones.
+#[test]
+fn contact_fields_leave_only_with_allow_contact() {
+    let t = TestHome::initialized();
+    let put = |id: &str, mail: &str, extra: &[&str]| {
+        let mut args = vec![
+            "record".to_string(),
+            "put".into(),
+            "user".into(),
+            id.into(),
+            "--field".into(),
+            format!("Username={id}"),
+            "--field".into(),
+            format!("Contact-Email={mail}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        t.ok_run(args)
+    };
+    let run = put("u1", "dropped@example.org", &["--scope", "public"]);
+    assert!(
+        warnings(&run)
+            .iter()
+            .any(|w| w.contains("Contact-Email") && w.contains("dropped")),
+        "{run}"
+    );
+    let u1 = t.json(["record", "get", "user", "u1"]);
+    assert!(u1["fields"].get("Contact-Email").is_none(), "{u1}");
+    assert_eq!(u1["scope"], "public");
+
+    put(
+        "u2",
+        "forced@example.org",
+        &["--scope", "public", "--allow-contact"],
+    );
+    let u2 = t.json(["record", "get", "user", "u2"]);
+    assert_eq!(u2["fields"]["Contact-Email"], "forced@example.org", "{u2}");
+
+    // Private: kept, and it stays home; widening it is refused until allowed.
+    put("u3", "private@example.org", &[]);
+    let before = t.all_records();
+    let err = t.fail(["scope", "set", "user", "u3", "public"]);
+    assert!(
+        err.contains("Contact-Email") && err.contains("--allow-contact"),
+        "{err}"
+    );
+    assert_eq!(
+        t.all_records(),
+        before,
+        "a refused widening changed the store"
+    );
+
+    let out = t.path("export");
+    t.ok(["sync", "export", out.to_str().expect("utf-8 path")]);
+    let exported: String = wb_tests::harness::tree(&out)
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(exported.contains("forced@example.org"));
+    assert!(!exported.contains("dropped@example.org"));
+    assert!(!exported.contains("private@example.org"));
+
+    t.ok(["scope", "set", "user", "u3", "public", "--allow-contact"]);
+    t.ok(["sync", "export", out.to_str().expect("utf-8 path")]);
+    let exported: String = wb_tests::harness::tree(&out)
+        .values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(exported.contains("private@example.org"));
 }
 
 #[test]

@@ -918,6 +918,48 @@ fn a_trusted_record_arrives_once_the_origin_trusts_the_peer() {
     node_a.stop();
 }
 
+/// Issue 11 item 16: after `wb sync keygen --force`, a trusted peer that re-adds the instance
+/// under its new key gets the old key's withdrawals of trusted records too, and deletes the
+/// copies the old key signed.
+#[test]
+fn a_trusted_peer_loses_the_old_key_copies_after_a_key_replacement() {
+    let (a, b) = (TestHome::initialized(), TestHome::initialized());
+    put_user(&a, "friends", "trusted");
+    put_user(&a, "all", "public");
+    link(&a, "a", &b, "b", true);
+    let old = a.public_key();
+    let node_a = a.start_node();
+    b.set_peer_addr("a", node_a.addr());
+    b.sync_now("a", &["--pull-only"]);
+    node_a.stop();
+    assert_eq!(
+        live_ids(&b, &old),
+        BTreeSet::from(["all".to_string(), "friends".to_string()])
+    );
+
+    a.ok(["sync", "keygen", "--force", "--yes"]);
+    let new = a.public_key();
+    assert_ne!(new, old);
+    let node_a = a.start_node();
+    b.add_peer("a-new", &a, Some(node_a.addr()), true);
+    let report = b.sync_now("a-new", &["--pull-only"]);
+    node_a.stop();
+
+    assert_eq!(count(&report, "rejected"), 0, "{report}");
+    assert_eq!(
+        live_ids(&b, &old),
+        BTreeSet::new(),
+        "B still holds copies signed by the replaced key: {report}"
+    );
+    let gone = records_of(&b, &old);
+    assert_eq!(gone["friends"]["deleted"], true, "{}", gone["friends"]);
+    assert_eq!(gone["friends"]["fields"], serde_json::json!({}));
+    assert_eq!(
+        live_ids(&b, &new),
+        BTreeSet::from(["all".to_string(), "friends".to_string()])
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The privacy invariant across a network (property test, nodes in-process)
 // ---------------------------------------------------------------------------------------------
@@ -1063,11 +1105,58 @@ fn check(
             }
         }
     }
+    // A comment goes only where its request goes (issue 11 item 11): a live comment of `x` at
+    // `y` means `y` holds its request too (or its withdrawal, once it was narrowed).
+    for (y, records) in held.iter().enumerate() {
+        for c in records
+            .values()
+            .filter(|r| r.entity == Entity::Comment && !r.deleted)
+        {
+            let x = index[&c.origin];
+            if x == y {
+                continue;
+            }
+            let request = c.commented_request().expect("a comment names its request");
+            prop_assert!(
+                records.contains_key(&request),
+                "instance {y} holds comment {} of instance {x} but never had its request {}",
+                c.id,
+                request.id
+            );
+        }
+    }
     if converged {
+        // Comments reach every party their own scope and their request's current one allow.
+        for (x, records) in held.iter().enumerate() {
+            for c in records
+                .values()
+                .filter(|r| r.entity == Entity::Comment && !r.deleted && index[&r.origin] == x)
+            {
+                let request =
+                    &records[&c.commented_request().expect("a comment names its request")];
+                for (y, other) in held.iter().enumerate() {
+                    if y != x
+                        && allowed(c.effective_scope(), x, y, trust)
+                        && allowed(request.effective_scope(), x, y, trust)
+                    {
+                        prop_assert_eq!(
+                            other.get(&c.key()),
+                            Some(c),
+                            "comment {} of instance {} on {:?} request {} should be at {}",
+                            &c.id,
+                            x,
+                            request.effective_scope(),
+                            &request.id,
+                            y
+                        );
+                    }
+                }
+            }
+        }
         for (x, records) in held.iter().enumerate() {
             for r in records
                 .values()
-                .filter(|r| !r.deleted && index[&r.origin] == x)
+                .filter(|r| !r.deleted && r.entity != Entity::Comment && index[&r.origin] == x)
             {
                 for (y, other) in held.iter().enumerate() {
                     if y == x {
@@ -1142,6 +1231,23 @@ async fn privacy_case(trust: [[bool; 3]; 3], plans: [Vec<Plan>; 3]) -> Result<()
                 },
                 entity(p),
             );
+            // A public comment on every request, whatever the request's scope: it goes only
+            // where the request goes.
+            if p.request {
+                n.write(
+                    &format!("c{i}"),
+                    |_| Draft {
+                        scope: Scope::Public,
+                        deleted: false,
+                        fields: vec![
+                            ("Request".into(), id.clone()),
+                            ("User-ID".into(), "1".into()),
+                        ],
+                        body: format!("on {id}"),
+                    },
+                    Entity::Comment,
+                );
+            }
         }
     }
     sync_round(&nodes).await;
@@ -1202,7 +1308,8 @@ proptest! {
 
     /// Random datasets (scopes, drafts, narrowing, deletions) on three instances with random
     /// trust: no private record or draft ever leaves its origin, a trusted record reaches only
-    /// the peers its origin trusts (never a third party by relay), public records reach all.
+    /// the peers its origin trusts (never a third party by relay), public records reach all,
+    /// and a public comment goes only where its request goes (once the request may go there).
     #[test]
     fn privacy_holds_across_a_network_of_three(
         trust in any::<[[bool; 3]; 3]>(),

@@ -121,6 +121,8 @@ pub fn adopt(
         .collect();
 
     store.local_batch(key, |batch| -> Result<AdoptReport, AppError> {
+        // `Contact-*` values reach the rows only with --allow-contact (see `app_row`).
+        batch.allow_contact(opts.allow_contact);
         let tx = batch.tx();
         let maps = MapTables::open(batch.store(), tx)?;
         // Checked again inside the transaction: a node may have adopted meanwhile.

@@ -14,15 +14,13 @@ use protocol::bundle::{
     verify_bundle, write_public_key_file,
 };
 use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
-use protocol::{
-    Audience, CodecError, Entity, PublicKey, Record, RecordKey, Reference, Scope, SecretKey,
-    may_receive,
-};
+use protocol::{Audience, CodecError, Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
 use serde::Serialize;
 
 use crate::db::{ApplyOptions, ApplyReport, CheckedBatch, Provenance, Store};
 use crate::error::{Rejection, StoreError};
 use crate::home::Home;
+use crate::leaving::{Rule, Withheld};
 
 mod files;
 
@@ -131,6 +129,8 @@ pub struct ExportReport {
     pub skipped_draft: u64,
     /// Comments left out because their request is not exported (private or draft).
     pub skipped_hidden_parent: u64,
+    /// Our records holding `Contact-*` values that were not allowed to leave (`--allow-contact`).
+    pub skipped_contact: u64,
     /// Records without their origin's signature (taken from app bundles): they cannot be
     /// verified by anyone else, so they are not passed on.
     pub skipped_unsigned: u64,
@@ -139,16 +139,6 @@ pub struct ExportReport {
     /// Comments not rendered into their request's body because the request's file would exceed
     /// the size limit (each still has its own file in the bundle).
     pub comments_left_out_of_bodies: u64,
-}
-
-/// The request a comment belongs to, resolved against the comment's origin.
-fn comment_parent(comment: &Record) -> Option<RecordKey> {
-    let reference = Reference::parse(comment.field("Request")?).ok()?;
-    Some(RecordKey {
-        origin: reference.origin.unwrap_or(comment.origin),
-        entity: Entity::Request,
-        id: reference.id,
-    })
 }
 
 /// Bundle-relative path of a record's file. When the export holds records of one origin only,
@@ -182,11 +172,14 @@ pub fn export(
     let mut out = Export {
         store,
         local: key.public(),
-        // What may leave is decided by `protocol::may_receive`, the same check as for sync;
+        // What may leave is decided by the same rule as for sync (`leaving`);
         // `Export::choose` only counts why a record stayed home.
-        audience: Audience {
-            trusted: opts.include_trusted,
-        },
+        rule: store.leaving_rule(
+            key.public(),
+            Audience {
+                trusted: opts.include_trusted,
+            },
+        )?,
         report: ExportReport {
             dir: dir.display().to_string(),
             ..Default::default()
@@ -203,7 +196,7 @@ pub fn export(
         |entity| entity == comment,
         |r| -> Result<()> {
             if let Some(c) = out.choose(r)? {
-                chosen_comments.push((comment_parent(&c), c));
+                chosen_comments.push((c.commented_request(), c));
             }
             Ok(())
         },
@@ -262,35 +255,21 @@ pub fn export(
         },
     )?;
 
-    // Comments whose request stays home stay home too; the others are now all known, and so
-    // is whether the export holds several origins.
-    let hidden: Vec<bool> = comments
-        .parents
-        .iter()
-        .map(|p| {
-            p.as_ref()
-                .is_some_and(|p| out.withheld_requests.contains(p))
-        })
-        .collect();
-    for (c, hidden) in comments.records.iter().zip(&hidden) {
-        if *hidden {
-            out.report.skipped_hidden_parent += 1;
-        } else {
-            out.origins.note(&c.origin);
-        }
+    // Comments whose request stays home stayed home (the rule); the others are now all known,
+    // and so is whether the export holds several origins.
+    for c in &comments.records {
+        out.origins.note(&c.origin);
     }
     for (r, text) in std::mem::take(&mut out.deferred) {
         out.write(&mut files, &r, &text)?;
     }
-    for (c, hidden) in comments.records.iter().zip(&hidden) {
+    for c in &comments.records {
         if done % 256 == 0 {
             progress(done.min(total), total);
         }
         done += 1;
-        if !*hidden {
-            let text = render(c, &[], &out.local, out.origins.several)?;
-            out.write(&mut files, c, &text)?;
-        }
+        let text = render(c, &[], &out.local, out.origins.several)?;
+        out.write(&mut files, c, &text)?;
     }
     progress(total, total);
 
@@ -308,7 +287,7 @@ pub fn export(
 struct Export<'a> {
     store: &'a Store,
     local: PublicKey,
-    audience: Audience,
+    rule: Rule,
     report: ExportReport,
     /// Requests that do not go out as themselves (withheld, or sent as their withdrawal).
     withheld_requests: HashSet<RecordKey>,
@@ -322,20 +301,26 @@ impl Export<'_> {
     /// go out, but was narrowed from a scope that may, so importers of an earlier export delete
     /// their copy, §4), or nothing, counted by why.
     fn choose(&mut self, r: Record) -> Result<Option<Record>> {
-        if may_receive(&r, &self.local, self.audience) {
-            return Ok(Some(r));
-        }
+        let mut lookup = self.store;
+        let why = match self.rule.check(&r, &mut lookup)? {
+            Ok(()) => return Ok(Some(r)),
+            Err(why) => why,
+        };
         if r.entity == Entity::Request {
             self.withheld_requests.insert(r.key());
         }
         if let Some(w) = self.store.withdrawal(&r.key())?
-            && may_receive(&w, &self.local, self.audience)
+            && self.rule.check(&w, &mut lookup)?.is_ok()
         {
             self.report.withdrawals += 1;
             return Ok(Some(w));
         }
         let report = &mut self.report;
-        if r.signature.is_none() {
+        if why == Withheld::HiddenRequest {
+            report.skipped_hidden_parent += 1;
+        } else if why == Withheld::Contact {
+            report.skipped_contact += 1;
+        } else if r.signature.is_none() {
             report.skipped_unsigned += 1;
         } else if r.is_draft() {
             report.skipped_draft += 1;
@@ -380,12 +365,10 @@ impl Origins {
     }
 }
 
-/// The comments that go out (before those of withheld requests are taken out), ordered so the
-/// live comments of each request are one slice, in the order the app shows them.
+/// The comments that go out, ordered so the live comments of each request are one slice, in
+/// the order the app shows them.
 struct Comments {
     records: Vec<Record>,
-    /// The request each comment belongs to, if its reference resolves.
-    parents: Vec<Option<RecordKey>>,
     /// Live comments of each request: a range of `records`.
     rendered: HashMap<RecordKey, Range<usize>>,
 }
@@ -416,12 +399,8 @@ impl Comments {
                 }
             }
         }
-        let (parents, records) = chosen.into_iter().unzip();
-        Self {
-            records,
-            parents,
-            rendered,
-        }
+        let records = chosen.into_iter().map(|(_, c)| c).collect();
+        Self { records, rendered }
     }
 
     /// The live comments of a request, in the app's order.
