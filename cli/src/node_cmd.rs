@@ -181,9 +181,9 @@ pub fn sync_now(home: &Home, peer_name: &str, direction: Direction) -> Result<Ou
         None => {
             let (key, store) = home.open()?;
             let store = Arc::new(store);
-            // Hubs help find a peer registered without an address, and relay to it.
-            let hubs: Vec<store::Peer> = peers.iter().filter(|p| p.hub).cloned().collect();
-            runtime()?.block_on(sync_once_with_hubs(&key, &store, &peer, direction, &hubs))?
+            // Hubs help find a peer registered without an address, and relay to it; revoked
+            // origins' records are not taken.
+            runtime()?.block_on(sync_once_with_hubs(&key, &store, &peer, direction, &peers))?
         }
     };
     let p = report.pulled;

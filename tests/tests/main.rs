@@ -9,5 +9,6 @@ mod control;
 mod hub;
 mod peers;
 mod prune;
+mod revocation;
 mod sync;
 mod vouch;
