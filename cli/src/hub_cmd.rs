@@ -267,7 +267,10 @@ fn status(home: &Home) -> Result<Output> {
     let inst = crate::commands::open(home)?;
     let me = inst.key.public();
     let peers = store::load_peers(home)?;
-    let directory = inst.store.directory()?;
+    let mut directory = inst.store.directory()?;
+    // Expired entries (no longer given out, dropped by the running hub) are not shown.
+    let now = store::time::now_ms();
+    directory.retain(|_, e| !e.expired(now));
     let holdings = inst.store.holdings()?;
     let states = inst.store.peer_states()?;
     let mut keys: BTreeSet<PublicKey> = peers.iter().map(|p| p.public_key).collect();

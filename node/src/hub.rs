@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -31,6 +32,13 @@ const DIRECTORY_STREAMS_MAX: usize = 4;
 /// `wb-sync/1` sessions served at once; a connection over the limit is closed at once (the
 /// instance retries later).
 pub const HUB_SESSIONS_MAX: usize = 256;
+/// Origins the hub holds nothing of that an open hub takes records of from one connection.
+/// Records of further new origins are refused, and the instance's stored cursor stays before
+/// them, so its next connection offers them again: an honest instance relaying many origins
+/// gets them all in, a few connections later, while one admitted key cannot make the hub
+/// store a million throwaway origins in one session. A closed hub takes its allowed origins
+/// only and needs no cap.
+pub const NEW_ORIGINS_PER_CONNECTION_MAX: usize = 64;
 
 /// How a hub runs.
 #[derive(Clone, Debug)]
@@ -46,6 +54,9 @@ pub struct HubConfig {
     pub relay_url: Option<String>,
 }
 
+/// How often the hub drops expired directory entries.
+const DIRECTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A running hub; dropping it without `shutdown` aborts it.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -53,6 +64,18 @@ pub struct RunningHub {
     relay: Option<iroh_relay::server::Server>,
     relay_url: Option<String>,
     handle: NodeHandle,
+    /// The hub's background upkeep ([`upkeep`]); aborted when the hub stops or is dropped.
+    upkeep: AbortOnDrop,
+}
+
+/// A task aborted when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RunningHub {
@@ -75,6 +98,7 @@ impl RunningHub {
 
     /// Stops accepting, closes the endpoint, then stops the relay.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        drop(self.upkeep);
         let result = self
             .router
             .shutdown()
@@ -123,12 +147,31 @@ pub async fn start(
         .accept(SYNC_ALPN, sync)
         .accept(HUB_ALPN, directory)
         .spawn();
+    let upkeep = AbortOnDrop(tokio::spawn(upkeep(store.clone())));
     Ok(RunningHub {
         router,
         relay,
         relay_url,
         handle: NodeHandle::new(key, store, endpoint, addrs, config.home),
+        upkeep,
     })
+}
+
+/// The hub's background upkeep: drops expired directory entries at start and every
+/// [`DIRECTORY_SWEEP_INTERVAL`]. Runs until aborted.
+async fn upkeep(store: Arc<Store>) {
+    let mut sweep = tokio::time::interval(DIRECTORY_SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        sweep.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.expire_directory(time::now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(dropped)) => info!(dropped, "dropped expired directory entries"),
+            Ok(Err(e)) => warn!("cannot drop expired directory entries: {e}"),
+            Err(e) => warn!("cannot drop expired directory entries: {e}"),
+        }
+    }
 }
 
 async fn start_relay(
@@ -216,19 +259,35 @@ impl Access {
         }
     }
 
-    /// Keys the registry marks revoked: their records are not taken, whoever relays them. A
-    /// registry that cannot be read is an error, never an empty list: while it is broken, no
-    /// revoked origin slips through.
-    fn revoked(&self) -> Result<HashSet<PublicKey>, NodeError> {
-        let peers = store::load_peers(&self.home).map_err(|e| {
+    /// The registry. One that cannot be read is an error, never an empty list: while it is
+    /// broken, no revoked origin slips through.
+    fn registry(&self) -> Result<Vec<Peer>, NodeError> {
+        store::load_peers(&self.home).map_err(|e| {
             warn!("cannot read the hub's registry: {e}");
             NodeError::Internal(format!("the hub cannot read its registry: {e}"))
-        })?;
-        Ok(peers
-            .iter()
-            .filter(|p| p.revoked)
-            .map(|p| p.public_key)
-            .collect())
+        })
+    }
+
+    /// Keys the registry marks revoked: their records are not taken, whoever relays them, and
+    /// their addresses are not given out.
+    fn revoked(&self) -> Result<HashSet<PublicKey>, NodeError> {
+        Ok(protocol::peers::revoked_keys(&self.registry()?))
+    }
+
+    /// Whose records the hub takes now ([`Intake`]).
+    fn intake(&self) -> Result<Intake, NodeError> {
+        let peers = self.registry()?;
+        let allowed = (!self.open).then(|| {
+            peers
+                .iter()
+                .filter(|p| !p.revoked)
+                .map(|p| p.public_key)
+                .collect()
+        });
+        Ok(Intake {
+            revoked: Arc::new(protocol::peers::revoked_keys(&peers)),
+            allowed,
+        })
     }
 
     /// Admits or refuses a connection; a refused one is closed with the code and logged.
@@ -335,6 +394,7 @@ impl HubSync {
     ) -> Result<(), NodeError> {
         let (mut ch, peer_epoch) = accept_hello(conn, name, &self.store, Role::Hub).await?;
         let mut received = PullStats::default();
+        let mut new_origins = NewOrigins::default();
         let mut sent = 0;
         loop {
             match ch.recv().await? {
@@ -353,9 +413,16 @@ impl HubSync {
                     .await?;
                 }
                 Some(Message::Offer) => {
-                    let revoked = self.access.revoked()?;
-                    let stats =
-                        receive_public(&mut ch, &self.store, remote, peer_epoch, &revoked).await?;
+                    let intake = self.access.intake()?;
+                    let stats = receive_public(
+                        &mut ch,
+                        &self.store,
+                        remote,
+                        peer_epoch,
+                        &intake,
+                        &mut new_origins,
+                    )
+                    .await?;
                     received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
@@ -374,27 +441,93 @@ impl HubSync {
     }
 }
 
-/// What a hub takes from an instance: public records (and public withdrawals) only, never from
-/// a revoked origin. Everything else is counted as rejected and logged.
-fn hub_may_take(record: &Record, revoked: &HashSet<PublicKey>) -> bool {
-    record.effective_scope() == Scope::Public
-        && record.signature.is_some()
-        && !revoked.contains(&record.origin)
+/// Whose records a hub takes, read from its registry when an instance offers: never a revoked
+/// origin's; on a closed hub, only its allowed origins' (the registry's keys that are not
+/// revoked), whoever relays them; on an open hub, any other origin, within
+/// [`NEW_ORIGINS_PER_CONNECTION_MAX`] new ones per connection ([`NewOrigins`]).
+#[derive(Clone, Debug)]
+pub struct Intake {
+    revoked: Arc<HashSet<PublicKey>>,
+    /// `None` on an open hub.
+    allowed: Option<HashSet<PublicKey>>,
+}
+
+impl Intake {
+    /// An open hub's intake (no allowlist) with these revoked keys, or a closed hub's with
+    /// this allowlist.
+    pub fn new(revoked: HashSet<PublicKey>, allowed: Option<HashSet<PublicKey>>) -> Self {
+        Self {
+            revoked: Arc::new(revoked),
+            allowed,
+        }
+    }
+
+    /// Why the hub does not take `record` (checks that need no store), if it does not: public
+    /// records (and public withdrawals) only, signed, of an origin neither revoked nor, on a
+    /// closed hub, missing from the allowlist.
+    fn refusal(&self, record: &Record) -> Option<&'static str> {
+        if record.effective_scope() != Scope::Public || record.signature.is_none() {
+            Some("not public and signed")
+        } else if self.revoked.contains(&record.origin) {
+            Some("of a revoked origin")
+        } else if self
+            .allowed
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&record.origin))
+        {
+            Some("of an origin not on the hub's allowlist")
+        } else {
+            None
+        }
+    }
+}
+
+/// The origins one connection brought to an open hub that it held nothing of (at most
+/// [`NEW_ORIGINS_PER_CONNECTION_MAX`]), and those found already held (not looked up again).
+#[derive(Debug, Default)]
+pub struct NewOrigins {
+    taken: HashSet<PublicKey>,
+    held: HashSet<PublicKey>,
+}
+
+impl NewOrigins {
+    /// Whether a record of `origin` may be stored: the hub holds records of it, or it is one
+    /// of the new origins this connection may bring.
+    fn admit(&mut self, store: &Store, origin: PublicKey) -> Result<bool, store::StoreError> {
+        if self.taken.contains(&origin) || self.held.contains(&origin) {
+            return Ok(true);
+        }
+        if store.holds_origin(&origin)? {
+            self.held.insert(origin);
+            return Ok(true);
+        }
+        if self.taken.len() < NEW_ORIGINS_PER_CONNECTION_MAX {
+            self.taken.insert(origin);
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// Pulls an instance's changes into the hub's store: like [`crate::session::pull`], with the
-/// hub's stricter intake ([`hub_may_take`]). Versions the hub already holds byte for byte (an
-/// instance offering back what it pulled from the hub) are counted unchanged without verifying
-/// their signature again.
+/// hub's stricter intake ([`Intake`]; refusals are counted as rejected and logged). On an open
+/// hub, records of new origins beyond the connection's allowance are refused too, and from
+/// that batch on the stored cursor stays where it was, so the instance offers them again next
+/// time. Versions the hub already holds byte for byte (an instance offering back what it
+/// pulled from the hub) are counted unchanged without verifying their signature again.
 pub async fn receive_public(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
-    revoked: &HashSet<PublicKey>,
+    intake: &Intake,
+    new_origins: &mut NewOrigins,
 ) -> Result<PullStats, NodeError> {
-    crate::session::request_pull(ch, store, peer, peer_epoch).await?;
+    let start = crate::session::request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
+    // The cursor everything before is settled up to; held once a record must be offered again.
+    let mut settled = start;
+    let mut held_back = false;
     loop {
         let (records, next, done) = match ch.expect("Batch").await? {
             Message::Batch {
@@ -418,33 +551,60 @@ pub async fn receive_public(
             })?;
             decoded.push(r);
         }
-        let before = decoded.len();
-        decoded.retain(|r| hub_may_take(r, revoked));
-        let refused = (before - decoded.len()) as u64;
+        let mut refused = 0u64;
+        decoded.retain(|r| match intake.refusal(r) {
+            None => true,
+            Some(why) => {
+                refused += 1;
+                debug!(instance = %ch.peer(), origin = %r.origin.key_id(), "refused a record {why}");
+                false
+            }
+        });
         if refused > 0 {
             warn!(
                 instance = %ch.peer(),
-                refused, "refused records that are not public (or from a revoked origin)"
+                refused,
+                "refused records that are not public, or of a revoked origin or one not allowed"
             );
         }
         stats.rejected += refused;
         let mut opts = ApplyOptions::new(format!("hub instance {}", peer.key_id()), time::now_ms());
-        opts.cursor = Some((peer, next));
+        opts.revoked = intake.revoked.clone();
         let s = store.clone();
-        let (report, held) = tokio::task::spawn_blocking(move || {
+        let open = intake.allowed.is_none();
+        let mut origins = std::mem::take(new_origins);
+        let (report, held, capped, origins) = tokio::task::spawn_blocking(move || {
             let mut fresh = Vec::with_capacity(decoded.len());
             let mut held = 0u64;
+            let mut capped = 0u64;
             for r in decoded {
                 match s.get(&r.key())? {
                     Some(current) if current == r => held += 1,
+                    _ if open && !origins.admit(&s, r.origin)? => capped += 1,
                     _ => fresh.push(r),
                 }
             }
+            let hold = held_back || capped > 0;
+            opts.cursor = Some((peer, if hold { settled } else { next }));
             let checked = CheckedBatch::check(fresh, &opts);
-            s.apply_checked(&checked, &opts).map(|rep| (rep, held))
+            s.apply_checked(&checked, &opts)
+                .map(|rep| (rep, held, capped, origins))
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
+        *new_origins = origins;
+        held_back |= capped > 0;
+        if !held_back {
+            settled = next;
+        }
+        if capped > 0 {
+            warn!(
+                instance = %ch.peer(),
+                capped,
+                "refused records of origins new to the hub beyond {NEW_ORIGINS_PER_CONNECTION_MAX} \
+                 per connection (offered again next time)"
+            );
+        }
         debug!(new = report.new, held, "applied a batch");
         stats.add(PullStats {
             new: report.new,
@@ -452,7 +612,7 @@ pub async fn receive_public(
             unchanged: report.unchanged + held,
             stale: report.stale,
             conflicts: report.conflicts,
-            rejected: report.rejected,
+            rejected: report.rejected + capped,
             received: 0,
         });
         if done {
@@ -539,9 +699,13 @@ impl Directory {
                     Err(_) => return internal(),
                 }
                 let s = self.store.clone();
+                let now = time::now_ms();
                 match tokio::task::spawn_blocking(move || s.directory_entry(&wanted)).await {
-                    Ok(Ok(Some(entry))) => HubResponse::Found(entry.announcement),
-                    Ok(Ok(None)) => HubResponse::NotFound,
+                    // An instance that stopped announcing itself is no longer given out.
+                    Ok(Ok(Some(entry))) if !entry.expired(now) => {
+                        HubResponse::Found(entry.announcement)
+                    }
+                    Ok(Ok(_)) => HubResponse::NotFound,
                     Ok(Err(e)) => {
                         warn!("directory lookup: {e}");
                         internal()

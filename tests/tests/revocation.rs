@@ -7,11 +7,19 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use node::directory::request;
+use node::hub::{HubConfig, NEW_ORIGINS_PER_CONNECTION_MAX, RunningHub};
 use node::node::Direction;
+use protocol::hub::{Announcement, HUB_ALPN, HubRequest, HubResponse};
 use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
 use store::{ApplyOptions, ListFilter, Store};
-use wb_tests::harness::{InProcess, TestHome, put_user, runtime};
+use wb_tests::harness::{InProcess, TestHome, put_user, raw_connect, raw_push, runtime};
+
+/// How long a test waits for a condition before failing.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A public user record signed by `key`.
 fn signed_user(key: &SecretKey, id: &str) -> Record {
@@ -166,6 +174,217 @@ fn a_bundle_import_skips_revoked_origins_and_refuses_a_revoked_signer() {
         .open_read_only()
         .expect("open A's store");
     assert_eq!(ids_of(&store, &x.public_key()), set(&[]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hubs
+// ---------------------------------------------------------------------------------------------
+
+/// A hub running in the test process, on a home in a temporary directory.
+struct InHub {
+    _dir: tempfile::TempDir,
+    home: store::Home,
+    store: Arc<Store>,
+    hub: RunningHub,
+}
+
+impl InHub {
+    async fn start(open: bool, relay: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wb-hub-")
+            .tempdir()
+            .expect("temp dir");
+        let home = store::Home::new(dir.path().join("home"));
+        let (_, key, store) = home.init(Some("hub")).expect("init the hub's home");
+        Self::start_on(dir, home, key, store, open, relay).await
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        home: store::Home,
+        key: SecretKey,
+        store: Store,
+        open: bool,
+        relay: bool,
+    ) -> Self {
+        let store = Arc::new(store);
+        let config = HubConfig {
+            home: home.clone(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            open,
+            relay_listen: relay.then(|| "127.0.0.1:0".parse().expect("addr")),
+            relay_url: None,
+        };
+        let hub = node::hub::start(config, key, store.clone())
+            .await
+            .expect("start the hub");
+        Self {
+            _dir: dir,
+            home,
+            store,
+            hub,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.hub.addrs()[0]
+    }
+
+    /// Puts `key` on the allowlist as NAME (what `wb hub allow` does).
+    fn allow(&self, name: &str, key: PublicKey) {
+        store::add_peer(
+            &self.home,
+            store::Peer {
+                name: name.to_string(),
+                public_key: key,
+                addrs: Vec::new(),
+                hub: false,
+                trusted: false,
+                revoked: false,
+                notes: String::new(),
+            },
+        )
+        .expect("allow");
+    }
+
+    /// Marks NAME revoked (what `wb hub revoke` does).
+    fn revoke(&self, name: &str) {
+        store::update_peer(&self.home, name, |p| p.revoked = true).expect("revoke");
+    }
+
+    fn origins(&self) -> BTreeSet<PublicKey> {
+        self.store
+            .holdings()
+            .expect("holdings")
+            .into_keys()
+            .collect()
+    }
+}
+
+/// An allowed instance pushes its own records and relays records of origins the closed hub
+/// does not allow (throwaway keys): the hub stores its own only.
+#[test]
+fn a_closed_hub_stores_only_allowed_origins() {
+    runtime().block_on(async {
+        let hub = InHub::start(false, false).await;
+        let (b, c) = (
+            SecretKey::from_bytes(&[41; 32]),
+            SecretKey::from_bytes(&[42; 32]),
+        );
+        hub.allow("b", b.public());
+        hub.allow("c", c.public());
+        let mut records = vec![signed_user(&b, "b-1"), signed_user(&c, "c-1")];
+        for seed in 0..5u8 {
+            records.push(signed_user(
+                &SecretKey::from_bytes(&[100 + seed; 32]),
+                "throwaway",
+            ));
+        }
+        raw_push(&b, &hub.hub.id(), hub.addr(), &records).await;
+        assert_eq!(
+            hub.origins(),
+            BTreeSet::from([b.public(), c.public()]),
+            "allowed origins only (C's relayed by B)"
+        );
+        // Revoked, an allowed origin is no longer taken either.
+        hub.revoke("c");
+        raw_push(&b, &hub.hub.id(), hub.addr(), &[signed_user(&c, "c-2")]).await;
+        assert_eq!(ids_of(&hub.store, &c.public()), set(&["c-1"]));
+        hub.hub.shutdown().await.expect("shut down");
+    });
+}
+
+/// One key pushes records of many origins the open hub has never seen: it takes
+/// NEW_ORIGINS_PER_CONNECTION_MAX of them per connection, keeps the instance's cursor before
+/// the rest, and takes the rest on the next connection.
+#[test]
+fn an_open_hub_takes_a_bounded_number_of_new_origins_per_connection() {
+    runtime().block_on(async {
+        let hub = InHub::start(true, false).await;
+        let pusher = SecretKey::from_bytes(&[43; 32]);
+        let total = NEW_ORIGINS_PER_CONNECTION_MAX + 36;
+        let records: Vec<Record> = (0..total)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                signed_user(&SecretKey::from_bytes(&seed), "throwaway")
+            })
+            .collect();
+        raw_push(&pusher, &hub.hub.id(), hub.addr(), &records).await;
+        assert_eq!(hub.origins().len(), NEW_ORIGINS_PER_CONNECTION_MAX);
+        let cursor = hub.store.cursor(&pusher.public()).expect("cursor");
+        assert_eq!(
+            cursor.map(|c| c.seq),
+            Some(0),
+            "the cursor stays before the refused records"
+        );
+        raw_push(&pusher, &hub.hub.id(), hub.addr(), &records).await;
+        assert_eq!(
+            hub.origins().len(),
+            total,
+            "the rest on the next connection"
+        );
+        let cursor = hub.store.cursor(&pusher.public()).expect("cursor");
+        assert_eq!(cursor.map(|c| c.seq), Some(total as u64));
+        hub.hub.shutdown().await.expect("shut down");
+    });
+}
+
+/// An instance that stopped announcing itself: its entry (accepted long ago) is not given out,
+/// and the hub drops it; a fresh entry is still found.
+#[test]
+fn directory_entries_expire() {
+    runtime().block_on(async {
+        let dir = tempfile::Builder::new()
+            .prefix("wb-hub-")
+            .tempdir()
+            .expect("temp dir");
+        let home = store::Home::new(dir.path().join("home"));
+        let (_, key, store) = home.init(Some("hub")).expect("init the hub's home");
+        let (gone, here) = (
+            SecretKey::from_bytes(&[51; 32]),
+            SecretKey::from_bytes(&[52; 32]),
+        );
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let now = store::time::now_ms();
+        let then = now - protocol::hub::DIRECTORY_ENTRY_TTL_MS - 60_000;
+        for (k, at) in [(&gone, then), (&here, now)] {
+            let a = Announcement::sign(k, at, &[addr], None);
+            assert!(store.accept_announcement(&a, at).expect("store").is_ok());
+        }
+        let hub = InHub::start_on(dir, home, key, store, true, false).await;
+        let asker = SecretKey::from_bytes(&[53; 32]);
+        let (endpoint, conn) = raw_connect(&asker, &hub.hub.id(), hub.addr(), HUB_ALPN).await;
+        let lookup = |k: &SecretKey| HubRequest::Lookup {
+            key: *k.public().as_bytes(),
+        };
+        let found = request(&conn, "hub", &lookup(&here)).await.expect("ask");
+        assert!(matches!(found, HubResponse::Found(_)), "{found:?}");
+        let found = request(&conn, "hub", &lookup(&gone)).await.expect("ask");
+        assert!(matches!(found, HubResponse::NotFound), "{found:?}");
+        let deadline = Instant::now() + WAIT;
+        while hub
+            .store
+            .directory_entry(&gone.public())
+            .expect("read")
+            .is_some()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the expired entry was never dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            hub.store
+                .directory_entry(&here.public())
+                .expect("read")
+                .is_some()
+        );
+        conn.close(0u32.into(), b"bye");
+        endpoint.close().await;
+        hub.hub.shutdown().await.expect("shut down");
+    });
 }
 
 fn s(p: &Path) -> &str {
