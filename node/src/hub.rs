@@ -7,11 +7,17 @@
 //! Admission, per connection (the registry is read each time, so `wb hub allow|revoke` apply at
 //! once): a key marked revoked in the hub's `wb_peers.txt` is refused; a key not in it is
 //! refused unless the hub is open. Refusals close the connection with the `wb-sync` error codes
-//! and are logged.
+//! and are logged. Live connections and relay clients are checked again every
+//! [`ADMISSION_RECHECK_INTERVAL`]: those of a key no longer admitted are cut.
+//!
+//! Intake ([`Intake`]): never a revoked origin's records; a closed hub stores its allowed
+//! origins' only, an open hub at most [`NEW_ORIGINS_PER_CONNECTION_MAX`] new origins per
+//! connection. Directory entries expire (`protocol::hub::DIRECTORY_ENTRY_TTL_MS`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iroh::endpoint::Connection;
@@ -56,6 +62,9 @@ pub struct HubConfig {
 
 /// How often the hub drops expired directory entries.
 const DIRECTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the hub checks its live connections and relay clients against its registry
+/// again: a key revoked (or taken off a closed hub's allowlist) is cut within this.
+pub const ADMISSION_RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A running hub; dropping it without `shutdown` aborts it.
 #[derive(Debug)]
@@ -66,6 +75,7 @@ pub struct RunningHub {
     handle: NodeHandle,
     /// The hub's background upkeep ([`upkeep`]); aborted when the hub stops or is dropped.
     upkeep: AbortOnDrop,
+    live: Arc<Live>,
 }
 
 /// A task aborted when this is dropped.
@@ -96,6 +106,11 @@ impl RunningHub {
         self.handle.clone()
     }
 
+    /// The keys connected to the hub's relay now (the hub's own excepted).
+    pub fn relay_clients(&self) -> HashSet<PublicKey> {
+        self.live.relay_keys()
+    }
+
     /// Stops accepting, closes the endpoint, then stops the relay.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         drop(self.upkeep);
@@ -117,10 +132,12 @@ pub async fn start(
     key: SecretKey,
     store: Arc<Store>,
 ) -> Result<RunningHub, NodeError> {
+    let live = Arc::new(Live::default());
     let access = Access {
         home: config.home.clone(),
         open: config.open,
         hub: key.public(),
+        live: live.clone(),
     };
     let (relay, relay_url) = match config.relay_listen {
         None => (None, None),
@@ -139,7 +156,7 @@ pub async fn start(
         sessions: Arc::new(tokio::sync::Semaphore::new(HUB_SESSIONS_MAX)),
     };
     let directory = Directory {
-        access,
+        access: access.clone(),
         store: store.clone(),
         relay_url: relay_url.clone(),
     };
@@ -147,31 +164,98 @@ pub async fn start(
         .accept(SYNC_ALPN, sync)
         .accept(HUB_ALPN, directory)
         .spawn();
-    let upkeep = AbortOnDrop(tokio::spawn(upkeep(store.clone())));
+    let relay_service = relay
+        .as_ref()
+        .and_then(|r: &iroh_relay::server::Server| r.relay_service().cloned());
+    let upkeep = AbortOnDrop(tokio::spawn(upkeep(store.clone(), access, relay_service)));
     Ok(RunningHub {
         router,
         relay,
         relay_url,
         handle: NodeHandle::new(key, store, endpoint, addrs, config.home),
         upkeep,
+        live,
     })
 }
 
-/// The hub's background upkeep: drops expired directory entries at start and every
-/// [`DIRECTORY_SWEEP_INTERVAL`]. Runs until aborted.
-async fn upkeep(store: Arc<Store>) {
+/// The hub's background upkeep, until aborted: every [`ADMISSION_RECHECK_INTERVAL`], cuts the
+/// live connections and relay clients of keys the registry no longer admits
+/// ([`Access::recheck`]); at start and every [`DIRECTORY_SWEEP_INTERVAL`], drops expired
+/// directory entries.
+async fn upkeep(
+    store: Arc<Store>,
+    access: Access,
+    relay: Option<iroh_relay::server::RelayService>,
+) {
     let mut sweep = tokio::time::interval(DIRECTORY_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = tokio::time::interval(ADMISSION_RECHECK_INTERVAL);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        sweep.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.expire_directory(time::now_ms())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(dropped)) => info!(dropped, "dropped expired directory entries"),
-            Ok(Err(e)) => warn!("cannot drop expired directory entries: {e}"),
-            Err(e) => warn!("cannot drop expired directory entries: {e}"),
+        tokio::select! {
+            _ = sweep.tick() => {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.expire_directory(time::now_ms())).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(dropped)) => info!(dropped, "dropped expired directory entries"),
+                    Ok(Err(e)) => warn!("cannot drop expired directory entries: {e}"),
+                    Err(e) => warn!("cannot drop expired directory entries: {e}"),
+                }
+            }
+            _ = recheck.tick() => {
+                let a = access.clone();
+                let relay = relay.clone();
+                let _ = tokio::task::spawn_blocking(move || a.recheck(relay.as_ref())).await;
+            }
         }
     }
+}
+
+/// The hub's live connections (`wb-sync/1`, `wb-hub/1`) and relay clients, by key, so that a
+/// registry change can cut those it no longer admits.
+#[derive(Debug, Default)]
+struct Live {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, (PublicKey, Connection)>>,
+    relay: Mutex<HashMap<iroh_relay::server::ConnectionId, iroh::EndpointId>>,
+}
+
+impl Live {
+    /// Registers an admitted connection until the guard is dropped.
+    fn track(self: &Arc<Self>, remote: PublicKey, conn: &Connection) -> Tracked {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.conns).insert(id, (remote, conn.clone()));
+        Tracked {
+            live: self.clone(),
+            id,
+        }
+    }
+
+    fn relay_keys(&self) -> HashSet<PublicKey> {
+        lock(&self.relay)
+            .values()
+            .filter_map(|id| PublicKey::from_bytes(*id.as_bytes()).ok())
+            .collect()
+    }
+}
+
+/// A live connection's registration; dropped when its handler ends.
+#[derive(Debug)]
+struct Tracked {
+    live: Arc<Live>,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        lock(&self.live.conns).remove(&self.id);
+    }
+}
+
+/// A mutex's guard, whether or not a holder panicked (the maps stay consistent: every change
+/// is one insert or remove).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn start_relay(
@@ -212,12 +296,14 @@ async fn start_relay(
     Ok((server, url))
 }
 
-/// Who the hub admits: read from its registry at every connection.
+/// Who the hub admits: read from its registry at every connection, and again for the live
+/// ones every [`ADMISSION_RECHECK_INTERVAL`].
 #[derive(Clone, Debug)]
 struct Access {
     home: Home,
     open: bool,
     hub: PublicKey,
+    live: Arc<Live>,
 }
 
 /// Why an instance is refused.
@@ -231,15 +317,17 @@ struct Refusal {
 impl Access {
     /// The instance's registry entry (if any) when it is admitted.
     fn admit(&self, remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
-        let peers = store::load_peers(&self.home).map_err(|e| {
-            warn!("cannot read the hub's registry: {e}");
-            Refusal {
-                code: code::INTERNAL,
-                reason: "the hub cannot read its registry",
-                name: remote.key_id(),
-            }
+        let peers = self.registry().map_err(|_| Refusal {
+            code: code::INTERNAL,
+            reason: "the hub cannot read its registry",
+            name: remote.key_id(),
         })?;
-        let known = store::peer_by_key(&peers, remote).cloned();
+        self.admit_in(&peers, remote)
+    }
+
+    /// [`Access::admit`] against the registry `peers`.
+    fn admit_in(&self, peers: &[Peer], remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
+        let known = store::peer_by_key(peers, remote).cloned();
         let name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),
             |p| p.name.clone(),
@@ -290,8 +378,43 @@ impl Access {
         })
     }
 
-    /// Admits or refuses a connection; a refused one is closed with the code and logged.
-    fn admit_connection(&self, conn: &Connection) -> Option<(PublicKey, String)> {
+    /// Cuts the live connections and relay clients of keys the registry no longer admits
+    /// (revoked, or no longer on a closed hub's allowlist), with the refusal's close code.
+    /// While the registry cannot be read nothing is cut (new connections are refused, and the
+    /// intake takes nothing), so a broken edit does not drop every instance at once.
+    fn recheck(&self, relay: Option<&iroh_relay::server::RelayService>) {
+        let Ok(peers) = self.registry() else {
+            return;
+        };
+        let conns: Vec<(PublicKey, Connection)> =
+            lock(&self.live.conns).values().cloned().collect();
+        for (remote, conn) in conns {
+            if let Err(r) = self.admit_in(&peers, &remote) {
+                warn!(instance = %r.name, "cut a live connection: {}", r.reason);
+                conn.close(r.code.into(), r.reason.as_bytes());
+            }
+        }
+        let Some(relay) = relay else {
+            return;
+        };
+        let clients: Vec<_> = lock(&self.live.relay)
+            .iter()
+            .map(|(c, e)| (*c, *e))
+            .collect();
+        for (connection, endpoint) in clients {
+            let Ok(remote) = PublicKey::from_bytes(*endpoint.as_bytes()) else {
+                continue;
+            };
+            if let Err(r) = self.admit_in(&peers, &remote) {
+                warn!(instance = %r.name, "cut a relay client: {}", r.reason);
+                relay.clients().disconnect(endpoint, Some(connection));
+            }
+        }
+    }
+
+    /// Admits or refuses a connection; a refused one is closed with the code and logged. An
+    /// admitted one is tracked (for [`Access::recheck`]) until the guard is dropped.
+    fn admit_connection(&self, conn: &Connection) -> Option<(PublicKey, String, Tracked)> {
         let Ok(remote) = PublicKey::from_bytes(*conn.remote_id().as_bytes()) else {
             conn.close(code::PROTOCOL_VIOLATION.into(), b"bad key");
             return None;
@@ -300,6 +423,7 @@ impl Access {
             Ok(known) => Some((
                 remote,
                 known.map_or_else(|| format!("open {}", remote.key_id()), |p| p.name),
+                self.live.track(remote, conn),
             )),
             Err(r) => {
                 warn!(instance = %r.name, code = r.code, "refused: {}", r.reason);
@@ -322,7 +446,10 @@ impl iroh_relay::server::AccessControl for Access {
             return iroh_relay::server::Access::Allow;
         }
         match self.admit(&remote) {
-            Ok(_) => iroh_relay::server::Access::Allow,
+            Ok(_) => {
+                lock(&self.live.relay).insert(request.connection_id(), request.endpoint_id());
+                iroh_relay::server::Access::Allow
+            }
             Err(r) => {
                 warn!(instance = %r.name, "relay refused: {}", r.reason);
                 iroh_relay::server::Access::Deny {
@@ -330,6 +457,14 @@ impl iroh_relay::server::AccessControl for Access {
                 }
             }
         }
+    }
+
+    fn on_disconnect(
+        &self,
+        _endpoint: iroh::EndpointId,
+        connection: iroh_relay::server::ConnectionId,
+    ) {
+        lock(&self.live.relay).remove(&connection);
     }
 }
 
@@ -355,7 +490,7 @@ impl ProtocolHandler for HubSync {
         let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-sync/1", role = "hub");
         let this = self.clone();
         async move {
-            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+            let Some((remote, name, _tracked)) = this.access.admit_connection(&conn) else {
                 return Ok(());
             };
             let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
@@ -640,7 +775,7 @@ impl ProtocolHandler for Directory {
         let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-hub/1");
         let this = self.clone();
         async move {
-            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+            let Some((remote, name, _tracked)) = this.access.admit_connection(&conn) else {
                 return Ok(());
             };
             let limit = Arc::new(tokio::sync::Semaphore::new(DIRECTORY_STREAMS_MAX));

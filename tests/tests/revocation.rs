@@ -14,6 +14,7 @@ use node::directory::request;
 use node::hub::{HubConfig, NEW_ORIGINS_PER_CONNECTION_MAX, RunningHub};
 use node::node::Direction;
 use protocol::hub::{Announcement, HUB_ALPN, HubRequest, HubResponse};
+use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
 use store::{ApplyOptions, ListFilter, Store};
 use wb_tests::harness::{InProcess, TestHome, put_user, raw_connect, raw_push, runtime};
@@ -383,6 +384,104 @@ fn directory_entries_expire() {
         );
         conn.close(0u32.into(), b"bye");
         endpoint.close().await;
+        hub.hub.shutdown().await.expect("shut down");
+    });
+}
+
+/// Waits until `conn` is closed and returns the application close code, failing after
+/// [`WAIT`].
+async fn closed_with(conn: &iroh::endpoint::Connection) -> u32 {
+    match tokio::time::timeout(WAIT, conn.closed()).await {
+        Ok(iroh::endpoint::ConnectionError::ApplicationClosed(close)) => {
+            u32::try_from(close.error_code.into_inner()).expect("a wb close code")
+        }
+        Ok(other) => panic!("closed otherwise: {other}"),
+        Err(_) => panic!("the hub kept the connection open for {WAIT:?}"),
+    }
+}
+
+/// Live connections of keys the hub no longer admits are cut: an idle `wb-sync/1` session and
+/// a `wb-hub/1` connection of a key revoked with the hub running, a session of a key taken off
+/// the allowlist, and a node's relay connection once its key is revoked.
+#[test]
+fn revoking_an_instance_cuts_its_live_connections_and_relay_sessions() {
+    runtime().block_on(async {
+        let hub = InHub::start(false, true).await;
+        let (k, l) = (
+            SecretKey::from_bytes(&[61; 32]),
+            SecretKey::from_bytes(&[62; 32]),
+        );
+        hub.allow("k", k.public());
+        hub.allow("l", l.public());
+        let mut n = InProcess::start("n").await;
+        hub.allow("n", n.public());
+        let listen = n.addr();
+        n.shutdown().await;
+        store::add_peer(
+            &n.home,
+            store::Peer {
+                name: "hub".into(),
+                public_key: hub.hub.id(),
+                addrs: vec![hub.addr().to_string()],
+                hub: true,
+                trusted: false,
+                revoked: false,
+                notes: String::new(),
+            },
+        )
+        .expect("add the hub");
+        n.run(listen).await;
+
+        // K: an idle sync session and a directory connection; L: an idle sync session.
+        let idle_session = |key: SecretKey| {
+            let (to, addr) = (hub.hub.id(), hub.addr());
+            async move {
+                let (endpoint, conn) = raw_connect(&key, &to, addr, SYNC_ALPN).await;
+                let (send, recv) = conn.open_bi().await.expect("open a stream");
+                let mut ch = node::session::Channel::new("raw".into(), send, recv);
+                ch.send(&Message::hello([9; 16], Role::Node))
+                    .await
+                    .expect("send Hello");
+                node::session::expect_hello(&mut ch)
+                    .await
+                    .expect("the hub says Hello");
+                (endpoint, conn, ch)
+            }
+        };
+        let (ek, sync_k, _ch_k) = idle_session(k.clone()).await;
+        let (el, sync_l, _ch_l) = idle_session(l.clone()).await;
+        let (ed, dir_k) = raw_connect(&k, &hub.hub.id(), hub.addr(), HUB_ALPN).await;
+        let info = request(&dir_k, "hub", &HubRequest::Info)
+            .await
+            .expect("ask");
+        assert!(matches!(info, HubResponse::Info { .. }), "{info:?}");
+        let deadline = Instant::now() + WAIT;
+        while !hub.hub.relay_clients().contains(&n.public()) {
+            assert!(
+                Instant::now() < deadline,
+                "the node never used the hub's relay"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        hub.revoke("k");
+        hub.revoke("n");
+        store::remove_peer(&hub.home, "l").expect("take L off the allowlist");
+        assert_eq!(closed_with(&sync_k).await, code::REVOKED);
+        assert_eq!(closed_with(&dir_k).await, code::REVOKED);
+        assert_eq!(closed_with(&sync_l).await, code::UNKNOWN_PEER);
+        let deadline = Instant::now() + WAIT;
+        while hub.hub.relay_clients().contains(&n.public()) {
+            assert!(
+                Instant::now() < deadline,
+                "the relay kept serving a revoked key"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for e in [ek, el, ed] {
+            e.close().await;
+        }
+        n.shutdown().await;
         hub.hub.shutdown().await.expect("shut down");
     });
 }
