@@ -588,15 +588,6 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// An open hub's intake (no allowlist) with these revoked keys, or a closed hub's with
-    /// this allowlist.
-    pub fn new(revoked: HashSet<PublicKey>, allowed: Option<HashSet<PublicKey>>) -> Self {
-        Self {
-            revoked: Arc::new(revoked),
-            allowed,
-        }
-    }
-
     /// Why the hub does not take `record` (checks that need no store), if it does not: public
     /// records (and public withdrawals) only, signed, of an origin neither revoked nor, on a
     /// closed hub, missing from the allowlist.
