@@ -156,6 +156,12 @@ fn import_text(r: &ImportReport, dir: &Path) -> String {
         r.stale,
         r.conflicts
     );
+    if r.revoked_origin > 0 {
+        text.push_str(&format!(
+            "\nskipped {} records of revoked origins (not imported)",
+            r.revoked_origin
+        ));
+    }
     if r.dry_run {
         text.push_str("\ndry run: nothing was changed");
     }

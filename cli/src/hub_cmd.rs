@@ -2,7 +2,8 @@
 //!
 //! A hub's allowlist is its home's `wb_peers.txt`: `allow` adds (or un-revokes) an entry,
 //! `revoke` marks one revoked. These edit the file only, so they work while the hub runs (the
-//! hub reads the file at every connection). `status` reads the hub's store: through the running
+//! hub reads the file at every connection, and cuts the live connections and relay sessions of
+//! keys it no longer admits within `node::hub::ADMISSION_RECHECK_INTERVAL`). `status` reads the hub's store: through the running
 //! hub when there is one (the control socket), else directly.
 
 use std::collections::BTreeSet;
@@ -268,7 +269,10 @@ fn status(home: &Home) -> Result<Output> {
     let inst = crate::commands::open(home)?;
     let me = inst.key.public();
     let peers = store::load_peers(home)?;
-    let directory = inst.store.directory()?;
+    let mut directory = inst.store.directory()?;
+    // Expired entries (no longer given out, dropped by the running hub) are not shown.
+    let now = store::time::now_ms();
+    directory.retain(|_, e| !e.expired(now));
     let holdings = inst.store.holdings()?;
     let states = inst.store.peer_states()?;
     let mut keys: BTreeSet<PublicKey> = peers.iter().map(|p| p.public_key).collect();

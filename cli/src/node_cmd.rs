@@ -189,10 +189,10 @@ pub fn sync_now(
         None => {
             let (key, store) = home.open()?;
             let store = Arc::new(store);
-            // Hubs help find a peer registered without an address, and relay to it.
-            let hubs: Vec<store::Peer> = peers.iter().filter(|p| p.hub).cloned().collect();
+            // Hubs help find a peer registered without an address, and relay to it; revoked
+            // origins' records are not taken.
             runtime()?.block_on(sync_once_with_hubs(
-                &key, &store, &peer, direction, &hubs, deadlines,
+                &key, &store, &peer, direction, &peers, deadlines,
             ))?
         }
     };

@@ -30,8 +30,13 @@ use crate::node::{bind_endpoint_with_relays, resolve};
 /// How long one request to a hub (dial included) may take.
 pub const HUB_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A node re-announces itself this often even when nothing changed (hubs keep the time of the
-/// last announcement; an announcement is stale after `ANNOUNCE_MAX_AGE_MS`).
+/// last announcement; an announcement is stale after `ANNOUNCE_MAX_AGE_MS`, and a hub's entry
+/// expires after `DIRECTORY_ENTRY_TTL_MS`, several intervals).
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
+const _: () = assert!(
+    3 * ANNOUNCE_INTERVAL.as_millis() <= protocol::hub::DIRECTORY_ENTRY_TTL_MS as u128,
+    "a directory entry must outlive a few announce intervals"
+);
 /// First and longest wait before retrying a failed announcement.
 const ANNOUNCE_RETRY_MIN: Duration = Duration::from_millis(500);
 const ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(60);

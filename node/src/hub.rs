@@ -7,11 +7,18 @@
 //! Admission, per connection (the registry is read each time, so `wb hub allow|revoke` apply at
 //! once): a key marked revoked in the hub's `wb_peers.txt` is refused; a key not in it is
 //! refused unless the hub is open. Refusals close the connection with the `wb-sync` error codes
-//! and are logged.
+//! and are logged. Live connections and relay clients are checked again every
+//! [`ADMISSION_RECHECK_INTERVAL`]: those of a key no longer admitted are cut.
+//!
+//! Intake ([`Intake`]): never a revoked origin's records; a closed hub stores its allowed
+//! origins' only, an open hub at most [`NEW_ORIGINS_PER_CONNECTION_MAX`] new origins per
+//! connection. Directory entries expire (`protocol::hub::DIRECTORY_ENTRY_TTL_MS`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -34,6 +41,13 @@ const DIRECTORY_STREAMS_MAX: usize = 4;
 /// `wb-sync/1` sessions served at once; a connection over the limit is closed at once (the
 /// instance retries later).
 pub const HUB_SESSIONS_MAX: usize = 256;
+/// Origins the hub holds nothing of that an open hub takes records of from one connection.
+/// Records of further new origins are refused, and the instance's stored cursor stays before
+/// them, so its next connection offers them again: an honest instance relaying many origins
+/// gets them all in, a few connections later, while one admitted key cannot make the hub
+/// store a million throwaway origins in one session. A closed hub takes its allowed origins
+/// only and needs no cap.
+pub const NEW_ORIGINS_PER_CONNECTION_MAX: usize = 64;
 
 /// How a hub runs.
 #[derive(Clone, Debug)]
@@ -49,6 +63,12 @@ pub struct HubConfig {
     pub relay_url: Option<String>,
 }
 
+/// How often the hub drops expired directory entries.
+const DIRECTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the hub checks its live connections and relay clients against its registry
+/// again: a key revoked (or taken off a closed hub's allowlist) is cut within this.
+pub const ADMISSION_RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A running hub; dropping it without `shutdown` aborts it.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -56,6 +76,19 @@ pub struct RunningHub {
     relay: Option<iroh_relay::server::Server>,
     relay_url: Option<String>,
     handle: NodeHandle,
+    /// The hub's background upkeep ([`upkeep`]); aborted when the hub stops or is dropped.
+    upkeep: AbortOnDrop,
+    live: Arc<Live>,
+}
+
+/// A task aborted when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RunningHub {
@@ -76,8 +109,14 @@ impl RunningHub {
         self.handle.clone()
     }
 
+    /// The keys connected to the hub's relay now (the hub's own excepted).
+    pub fn relay_clients(&self) -> HashSet<PublicKey> {
+        self.live.relay_keys()
+    }
+
     /// Stops accepting, closes the endpoint, then stops the relay.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        drop(self.upkeep);
         let result = self
             .router
             .shutdown()
@@ -96,10 +135,13 @@ pub async fn start(
     key: SecretKey,
     store: Arc<Store>,
 ) -> Result<RunningHub, NodeError> {
+    let live = Arc::new(Live::default());
     let access = Access {
         home: config.home.clone(),
         open: config.open,
         hub: key.public(),
+        live: live.clone(),
+        cache: Arc::new(store::RegistryCache::new(config.home.clone())),
     };
     let (relay, relay_url) = match config.relay_listen {
         None => (None, None),
@@ -118,7 +160,7 @@ pub async fn start(
         sessions: Arc::new(tokio::sync::Semaphore::new(HUB_SESSIONS_MAX)),
     };
     let directory = Directory {
-        access,
+        access: access.clone(),
         store: store.clone(),
         relay_url: relay_url.clone(),
     };
@@ -126,12 +168,98 @@ pub async fn start(
         .accept(SYNC_ALPN, sync)
         .accept(HUB_ALPN, directory)
         .spawn();
+    let relay_service = relay
+        .as_ref()
+        .and_then(|r: &iroh_relay::server::Server| r.relay_service().cloned());
+    let upkeep = AbortOnDrop(tokio::spawn(upkeep(store.clone(), access, relay_service)));
     Ok(RunningHub {
         router,
         relay,
         relay_url,
         handle: NodeHandle::new(key, store, endpoint, addrs, config.home),
+        upkeep,
+        live,
     })
+}
+
+/// The hub's background upkeep, until aborted: every [`ADMISSION_RECHECK_INTERVAL`], cuts the
+/// live connections and relay clients of keys the registry no longer admits
+/// ([`Access::recheck`]); at start and every [`DIRECTORY_SWEEP_INTERVAL`], drops expired
+/// directory entries.
+async fn upkeep(
+    store: Arc<Store>,
+    access: Access,
+    relay: Option<iroh_relay::server::RelayService>,
+) {
+    let mut sweep = tokio::time::interval(DIRECTORY_SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = tokio::time::interval(ADMISSION_RECHECK_INTERVAL);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.expire_directory(time::now_ms())).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(dropped)) => info!(dropped, "dropped expired directory entries"),
+                    Ok(Err(e)) => warn!("cannot drop expired directory entries: {e}"),
+                    Err(e) => warn!("cannot drop expired directory entries: {e}"),
+                }
+            }
+            _ = recheck.tick() => {
+                let a = access.clone();
+                let relay = relay.clone();
+                let _ = tokio::task::spawn_blocking(move || a.recheck(relay.as_ref())).await;
+            }
+        }
+    }
+}
+
+/// The hub's live connections (`wb-sync/1`, `wb-hub/1`) and relay clients, by key, so that a
+/// registry change can cut those it no longer admits.
+#[derive(Debug, Default)]
+struct Live {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, (PublicKey, Connection)>>,
+    relay: Mutex<HashMap<iroh_relay::server::ConnectionId, iroh::EndpointId>>,
+}
+
+impl Live {
+    /// Registers an admitted connection until the guard is dropped.
+    fn track(self: &Arc<Self>, remote: PublicKey, conn: &Connection) -> Tracked {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.conns).insert(id, (remote, conn.clone()));
+        Tracked {
+            live: self.clone(),
+            id,
+        }
+    }
+
+    fn relay_keys(&self) -> HashSet<PublicKey> {
+        lock(&self.relay)
+            .values()
+            .filter_map(|id| PublicKey::from_bytes(*id.as_bytes()).ok())
+            .collect()
+    }
+}
+
+/// A live connection's registration; dropped when its handler ends.
+#[derive(Debug)]
+struct Tracked {
+    live: Arc<Live>,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        lock(&self.live.conns).remove(&self.id);
+    }
+}
+
+/// A mutex's guard, whether or not a holder panicked (the maps stay consistent: every change
+/// is one insert or remove).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn start_relay(
@@ -172,12 +300,16 @@ async fn start_relay(
     Ok((server, url))
 }
 
-/// Who the hub admits: read from its registry at every connection.
+/// Who the hub admits: read from its registry at every connection, and again for the live
+/// ones every [`ADMISSION_RECHECK_INTERVAL`].
 #[derive(Clone, Debug)]
 struct Access {
     home: Home,
     open: bool,
     hub: PublicKey,
+    live: Arc<Live>,
+    /// The registry, parsed again only when `wb_peers.txt` changed (item 9 of issue 11).
+    cache: Arc<store::RegistryCache>,
 }
 
 /// Why an instance is refused.
@@ -191,15 +323,17 @@ struct Refusal {
 impl Access {
     /// The instance's registry entry (if any) when it is admitted.
     fn admit(&self, remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
-        let peers = store::load_peers(&self.home).map_err(|e| {
-            warn!("cannot read the hub's registry: {e}");
-            Refusal {
-                code: code::INTERNAL,
-                reason: "the hub cannot read its registry",
-                name: remote.key_id(),
-            }
+        let peers = self.registry().map_err(|_| Refusal {
+            code: code::INTERNAL,
+            reason: "the hub cannot read its registry",
+            name: remote.key_id(),
         })?;
-        let known = store::peer_by_key(&peers, remote).cloned();
+        self.admit_in(&peers, remote)
+    }
+
+    /// [`Access::admit`] against the registry `peers`.
+    fn admit_in(&self, peers: &[Peer], remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
+        let known = store::peer_by_key(peers, remote).cloned();
         let name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),
             |p| p.name.clone(),
@@ -219,23 +353,74 @@ impl Access {
         }
     }
 
-    /// Keys the registry marks revoked: their records are not taken, whoever relays them. A
-    /// registry that cannot be read is an error, never an empty list: while it is broken, no
-    /// revoked origin slips through.
-    fn revoked(&self) -> Result<HashSet<PublicKey>, NodeError> {
-        let peers = store::load_peers(&self.home).map_err(|e| {
+    /// The registry. One that cannot be read is an error, never an empty list: while it is
+    /// broken, no revoked origin slips through.
+    fn registry(&self) -> Result<Arc<Vec<Peer>>, NodeError> {
+        self.cache.load().map_err(|e| {
             warn!("cannot read the hub's registry: {e}");
             NodeError::Internal(format!("the hub cannot read its registry: {e}"))
-        })?;
-        Ok(peers
-            .iter()
-            .filter(|p| p.revoked)
-            .map(|p| p.public_key)
-            .collect())
+        })
     }
 
-    /// Admits or refuses a connection; a refused one is closed with the code and logged.
-    fn admit_connection(&self, conn: &Connection) -> Option<(PublicKey, String)> {
+    /// Keys the registry marks revoked: their records are not taken, whoever relays them, and
+    /// their addresses are not given out.
+    fn revoked(&self) -> Result<HashSet<PublicKey>, NodeError> {
+        Ok(protocol::peers::revoked_keys(&self.registry()?))
+    }
+
+    /// Whose records the hub takes now ([`Intake`]).
+    fn intake(&self) -> Result<Intake, NodeError> {
+        let peers = self.registry()?;
+        let allowed = (!self.open).then(|| {
+            peers
+                .iter()
+                .filter(|p| !p.revoked)
+                .map(|p| p.public_key)
+                .collect()
+        });
+        Ok(Intake {
+            revoked: Arc::new(protocol::peers::revoked_keys(&peers)),
+            allowed,
+        })
+    }
+
+    /// Cuts the live connections and relay clients of keys the registry no longer admits
+    /// (revoked, or no longer on a closed hub's allowlist), with the refusal's close code.
+    /// While the registry cannot be read nothing is cut (new connections are refused, and the
+    /// intake takes nothing), so a broken edit does not drop every instance at once.
+    fn recheck(&self, relay: Option<&iroh_relay::server::RelayService>) {
+        let Ok(peers) = self.registry() else {
+            return;
+        };
+        let conns: Vec<(PublicKey, Connection)> =
+            lock(&self.live.conns).values().cloned().collect();
+        for (remote, conn) in conns {
+            if let Err(r) = self.admit_in(&peers, &remote) {
+                warn!(instance = %r.name, "cut a live connection: {}", r.reason);
+                conn.close(r.code.into(), r.reason.as_bytes());
+            }
+        }
+        let Some(relay) = relay else {
+            return;
+        };
+        let clients: Vec<_> = lock(&self.live.relay)
+            .iter()
+            .map(|(c, e)| (*c, *e))
+            .collect();
+        for (connection, endpoint) in clients {
+            let Ok(remote) = PublicKey::from_bytes(*endpoint.as_bytes()) else {
+                continue;
+            };
+            if let Err(r) = self.admit_in(&peers, &remote) {
+                warn!(instance = %r.name, "cut a relay client: {}", r.reason);
+                relay.clients().disconnect(endpoint, Some(connection));
+            }
+        }
+    }
+
+    /// Admits or refuses a connection; a refused one is closed with the code and logged. An
+    /// admitted one is tracked (for [`Access::recheck`]) until the guard is dropped.
+    fn admit_connection(&self, conn: &Connection) -> Option<(PublicKey, String, Tracked)> {
         let Ok(remote) = PublicKey::from_bytes(*conn.remote_id().as_bytes()) else {
             conn.close(code::PROTOCOL_VIOLATION.into(), b"bad key");
             return None;
@@ -244,6 +429,7 @@ impl Access {
             Ok(known) => Some((
                 remote,
                 known.map_or_else(|| format!("open {}", remote.key_id()), |p| p.name),
+                self.live.track(remote, conn),
             )),
             Err(r) => {
                 warn!(instance = %r.name, code = r.code, "refused: {}", r.reason);
@@ -266,7 +452,10 @@ impl iroh_relay::server::AccessControl for Access {
             return iroh_relay::server::Access::Allow;
         }
         match self.admit(&remote) {
-            Ok(_) => iroh_relay::server::Access::Allow,
+            Ok(_) => {
+                lock(&self.live.relay).insert(request.connection_id(), request.endpoint_id());
+                iroh_relay::server::Access::Allow
+            }
             Err(r) => {
                 warn!(instance = %r.name, "relay refused: {}", r.reason);
                 iroh_relay::server::Access::Deny {
@@ -274,6 +463,14 @@ impl iroh_relay::server::AccessControl for Access {
                 }
             }
         }
+    }
+
+    fn on_disconnect(
+        &self,
+        _endpoint: iroh::EndpointId,
+        connection: iroh_relay::server::ConnectionId,
+    ) {
+        lock(&self.live.relay).remove(&connection);
     }
 }
 
@@ -299,7 +496,7 @@ impl ProtocolHandler for HubSync {
         let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-sync/1", role = "hub");
         let this = self.clone();
         async move {
-            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+            let Some((remote, name, _tracked)) = this.access.admit_connection(&conn) else {
                 return Ok(());
             };
             let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
@@ -339,6 +536,7 @@ impl HubSync {
         let (mut ch, peer_epoch, _) =
             accept_hello(conn, name, &self.store, Role::Hub, Deadlines::default()).await?;
         let mut received = PullStats::default();
+        let mut new_origins = NewOrigins::default();
         let mut sent = 0;
         let mut requests = 0;
         loop {
@@ -366,9 +564,16 @@ impl HubSync {
                     .await?;
                 }
                 Some(Message::Offer) => {
-                    let revoked = self.access.revoked()?;
-                    let stats =
-                        receive_public(&mut ch, &self.store, remote, peer_epoch, &revoked).await?;
+                    let intake = self.access.intake()?;
+                    let stats = receive_public(
+                        &mut ch,
+                        &self.store,
+                        remote,
+                        peer_epoch,
+                        &intake,
+                        &mut new_origins,
+                    )
+                    .await?;
                     received.add(stats);
                 }
                 Some(Message::Bye) | None => break,
@@ -387,27 +592,84 @@ impl HubSync {
     }
 }
 
-/// What a hub takes from an instance: public records (and public withdrawals) only, never from
-/// a revoked origin. Everything else is counted as rejected and logged.
-fn hub_may_take(record: &Record, revoked: &HashSet<PublicKey>) -> bool {
-    record.effective_scope() == Scope::Public
-        && record.signature.is_some()
-        && !revoked.contains(&record.origin)
+/// Whose records a hub takes, read from its registry when an instance offers: never a revoked
+/// origin's; on a closed hub, only its allowed origins' (the registry's keys that are not
+/// revoked), whoever relays them; on an open hub, any other origin, within
+/// [`NEW_ORIGINS_PER_CONNECTION_MAX`] new ones per connection ([`NewOrigins`]).
+#[derive(Clone, Debug)]
+pub struct Intake {
+    revoked: Arc<HashSet<PublicKey>>,
+    /// `None` on an open hub.
+    allowed: Option<HashSet<PublicKey>>,
+}
+
+impl Intake {
+    /// Why the hub does not take `record` (checks that need no store), if it does not: public
+    /// records (and public withdrawals) only, signed, of an origin neither revoked nor, on a
+    /// closed hub, missing from the allowlist.
+    fn refusal(&self, record: &Record) -> Option<&'static str> {
+        if record.effective_scope() != Scope::Public || record.signature.is_none() {
+            Some("not public and signed")
+        } else if self.revoked.contains(&record.origin) {
+            Some("of a revoked origin")
+        } else if self
+            .allowed
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&record.origin))
+        {
+            Some("of an origin not on the hub's allowlist")
+        } else {
+            None
+        }
+    }
+}
+
+/// The origins one connection brought to an open hub that it held nothing of (at most
+/// [`NEW_ORIGINS_PER_CONNECTION_MAX`]), and those found already held (not looked up again).
+#[derive(Debug, Default)]
+pub struct NewOrigins {
+    taken: HashSet<PublicKey>,
+    held: HashSet<PublicKey>,
+}
+
+impl NewOrigins {
+    /// Whether a record of `origin` may be stored: the hub holds records of it, or it is one
+    /// of the new origins this connection may bring.
+    fn admit(&mut self, store: &Store, origin: PublicKey) -> Result<bool, store::StoreError> {
+        if self.taken.contains(&origin) || self.held.contains(&origin) {
+            return Ok(true);
+        }
+        if store.holds_origin(&origin)? {
+            self.held.insert(origin);
+            return Ok(true);
+        }
+        if self.taken.len() < NEW_ORIGINS_PER_CONNECTION_MAX {
+            self.taken.insert(origin);
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// Pulls an instance's changes into the hub's store: like [`crate::session::pull`], with the
-/// hub's stricter intake ([`hub_may_take`]). Versions the hub already holds byte for byte (an
-/// instance offering back what it pulled from the hub) are counted unchanged without verifying
-/// their signature again.
+/// hub's stricter intake ([`Intake`]; refusals are counted as rejected and logged). On an open
+/// hub, records of new origins beyond the connection's allowance are refused too, and from
+/// that batch on the stored cursor stays where it was, so the instance offers them again next
+/// time. Versions the hub already holds byte for byte (an instance offering back what it
+/// pulled from the hub) are counted unchanged without verifying their signature again.
 pub async fn receive_public(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
-    revoked: &HashSet<PublicKey>,
+    intake: &Intake,
+    new_origins: &mut NewOrigins,
 ) -> Result<PullStats, NodeError> {
-    crate::session::request_pull(ch, store, peer, peer_epoch).await?;
+    let start = crate::session::request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
+    // The cursor everything before is settled up to; held once a record must be offered again.
+    let mut settled = start;
+    let mut held_back = false;
     loop {
         let (records, next, done) = match ch.expect("Batch").await? {
             Message::Batch {
@@ -431,33 +693,60 @@ pub async fn receive_public(
             })?;
             decoded.push(r);
         }
-        let before = decoded.len();
-        decoded.retain(|r| hub_may_take(r, revoked));
-        let refused = (before - decoded.len()) as u64;
+        let mut refused = 0u64;
+        decoded.retain(|r| match intake.refusal(r) {
+            None => true,
+            Some(why) => {
+                refused += 1;
+                debug!(instance = %ch.peer(), origin = %r.origin.key_id(), "refused a record {why}");
+                false
+            }
+        });
         if refused > 0 {
             warn!(
                 instance = %ch.peer(),
-                refused, "refused records that are not public (or from a revoked origin)"
+                refused,
+                "refused records that are not public, or of a revoked origin or one not allowed"
             );
         }
         stats.rejected += refused;
         let mut opts = ApplyOptions::new(format!("hub instance {}", peer.key_id()), time::now_ms());
-        opts.cursor = Some((peer, next));
+        opts.revoked = intake.revoked.clone();
         let s = store.clone();
-        let (report, held) = tokio::task::spawn_blocking(move || {
+        let open = intake.allowed.is_none();
+        let mut origins = std::mem::take(new_origins);
+        let (report, held, capped, origins) = tokio::task::spawn_blocking(move || {
             let mut fresh = Vec::with_capacity(decoded.len());
             let mut held = 0u64;
+            let mut capped = 0u64;
             for r in decoded {
                 match s.get(&r.key())? {
                     Some(current) if current == r => held += 1,
+                    _ if open && !origins.admit(&s, r.origin)? => capped += 1,
                     _ => fresh.push(r),
                 }
             }
+            let hold = held_back || capped > 0;
+            opts.cursor = Some((peer, if hold { settled } else { next }));
             let checked = CheckedBatch::check(fresh, &opts);
-            s.apply_checked(&checked, &opts).map(|rep| (rep, held))
+            s.apply_checked(&checked, &opts)
+                .map(|rep| (rep, held, capped, origins))
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
+        *new_origins = origins;
+        held_back |= capped > 0;
+        if !held_back {
+            settled = next;
+        }
+        if capped > 0 {
+            warn!(
+                instance = %ch.peer(),
+                capped,
+                "refused records of origins new to the hub beyond {NEW_ORIGINS_PER_CONNECTION_MAX} \
+                 per connection (offered again next time)"
+            );
+        }
         debug!(new = report.new, held, "applied a batch");
         stats.add(PullStats {
             new: report.new,
@@ -465,7 +754,7 @@ pub async fn receive_public(
             unchanged: report.unchanged + held,
             stale: report.stale,
             conflicts: report.conflicts,
-            rejected: report.rejected,
+            rejected: report.rejected + capped,
             received: 0,
         });
         if done {
@@ -493,7 +782,7 @@ impl ProtocolHandler for Directory {
         let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-hub/1");
         let this = self.clone();
         async move {
-            let Some((remote, name)) = this.access.admit_connection(&conn) else {
+            let Some((remote, name, _tracked)) = this.access.admit_connection(&conn) else {
                 return Ok(());
             };
             let limit = Arc::new(tokio::sync::Semaphore::new(DIRECTORY_STREAMS_MAX));
@@ -568,9 +857,13 @@ impl Directory {
                     Err(_) => return internal(),
                 }
                 let s = self.store.clone();
+                let now = time::now_ms();
                 match tokio::task::spawn_blocking(move || s.directory_entry(&wanted)).await {
-                    Ok(Ok(Some(entry))) => HubResponse::Found(entry.announcement),
-                    Ok(Ok(None)) => HubResponse::NotFound,
+                    // An instance that stopped announcing itself is no longer given out.
+                    Ok(Ok(Some(entry))) if !entry.expired(now) => {
+                        HubResponse::Found(entry.announcement)
+                    }
+                    Ok(Ok(_)) => HubResponse::NotFound,
                     Ok(Err(e)) => {
                         warn!("directory lookup: {e}");
                         internal()

@@ -3,6 +3,7 @@
 //! addresses in `wb_peers.txt`. Works with no internet: no relay, no address lookup, unless
 //! the registry names hubs, whose relays and directories are then used ([`crate::directory`]).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,6 +213,8 @@ impl NodeHandle {
         async {
             let result = async {
                 let addrs = resolve(peer).await?;
+                // Read per session: a revocation applies to the next session.
+                let revoked = protocol::peers::revoked_keys(&store::load_peers(&self.home)?);
                 dial_and_sync(
                     &self.endpoint,
                     &self.key,
@@ -220,6 +223,7 @@ impl NodeHandle {
                     direction,
                     &addrs,
                     deadlines,
+                    Arc::new(revoked),
                 )
                 .await
             }
@@ -445,8 +449,16 @@ impl SyncHandler {
                         .await;
                         break;
                     }
-                    let stats =
-                        pull(&mut ch, &self.store, remote, peer_epoch, time::now_ms).await?;
+                    let revoked = Arc::new(protocol::peers::revoked_keys(&peers));
+                    let stats = pull(
+                        &mut ch,
+                        &self.store,
+                        remote,
+                        peer_epoch,
+                        revoked,
+                        time::now_ms,
+                    )
+                    .await?;
                     if changed_store(&stats) {
                         // Pass the news on to our other peers (not back to this one).
                         self.shared.changed(Some(remote));
@@ -555,7 +567,8 @@ pub(crate) async fn resolve(peer: &Peer) -> Result<Vec<SocketAddr>, NodeError> {
     Ok(out)
 }
 
-/// One sync session with a running peer node: pull its changes, push ours, or both.
+/// One sync session with a running peer node: pull its changes, push ours, or both. Without a
+/// registry: no hubs, no revoked origins.
 pub async fn sync_once(
     key: &SecretKey,
     store: &Arc<Store>,
@@ -565,19 +578,20 @@ pub async fn sync_once(
     sync_once_with_hubs(key, store, peer, direction, &[], Deadlines::default()).await
 }
 
-/// [`sync_once`] through hubs: `hubs` (registry entries marked `Hub: yes`) give the one-shot
-/// endpoint their relays and directories, so a peer registered without an address is found.
+/// [`sync_once`] with the instance's registry: its hubs (entries marked `Hub: yes`) give the
+/// one-shot endpoint their relays and directories, so a peer registered without an address is
+/// found; records of the origins it revokes are not taken.
 pub async fn sync_once_with_hubs(
     key: &SecretKey,
     store: &Arc<Store>,
     peer: &Peer,
     direction: Direction,
-    hubs: &[Peer],
+    registry: &[Peer],
     deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result = sync_inner(key, store, peer, direction, hubs, deadlines).await;
+        let result = sync_inner(key, store, peer, direction, registry, deadlines).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e.to_string())),
@@ -594,7 +608,7 @@ async fn sync_inner(
     store: &Arc<Store>,
     peer: &Peer,
     direction: Direction,
-    hubs: &[Peer],
+    registry: &[Peer],
     deadlines: Deadlines,
 ) -> Result<SyncReport, NodeError> {
     let addrs = resolve(peer).await?;
@@ -608,9 +622,9 @@ async fn sync_inner(
             .map_err(|_| NodeError::Internal("addr".into()))?
     };
     // The hub being synced with is dialled like any peer; the others help find this peer.
-    let others: Vec<Peer> = hubs
+    let others: Vec<Peer> = registry
         .iter()
-        .filter(|h| h.public_key != peer.public_key)
+        .filter(|h| h.hub && h.public_key != peer.public_key)
         .cloned()
         .collect();
     let targets = hub_targets(&others).await;
@@ -624,7 +638,13 @@ async fn sync_inner(
         ..HubOptions::default()
     };
     let result = match crate::directory::attach(&endpoint, key, targets, options).await {
-        Ok(_link) => dial_and_sync(&endpoint, key, store, peer, direction, &addrs, deadlines).await,
+        Ok(_link) => {
+            let revoked = Arc::new(protocol::peers::revoked_keys(registry));
+            dial_and_sync(
+                &endpoint, key, store, peer, direction, &addrs, deadlines, revoked,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     endpoint.close().await;
@@ -639,6 +659,7 @@ async fn dial_and_sync(
     direction: Direction,
     addrs: &[SocketAddr],
     deadlines: Deadlines,
+    revoked: Arc<HashSet<PublicKey>>,
 ) -> Result<SyncReport, NodeError> {
     let can_look_up = endpoint
         .address_lookup()
@@ -663,7 +684,7 @@ async fn dial_and_sync(
             peer: name.clone(),
             reason: e.to_string(),
         })?;
-    let result = session(&conn, key, store, peer, direction, deadlines).await;
+    let result = session(&conn, key, store, peer, direction, deadlines, revoked).await;
     let result = match result {
         // A refusal arrives as the connection closing with our code: report that.
         Err(NodeError::Lost { .. }) | Err(NodeError::Protocol { .. })
@@ -688,6 +709,7 @@ async fn session(
     peer: &Peer,
     direction: Direction,
     deadlines: Deadlines,
+    revoked: Arc<HashSet<PublicKey>>,
 ) -> Result<SyncReport, NodeError> {
     let name = peer.name.clone();
     // Opening waits for the peer only when it allows no stream: within the message deadline.
@@ -711,7 +733,15 @@ async fn session(
     };
     let mut report = SyncReport::default();
     if direction != Direction::PushOnly {
-        report.pulled = pull(&mut ch, store, peer.public_key, peer_epoch, time::now_ms).await?;
+        report.pulled = pull(
+            &mut ch,
+            store,
+            peer.public_key,
+            peer_epoch,
+            revoked,
+            time::now_ms,
+        )
+        .await?;
     }
     if direction != Direction::PullOnly {
         ch.send(&Message::Offer).await?;

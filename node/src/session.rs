@@ -1,6 +1,7 @@
 //! One sync session over one bidirectional QUIC stream (§10): framing, `Hello`, serving a
 //! pull from our change log, and pulling a peer's changes into our store.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -548,18 +549,25 @@ pub async fn request_pull(
 }
 
 /// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
-/// cores), and applies it together with the new cursor in one transaction.
+/// cores), and applies it together with the new cursor in one transaction. Records of a
+/// `revoked` origin (our registry's) are rejected, whoever relays them.
 pub async fn pull(
     ch: &mut Channel,
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
+    revoked: Arc<HashSet<PublicKey>>,
     now_ms: impl Fn() -> u64,
 ) -> Result<PullStats, NodeError> {
     let start = request_pull(ch, store, peer, peer_epoch).await?;
     let mut stats = PullStats::default();
     let mut applying = None;
-    let result = pull_batches(ch, store, peer, start, &now_ms, &mut stats, &mut applying).await;
+    let new_opts = || {
+        let mut opts = ApplyOptions::new(format!("peer {}", peer.key_id()), now_ms());
+        opts.revoked = revoked.clone();
+        opts
+    };
+    let result = pull_batches(ch, store, peer, start, &new_opts, &mut stats, &mut applying).await;
     // Whatever happened, the batch being applied finishes first: it is one transaction, and
     // the caller may look at the store (or pull again) as soon as this returns.
     let last = finish_apply(applying).await;
@@ -586,7 +594,7 @@ async fn pull_batches(
     store: &Arc<Store>,
     peer: PublicKey,
     start: Cursor,
-    now_ms: &impl Fn() -> u64,
+    new_opts: &impl Fn() -> ApplyOptions,
     stats: &mut PullStats,
     applying: &mut Option<Applying>,
 ) -> Result<(), NodeError> {
@@ -603,7 +611,7 @@ async fn pull_batches(
             other => return Err(ch.protocol(format!("expected Batch, got {}", other.kind()))),
         };
         stats.received += records.len() as u64;
-        let mut opts = ApplyOptions::new(format!("peer {}", peer.key_id()), now_ms());
+        let mut opts = new_opts();
         opts.cursor = Some((peer, next));
         let (checked, opts, rejected) = tokio::task::spawn_blocking(move || {
             check_batch(records, &peer, &opts).map(|(checked, rejected)| (checked, opts, rejected))

@@ -32,6 +32,11 @@ pub const RELAY_URL_LEN_MAX: usize = 512;
 pub const ANNOUNCE_MAX_AGE_MS: u64 = 5 * 60 * 1000;
 /// An announcement dated further than this in the hub's future is refused (clock skew guard).
 pub const ANNOUNCE_MAX_FUTURE_MS: u64 = crate::version::MAX_FUTURE_SKEW_MS;
+/// A hub's directory entry expires this long after its announcement's timestamp: lookups no
+/// longer return it, and the hub drops it. Several announce intervals (a node re-announces
+/// every minute), and no shorter than [`ANNOUNCE_MAX_AGE_MS`], so an expired entry's
+/// announcement is too old to be accepted again (a dropped entry cannot be replayed).
+pub const DIRECTORY_ENTRY_TTL_MS: u64 = ANNOUNCE_MAX_AGE_MS;
 
 /// Hub error codes, in [`HubResponse::Rejected`] (the access refusals close the connection
 /// with the codes of [`crate::wire::code`]).

@@ -15,7 +15,7 @@
 //! `Peer-ID` is the key id of `Public-Key` (checked). `Addr` may repeat or be absent. Lines
 //! starting with `#` are comments; they are not kept when the CLI rewrites the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::PublicKey;
 
@@ -38,6 +38,16 @@ pub struct Peer {
 pub struct PeersError {
     pub line: usize,
     pub reason: String,
+}
+
+/// The keys a registry marks revoked. No record of theirs is taken, whoever passes it on: a
+/// node's sync and bundle imports, and a hub's intake, drop them (ARCHITECTURE.md, Revocation).
+pub fn revoked_keys(peers: &[Peer]) -> HashSet<PublicKey> {
+    peers
+        .iter()
+        .filter(|p| p.revoked)
+        .map(|p| p.public_key)
+        .collect()
 }
 
 /// A peer name: letters, digits, `.`, `_`, `-`; 1 to 64 characters.

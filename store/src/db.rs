@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use protocol::wire::Cursor;
 use protocol::{Audience, Entity, PublicKey, Record, RecordKey, Scope, SecretKey, Version};
@@ -59,6 +60,7 @@ pub mod counter {
     pub const REJECTED_SIGNATURE: &str = "rejected_signature";
     pub const REJECTED_FUTURE: &str = "rejected_future";
     pub const REJECTED_INVALID: &str = "rejected_invalid";
+    pub const REJECTED_REVOKED: &str = "rejected_revoked";
 }
 
 /// The store's random identity; a cursor from another epoch means "start from 0".
@@ -131,6 +133,10 @@ pub struct ApplyOptions {
     /// Store this peer's cursor (how far into its change log we are) in the same transaction
     /// as the batch, so a broken connection resumes exactly where it stopped.
     pub cursor: Option<(PublicKey, Cursor)>,
+    /// Origins the receiver's registry revokes (`protocol::peers::revoked_keys`): their
+    /// versions are rejected ([`Rejection::RevokedOrigin`]) before anything else is checked,
+    /// whoever passes them on.
+    pub revoked: Arc<HashSet<PublicKey>>,
     /// Test hook: fail with [`StoreError::InjectedFault`] after this many records were applied
     /// inside the transaction, as an I/O error would.
     #[doc(hidden)]
@@ -146,6 +152,7 @@ impl ApplyOptions {
             unsigned_origin: None,
             provenance: None,
             cursor: None,
+            revoked: Arc::default(),
             fail_after: None,
         }
     }
@@ -1950,11 +1957,17 @@ impl Rejection {
             Rejection::BadSignature | Rejection::Unsigned => counter::REJECTED_SIGNATURE,
             Rejection::FutureDated { .. } => counter::REJECTED_FUTURE,
             Rejection::Invalid(_) => counter::REJECTED_INVALID,
+            Rejection::RevokedOrigin { .. } => counter::REJECTED_REVOKED,
         }
     }
 }
 
 fn check_incoming(record: &Record, opts: &ApplyOptions) -> Result<(), Rejection> {
+    if opts.revoked.contains(&record.origin) {
+        return Err(Rejection::RevokedOrigin {
+            key_id: record.origin.key_id(),
+        });
+    }
     match &record.signature {
         None if opts.unsigned_origin == Some(record.origin) => {}
         None => return Err(Rejection::Unsigned),

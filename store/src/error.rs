@@ -130,6 +130,9 @@ pub enum Rejection {
     FutureDated { ahead_ms: u64, limit_ms: u64 },
     #[error("{0}")]
     Invalid(String),
+    /// The receiver's registry revokes the record's origin: taken from no one.
+    #[error("its origin (key id {key_id}) is revoked")]
+    RevokedOrigin { key_id: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use protocol::PublicKey;
-use protocol::hub::{AnnounceError, Announcement};
+use protocol::hub::{AnnounceError, Announcement, DIRECTORY_ENTRY_TTL_MS};
 use redb::{ReadableTable, TableDefinition, TableError};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,14 @@ pub struct DirectoryEntry {
     pub announcement: Announcement,
     /// The hub's clock when it accepted the announcement.
     pub received_ms: u64,
+}
+
+impl DirectoryEntry {
+    /// Whether the entry is too old to be given out at `now_ms` (its announcement is more than
+    /// [`DIRECTORY_ENTRY_TTL_MS`] old): the instance stopped announcing itself.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.announcement.timestamp_ms) > DIRECTORY_ENTRY_TTL_MS
+    }
 }
 
 /// What a hub holds from one origin.
@@ -89,7 +97,44 @@ impl Store {
         value.map(|v| self.decode_entry(v.value())).transpose()
     }
 
-    /// Every directory entry, by key.
+    /// Drops the directory entries expired at `now_ms` ([`DirectoryEntry::expired`]) in one
+    /// transaction; returns how many. Writes nothing when none has expired.
+    pub fn expire_directory(&self, now_ms: u64) -> Result<u64> {
+        let expired: Vec<PublicKey> = self
+            .directory()?
+            .into_iter()
+            .filter(|(_, e)| e.expired(now_ms))
+            .map(|(k, _)| k)
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.write_tx()?;
+        let mut dropped = 0;
+        {
+            let mut table = tx.open_table(DIRECTORY).map_err(|e| self.err(e))?;
+            for key in &expired {
+                // Checked again inside the transaction: an announcement accepted meanwhile stays.
+                let still = match table
+                    .get(key.as_bytes().as_slice())
+                    .map_err(|e| self.err(e))?
+                {
+                    Some(v) => self.decode_entry(v.value())?.expired(now_ms),
+                    None => false,
+                };
+                if still {
+                    table
+                        .remove(key.as_bytes().as_slice())
+                        .map_err(|e| self.err(e))?;
+                    dropped += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(dropped)
+    }
+
+    /// Every directory entry, by key (expired ones included until dropped).
     pub fn directory(&self) -> Result<BTreeMap<PublicKey, DirectoryEntry>> {
         let tx = self.read_tx()?;
         let table = match tx.open_table(DIRECTORY) {
@@ -108,6 +153,21 @@ impl Store {
             out.insert(key, entry);
         }
         Ok(out)
+    }
+
+    /// Whether the store holds any record (tombstones included) of `origin`: one key lookup
+    /// (record keys start with their origin).
+    pub fn holds_origin(&self, origin: &PublicKey) -> Result<bool> {
+        let tx = self.read_tx()?;
+        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let start = origin.as_bytes().to_vec();
+        let mut end = start.clone();
+        // Keys of one origin are `origin ++ entity …`; UTF-8 never holds 0xff.
+        end.push(0xff);
+        let mut range = records
+            .range::<&[u8]>(start.as_slice()..end.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(range.next().transpose().map_err(|e| self.err(e))?.is_some())
     }
 
     /// Records held per origin: count, tombstones, sealed bytes. One pass over the records.
@@ -191,5 +251,68 @@ mod tests {
             .expect("an entry");
         assert_eq!(entry.announcement, first);
         assert_eq!(store.directory().expect("read").len(), 1);
+    }
+
+    #[test]
+    fn directory_entries_expire_and_are_dropped() {
+        let store = Store::in_memory().expect("store");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let (old, fresh) = (
+            SecretKey::from_bytes(&[7; 32]),
+            SecretKey::from_bytes(&[8; 32]),
+        );
+        let t0 = 10_000_000;
+        let a = Announcement::sign(&old, t0, &[addr], None);
+        assert!(store.accept_announcement(&a, t0).expect("store").is_ok());
+        let later = t0 + DIRECTORY_ENTRY_TTL_MS;
+        let b = Announcement::sign(&fresh, later, &[addr], None);
+        assert!(store.accept_announcement(&b, later).expect("store").is_ok());
+        let entry = store.directory_entry(&old.public()).expect("read");
+        assert!(!entry.as_ref().expect("an entry").expired(later));
+        assert!(entry.expect("an entry").expired(later + 1));
+        assert_eq!(store.expire_directory(later).expect("expire"), 0);
+        assert_eq!(store.expire_directory(later + 1).expect("expire"), 1);
+        assert_eq!(store.directory_entry(&old.public()).expect("read"), None);
+        assert!(
+            store
+                .directory_entry(&fresh.public())
+                .expect("read")
+                .is_some()
+        );
+        // The dropped entry's announcement cannot come back: it is too old.
+        assert!(
+            store
+                .accept_announcement(&a, later + 1)
+                .expect("store")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn holds_origin_sees_any_record_of_an_origin() {
+        let store = Store::in_memory().expect("store");
+        let key = SecretKey::from_bytes(&[9; 32]);
+        assert!(!store.holds_origin(&key.public()).expect("read"));
+        let mut r = protocol::Record {
+            origin: key.public(),
+            entity: protocol::Entity::User,
+            id: "u".into(),
+            version: protocol::Version::new(1_000, 0),
+            scope: protocol::Scope::Public,
+            deleted: false,
+            fields: vec![("Username".into(), "u".into())],
+            body: String::new(),
+            signature: None,
+        };
+        r.sign(&key).expect("sign");
+        store
+            .apply_batch(&[r], &crate::ApplyOptions::new("test", 2_000))
+            .expect("apply");
+        assert!(store.holds_origin(&key.public()).expect("read"));
+        assert!(
+            !store
+                .holds_origin(&SecretKey::from_bytes(&[10; 32]).public())
+                .expect("read")
+        );
     }
 }

@@ -10,5 +10,6 @@ mod hostile;
 mod hub;
 mod peers;
 mod prune;
+mod revocation;
 mod sync;
 mod vouch;

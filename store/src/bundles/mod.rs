@@ -80,6 +80,9 @@ pub enum BundleError {
         id: String,
         reason: Rejection,
     },
+    /// The bundle's signer is revoked in this home's registry: nothing of it is imported.
+    #[error("the bundle is signed by key id {key_id}, which this instance's registry revokes")]
+    RevokedSigner { key_id: String },
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
     /// `export` was pointed at a folder holding bundle files that are not its own previous
@@ -654,6 +657,9 @@ pub struct ImportReport {
     pub stale: u64,
     pub conflicts: u64,
     pub rejected: u64,
+    /// Records of origins this instance's registry revokes: not imported (also counted in
+    /// `rejected`).
+    pub revoked_origin: u64,
     pub already_imported: bool,
     pub dry_run: bool,
     pub signer: String,
@@ -667,6 +673,10 @@ pub struct ImportReport {
 /// A bundle imported before, and a dry run, only read the store (opened read-only, so its file
 /// stays byte-for-byte the same). `open`: the home's store when it is already open (a running
 /// node holds it); `None` opens it here.
+///
+/// Revocation (the home's registry, read here): a bundle signed by a revoked key is refused
+/// ([`BundleError::RevokedSigner`]); records of other revoked origins that a bundle relays are
+/// skipped and counted (`revoked_origin`, and in `rejected`), the rest is imported.
 pub fn import(
     home: &Home,
     open: Option<&Store>,
@@ -684,6 +694,26 @@ pub fn import(
         records: bundle.entities.clone(),
         ..Default::default()
     };
+    let revoked = protocol::peers::revoked_keys(&crate::peers::load_peers(home)?);
+    if revoked.contains(&bundle.signer) {
+        return Err(BundleError::RevokedSigner {
+            key_id: bundle.signer.key_id(),
+        });
+    }
+    let kept;
+    let batch = if bundle
+        .batch
+        .records()
+        .iter()
+        .any(|r| revoked.contains(&r.origin))
+    {
+        let mut batch = bundle.batch.clone();
+        out.revoked_origin = batch.retain(|r| !revoked.contains(&r.origin)) as u64;
+        kept = batch;
+        &kept
+    } else {
+        &bundle.batch
+    };
     let report = {
         let read_only;
         let store = match open {
@@ -698,7 +728,7 @@ pub fn import(
             return Ok(out);
         }
         if dry_run {
-            Some(store.plan(&bundle.batch)?)
+            Some(store.plan(batch)?)
         } else {
             None
         }
@@ -725,7 +755,7 @@ pub fn import(
                 files: bundle.files,
                 report: ApplyReport::default(),
             });
-            store.apply_checked(&bundle.batch, &opts)?
+            store.apply_checked(batch, &opts)?
         }
     };
     out.new = report.new;
@@ -733,7 +763,7 @@ pub fn import(
     out.unchanged = report.unchanged;
     out.stale = report.stale;
     out.conflicts = report.conflicts;
-    out.rejected = report.rejected;
+    out.rejected = report.rejected + out.revoked_origin;
     Ok(out)
 }
 
