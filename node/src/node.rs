@@ -215,6 +215,10 @@ impl NodeHandle {
                 let addrs = resolve(peer).await?;
                 // Read per session: a revocation applies to the next session.
                 let revoked = protocol::peers::revoked_keys(&store::load_peers(&self.home)?);
+                let terms = Terms {
+                    deadlines,
+                    revoked: Arc::new(revoked),
+                };
                 dial_and_sync(
                     &self.endpoint,
                     &self.key,
@@ -222,8 +226,7 @@ impl NodeHandle {
                     peer,
                     direction,
                     &addrs,
-                    deadlines,
-                    Arc::new(revoked),
+                    terms,
                 )
                 .await
             }
@@ -639,16 +642,24 @@ async fn sync_inner(
     };
     let result = match crate::directory::attach(&endpoint, key, targets, options).await {
         Ok(_link) => {
-            let revoked = Arc::new(protocol::peers::revoked_keys(registry));
-            dial_and_sync(
-                &endpoint, key, store, peer, direction, &addrs, deadlines, revoked,
-            )
-            .await
+            let terms = Terms {
+                deadlines,
+                revoked: Arc::new(protocol::peers::revoked_keys(registry)),
+            };
+            dial_and_sync(&endpoint, key, store, peer, direction, &addrs, terms).await
         }
         Err(e) => Err(e),
     };
     endpoint.close().await;
     result
+}
+
+/// What a dialled session runs under: its deadlines, and the origins whose records it does
+/// not take (the registry's revoked keys, read once per session).
+#[derive(Clone, Debug)]
+struct Terms {
+    deadlines: Deadlines,
+    revoked: Arc<HashSet<PublicKey>>,
 }
 
 async fn dial_and_sync(
@@ -658,8 +669,7 @@ async fn dial_and_sync(
     peer: &Peer,
     direction: Direction,
     addrs: &[SocketAddr],
-    deadlines: Deadlines,
-    revoked: Arc<HashSet<PublicKey>>,
+    terms: Terms,
 ) -> Result<SyncReport, NodeError> {
     let can_look_up = endpoint
         .address_lookup()
@@ -684,7 +694,7 @@ async fn dial_and_sync(
             peer: name.clone(),
             reason: e.to_string(),
         })?;
-    let result = session(&conn, key, store, peer, direction, deadlines, revoked).await;
+    let result = session(&conn, key, store, peer, direction, terms).await;
     let result = match result {
         // A refusal arrives as the connection closing with our code: report that.
         Err(NodeError::Lost { .. }) | Err(NodeError::Protocol { .. })
@@ -708,11 +718,11 @@ async fn session(
     store: &Arc<Store>,
     peer: &Peer,
     direction: Direction,
-    deadlines: Deadlines,
-    revoked: Arc<HashSet<PublicKey>>,
+    terms: Terms,
 ) -> Result<SyncReport, NodeError> {
     let name = peer.name.clone();
     // Opening waits for the peer only when it allows no stream: within the message deadline.
+    let Terms { deadlines, revoked } = terms;
     let (send, recv) = tokio::time::timeout(deadlines.message, conn.open_bi())
         .await
         .map_err(|_| NodeError::Timeout {
