@@ -848,6 +848,56 @@ fn links_inside_the_bundle_directory_are_refused() {
     );
 }
 
+/// Issue 11, item 6, as reported: one file of nearly 8 MiB listed under 2,000 linked names
+/// (16 GB if each name were read) is refused with a clear error under `ulimit -v` of 1 GiB,
+/// not killed for lack of memory; the store is left as it was.
+#[cfg(unix)]
+#[test]
+fn two_thousand_links_to_one_large_file_are_refused_under_a_memory_limit() {
+    use std::os::unix::fs::symlink;
+    use std::os::unix::process::ExitStatusExt;
+    let bench = TamperBench::new();
+    let dir = bench.copy();
+    let big = "requests/big.sync.txt";
+    fs::write(dir.join(big), vec![b'x'; 8 * 1024 * 1024 - 1024]).expect("a large file");
+    let mut paths = listed(&dir);
+    paths.push(big.into());
+    for i in 0..2_000 {
+        let rel = format!("requests/link{i}.sync.txt");
+        symlink(dir.join(big), dir.join(&rel)).expect("symlink");
+        paths.push(rel);
+    }
+    resign_listing(&dir, &bench.key(), &paths);
+    let store_before = fs::read(bench.target.path("store.redb")).expect("store");
+    let plain = bench
+        .target
+        .command(["sync", "import", dir.to_str().expect("utf-8")]);
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(plain.get_program())
+        .args(plain.get_args())
+        .current_dir(bench.target.dir())
+        .stdin(std::process::Stdio::null());
+    for (name, value) in plain.get_envs() {
+        match value {
+            Some(v) => limited.env(name, v),
+            None => limited.env_remove(name),
+        };
+    }
+    let out = limited.output().expect("run wb under ulimit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), None, "not killed: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(
+        fs::read(bench.target.path("store.redb")).expect("store"),
+        store_before,
+        "the store is unchanged"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn paths_leaving_the_bundle_directory_are_refused() {
