@@ -510,6 +510,22 @@ pub enum TrustCommand {
     },
     /// List root users (users nobody invited) and who vouched for each.
     Roots,
+    /// Print the invite/vouch graph: users as nodes grouped by instance, edges labelled
+    /// `invite` or `vouch`. DOT for Graphviz (`wb trust graph | dot -Tsvg > trust.svg`) or a
+    /// Mermaid flowchart for Markdown viewers. With --json: nodes and edges as data.
+    Graph {
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+}
+
+/// `wb trust graph --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
 }
 
 #[derive(Debug, Subcommand)]

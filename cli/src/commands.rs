@@ -133,6 +133,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             crate::trust_cmd::path(&home, &user, from.as_deref())
         }
         Command::Trust(TrustCommand::Roots) => crate::trust_cmd::roots(&home),
+        Command::Trust(TrustCommand::Graph { format }) => crate::trust_cmd::graph(&home, format),
     }
 }
 

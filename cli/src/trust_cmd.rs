@@ -1,4 +1,4 @@
-//! `wb sync vouch`, `wb trust path` and `wb trust roots`: vouches and the cross-instance trust
+//! `wb sync vouch`, `wb trust path`, `wb trust roots` and `wb trust graph`: vouches and the cross-instance trust
 //! graph (issue 6). The graph itself is [`protocol::trust`], pure over records.
 //!
 //! `sync vouch` is split so that a control-socket client can run the questions on its own
@@ -807,6 +807,48 @@ pub fn roots(home: &Home) -> Result<Output> {
         text.push_str("no root users known to this instance\n");
     }
     Ok(Output::new(text.trim_end().to_string(), Value::Array(out)))
+}
+
+impl protocol::trust_picture::Names for View {
+    fn user(&self, user: &UserRef) -> String {
+        self.label(user)
+    }
+    fn instance(&self, key: &PublicKey) -> String {
+        self.instance_text(key)
+    }
+}
+
+/// `wb trust graph`: the picture as text; with `--json`, its nodes and edges.
+pub fn graph(home: &Home, format: crate::args::GraphFormat) -> Result<Output> {
+    use protocol::trust_picture::{Format, render};
+    let inst = open(home)?;
+    let view = View::load(home, &inst)?;
+    let format = match format {
+        crate::args::GraphFormat::Dot => Format::Dot,
+        crate::args::GraphFormat::Mermaid => Format::Mermaid,
+    };
+    let text = render(&view.graph, format, &view);
+    let users: Vec<Value> = view
+        .graph
+        .users()
+        .map(|(u, _)| json!({"user": view.user_json(u), "instance": view.signer_json(&u.origin)}))
+        .collect();
+    let edges: Vec<Value> = view
+        .graph
+        .links()
+        .iter()
+        .map(|l| {
+            json!({
+                "from": l.from.to_string(),
+                "to": l.to.to_string(),
+                "kind": l.kind.as_str(),
+                "record": l.record.id,
+                "signer": view.signer_json(l.signer()),
+            })
+        })
+        .collect();
+    let text = text.trim_end().to_string();
+    Ok(Output::new(text, json!({"users": users, "edges": edges})))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! detection for the scope warning), [`sync_txt`] (the `.sync.txt` file codec and record
 //! mapping), [`bundle`] (manifest, `bundle.sig`, public key files), [`peers`] (the
 //! `wb_peers.txt` format), [`time`] (ISO 8601 text of Unix milliseconds), [`text`] (peer-supplied text made safe), [`wire`] (the
-//! `wb-sync/1` messages), [`hub`] (the hub's `wb-hub/1` messages and signed announcements).
+//! `wb-sync/1` messages), [`hub`] (the hub's `wb-hub/1` messages and signed announcements), [`trust`] (the invite/vouch
+//! graph) and [`trust_picture`] (that graph as DOT or Mermaid text).
 
 pub mod bundle;
 pub mod contact;
@@ -22,6 +23,7 @@ pub mod sync_txt;
 pub mod text;
 pub mod time;
 pub mod trust;
+pub mod trust_picture;
 pub mod version;
 pub mod wire;
 

@@ -239,6 +239,11 @@ impl TrustGraph {
         self.vouches_for.get(subject).map_or(&[], Vec::as_slice)
     }
 
+    /// Every link, sorted by the user it leaves, then kind and record.
+    pub fn links(&self) -> Vec<&Link> {
+        self.out.values().flatten().collect()
+    }
+
     /// The links leaving `user` (whom it invited or vouched for), sorted.
     pub fn links_from(&self, user: &UserRef) -> &[Link] {
         self.out.get(user).map_or(&[], Vec::as_slice)

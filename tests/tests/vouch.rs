@@ -763,3 +763,111 @@ fn held_vouches(store: &Store) -> Vec<RecordKey> {
         .map(Record::key)
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// wb trust graph (issue 13, item 7)
+// ---------------------------------------------------------------------------------------------
+
+/// A cluster's label and its nodes (`id=label`); an edge's ends and label.
+type Clusters = Vec<(String, Vec<String>)>;
+type Edges = Vec<(String, String, String)>;
+
+/// The statements of a DOT picture: clusters with their labels and nodes, and edges.
+fn parse_dot(text: &str) -> (Clusters, Edges) {
+    let mut clusters: Clusters = Vec::new();
+    let mut edges = Vec::new();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("digraph trust {"), "{text}");
+    let quoted = |s: &str| -> String {
+        let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"'));
+        let inner = inner.unwrap_or_else(|| panic!("not a quoted string: {s}"));
+        assert!(
+            !inner.replace("\\\"", "").contains('"'),
+            "a bare quote: {s}"
+        );
+        inner.replace("\\\"", "\"").replace("\\\\", "\\")
+    };
+    for line in lines {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("label=") {
+            let label = quoted(rest.strip_suffix(';').expect("ends with ;"));
+            clusters.last_mut().expect("a cluster").0 = label;
+        } else if line.starts_with("subgraph cluster_") {
+            clusters.push((String::new(), Vec::new()));
+        } else if let Some((from, rest)) = line
+            .split_once(' ')
+            .and_then(|(from, rest)| Some((from, rest.strip_prefix("-> ")?)))
+        {
+            let (to, label) = rest.split_once(" [label=").expect("an edge label");
+            let label = quoted(label.strip_suffix("];").expect("ends with ];"));
+            edges.push((from.to_string(), to.to_string(), label));
+        } else if let Some((id, rest)) = line.split_once(" [label=") {
+            let label = quoted(rest.strip_suffix("];").expect("ends with ];"));
+            let node = format!("{id}={label}");
+            clusters.last_mut().expect("inside a cluster").1.push(node);
+        } else {
+            assert!(
+                ["}", "rankdir=LR;", "node [shape=box];"].contains(&line),
+                "unexpected line: {line:?}"
+            );
+        }
+    }
+    (clusters, edges)
+}
+
+/// The invite/vouch graph as DOT and as Mermaid: users grouped by instance, edges labelled,
+/// a hostile username kept inside its label; `--json` gives the same nodes and edges.
+#[test]
+fn trust_graph_draws_users_by_instance_with_invite_and_vouch_edges() {
+    let (a, b, _c) = three_instances();
+    put_user(&a, "3", "eve\"];\n  u0 -> u1 [label=\"x", Some("2"));
+    a.ok([
+        "sync",
+        "vouch",
+        "--voucher",
+        "admin",
+        "--subject",
+        &user_ref(&b, "1"),
+        "--yes",
+    ]);
+    let dot = a.ok(["trust", "graph"]);
+    let (clusters, edges) = parse_dot(&dot);
+    assert_eq!(clusters.len(), 3, "alpha, beta, gamma: {dot}");
+    let users: usize = clusters.iter().map(|(_, n)| n.len()).sum();
+    assert_eq!(users, 6, "admin, ann, eve, root, bob, carl: {dot}");
+    assert!(
+        clusters
+            .iter()
+            .any(|(label, nodes)| label.starts_with("this instance")
+                && nodes.iter().any(|n| n.contains("eve\"];")))
+    );
+    let mut kinds: Vec<&str> = edges.iter().map(|(_, _, k)| k.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["invite", "invite", "invite", "vouch"], "{dot}");
+
+    let mermaid = a.ok(["trust", "graph", "--format", "mermaid"]);
+    let mut lines = mermaid.lines();
+    assert_eq!(lines.next(), Some("flowchart LR"));
+    let (mut subgraphs, mut nodes, mut links) = (0, 0, Vec::new());
+    for line in lines {
+        let line = line.trim();
+        if line.starts_with("subgraph i") {
+            subgraphs += 1;
+        } else if line == "end" {
+        } else if let Some((_, rest)) = line.split_once(" -->|") {
+            links.push(rest.split_once('|').expect("a label").0.to_string());
+        } else {
+            let (_, label) = line.split_once("[\"").expect("a node");
+            let label = label.strip_suffix("\"]").expect("a closed label");
+            assert!(!label.contains('"'), "a bare quote in {line:?}");
+            nodes += 1;
+        }
+    }
+    assert_eq!((subgraphs, nodes), (3, 6), "{mermaid}");
+    links.sort();
+    assert_eq!(links, ["invite", "invite", "invite", "vouch"], "{mermaid}");
+
+    let j = a.json(["trust", "graph"]);
+    assert_eq!(j["users"].as_array().map(Vec::len), Some(6), "{j:#}");
+    assert_eq!(j["edges"].as_array().map(Vec::len), Some(4), "{j:#}");
+}
