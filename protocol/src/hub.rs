@@ -222,9 +222,10 @@ impl Announcement {
             .map_err(|_| crate::ProtocolError::Malformed("announcement does not encode"))
     }
 
+    /// Decodes an announcement of at most [`HUB_MESSAGE_LEN_MAX`] bytes (the most a hub
+    /// message carrying it may hold).
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::ProtocolError> {
-        postcard::from_bytes(bytes)
-            .map_err(|_| crate::ProtocolError::Malformed("not an announcement"))
+        decode_limited(bytes, "not an announcement")
     }
 }
 

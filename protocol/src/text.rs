@@ -13,7 +13,9 @@ pub fn peer_text(text: &str) -> String {
 
 /// `text` with control characters (terminal escape sequences among them) written as `\u{..}`
 /// escapes, cut to `max_chars` characters with a note of how much was left out. Applying it
-/// again with the same or a larger bound changes nothing.
+/// again to text it did not cut, with the same or a larger bound, changes nothing (text it cut
+/// grew by the note, so a second pass at the same bound cuts again: harmless, but not a
+/// no-op).
 pub fn bounded_text(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (shown, (i, c)) in text.char_indices().enumerate() {
