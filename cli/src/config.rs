@@ -937,6 +937,16 @@ mod tests {
     }
 
     #[test]
+    fn variables_are_wb_and_the_key_in_capitals() {
+        for spec in SPECS {
+            let expected = format!("WB_{}", spec.key.replace('.', "_").to_uppercase());
+            assert_eq!(spec.env, expected);
+            let section = spec.key.split_once('.').map(|(s, _)| s);
+            assert!(section.is_none_or(|s| SECTIONS.iter().any(|(name, _)| *name == s)));
+        }
+    }
+
+    #[test]
     fn rows_follow_the_specs() {
         let dir = tempfile_dir();
         let s = resolve_with(&dir, &Flags::default(), &|_| None).expect("defaults");
