@@ -78,6 +78,45 @@ pub enum Command {
     /// so the app's own importer applies it without touching the app's own rows.
     #[command(subcommand)]
     App(AppCommand),
+    /// The settings file <home>/wb.toml (`wb init` writes one with the defaults).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `wb completions bash > /etc/bash_completion.d/wb`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print wb's manual page (roff), or write one page per command into a folder.
+    ///
+    /// `wb man | man -l -` reads it; `wb man --dir /usr/local/share/man/man1` installs
+    /// wb.1, wb-node-run.1 and the others.
+    Man {
+        /// Write wb.1 and a page for every subcommand into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective value of each setting of `node run`, `hub run` and the app bridge,
+    /// and where it came from: a flag, a WB_* variable, wb.toml (with its line) or the default.
+    ///
+    /// Takes the flags of `node run` and `hub run`, to show what a node started with them
+    /// would use. Hubs are not a setting: they are the peers marked `Hub: yes` in
+    /// wb_peers.txt (`wb sync peers add NAME --key KEY --hub`), listed here too. A file with
+    /// an unknown key or a bad value is refused with its line and column.
+    Show {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(flatten)]
+        sync: NodeFlags,
+        #[command(flatten)]
+        relay: RelayFlags,
+        #[command(flatten)]
+        app: AppBridgeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +167,12 @@ pub enum NodeCommand {
     /// relay servers and no address lookup are used: peers dial the addresses they were given.
     /// With hubs in wb_peers.txt (`peers add … --hub`), the node announces its addresses to
     /// them, finds peers registered without an address through them, and uses their relays.
-    /// RUST_LOG controls logging (e.g. RUST_LOG=info).
+    /// --log-level (or RUST_LOG) controls logging.
+    ///
+    /// Every setting may also be given in <home>/wb.toml or a WB_* variable: a flag wins over
+    /// the environment, the environment over the file, the file over the default (`wb config
+    /// show` prints each and where it came from; `wb init` writes the file). A file with an
+    /// unknown key or a bad value is refused, with its line and column, before anything starts.
     ///
     /// The node keeps its peers up to date by itself: it syncs (both ways) with every peer
     /// that is not revoked and has an address (or, with hubs, any peer) when it starts,
@@ -137,32 +181,10 @@ pub enum NodeCommand {
     /// minutes (with jitter). wb_peers.txt is read again every few seconds, so peers added,
     /// changed or revoked while the node runs take effect without a restart.
     Run {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
-        listen: String,
-        /// Let unknown peers pull public records.
-        #[arg(long)]
-        open: bool,
-        /// Sync with each peer at least every SECS seconds, changes or not.
-        #[arg(
-            long,
-            default_value_t = 30,
-            value_name = "SECS",
-            value_parser = clap::value_parser!(u64).range(1..)
-        )]
-        sync_interval: u64,
-        /// Do not dial peers by itself: only serve peers that connect (and `wb sync now`).
-        #[arg(long)]
-        no_auto_sync: bool,
-        /// Give up on a session when a peer takes longer than SECS to send or read one
-        /// message (each session also ends after 10 minutes; the next one carries on).
-        #[arg(
-            long,
-            default_value_t = 30,
-            value_name = "SECS",
-            value_parser = clap::value_parser!(u64).range(1..=3600)
-        )]
-        timeout: u64,
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(flatten)]
+        sync: NodeFlags,
         /// Test hook: drop each connection after serving this many batches.
         #[arg(long, hide = true)]
         test_cut_after_batches: Option<u64>,
@@ -171,31 +193,107 @@ pub enum NodeCommand {
     },
 }
 
-/// `wb node run`'s bridge to the app beside it (§14).
-#[derive(Debug, Clone, Args)]
+/// The flags `node run` and `hub run` share. Each setting may also come from a `WB_*`
+/// variable or `<home>/wb.toml` (flag > environment > file > default; `wb config show`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonFlags {
+    /// Address to listen on, QUIC [default: 0.0.0.0:4433; wb.toml: listen; env: WB_LISTEN].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Open mode: a node lets unknown peers pull public records, a hub admits any instance
+    /// that is not revoked; --open=false overrides wb.toml [wb.toml: open; env: WB_OPEN].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub open: Option<bool>,
+    /// What to log, in RUST_LOG syntax [default: node=info; wb.toml: log.level; env:
+    /// WB_LOG_LEVEL, else RUST_LOG].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// `wb node run`'s sync settings (also in wb.toml's [node] and WB_NODE_* variables).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeFlags {
+    /// Sync with each peer at least every SECS seconds, changes or not [default: 30;
+    /// wb.toml: node.sync_interval; env: WB_NODE_SYNC_INTERVAL].
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sync_interval: Option<u64>,
+    /// Do not dial peers by itself: only serve peers that connect (and `wb sync now`)
+    /// [wb.toml: node.auto_sync = false; env: WB_NODE_AUTO_SYNC=false].
+    #[arg(long, conflicts_with = "auto_sync")]
+    pub no_auto_sync: bool,
+    /// Dial peers by itself, whatever wb.toml or WB_NODE_AUTO_SYNC say (the default).
+    #[arg(long)]
+    pub auto_sync: bool,
+    /// Give up on a session when a peer takes longer than SECS to send or read one
+    /// message (each session also ends after 10 minutes; the next one carries on)
+    /// [default: 30; wb.toml: node.timeout; env: WB_NODE_TIMEOUT].
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout: Option<u64>,
+}
+
+/// `wb hub run`'s relay settings (also in wb.toml's [hub] and WB_HUB_* variables).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RelayFlags {
+    /// Also run a relay server on this address (plain HTTP; put a TLS proxy in front for
+    /// real deployments and give its URL with --relay-url) [wb.toml: hub.relay_listen; env:
+    /// WB_HUB_RELAY_LISTEN].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub relay_listen: Option<String>,
+    /// The URL instances reach the relay at (default: http://<relay-listen>/; needs
+    /// --relay-listen) [wb.toml: hub.relay_url; env: WB_HUB_RELAY_URL].
+    #[arg(long, value_name = "URL")]
+    pub relay_url: Option<String>,
+}
+
+/// `wb node run`'s bridge to the app beside it (§14); also wb.toml's [app] and WB_APP_*
+/// variables. Relative paths are relative to the node's working directory.
+#[derive(Debug, Clone, Default, Args)]
 pub struct AppBridgeArgs {
-    /// The app's export folder: each new snapshot there (a changed bundle.sig) is adopted.
+    /// The app's export folder: each new snapshot there (a changed bundle.sig) is adopted
+    /// [wb.toml: app.snapshot; env: WB_APP_SNAPSHOT].
     #[arg(long, value_name = "DIR")]
     pub app_snapshot: Option<PathBuf>,
-    /// Where to write the app's inbox after received changes (debounced).
+    /// Where to write the app's inbox after received changes (debounced) [wb.toml:
+    /// app.inbox; env: WB_APP_INBOX].
     #[arg(long, value_name = "DIR")]
     pub app_inbox: Option<PathBuf>,
     /// A shell command that imports the inbox into the app, run after each new inbox
     /// (e.g. "./wb sync import data/wb_inbox"); its exit status and last lines show in
-    /// `wb app status`.
-    #[arg(long, value_name = "CMD", requires = "app_inbox")]
+    /// `wb app status`. Needs an inbox [wb.toml: app.import_cmd; env: WB_APP_IMPORT_CMD].
+    #[arg(long, value_name = "CMD")]
     pub app_import_cmd: Option<String>,
-    /// How often to look for a new snapshot and for received changes.
+    /// How often to look for a new snapshot and for received changes [default: 3; wb.toml:
+    /// app.poll; env: WB_APP_POLL].
     #[arg(
         long,
-        default_value_t = 3,
         value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub app_poll: u64,
-    /// Keep Contact-* fields when adopting snapshots.
-    #[arg(long)]
-    pub app_allow_contact: bool,
+    pub app_poll: Option<u64>,
+    /// Keep Contact-* fields when adopting snapshots [wb.toml: app.allow_contact; env:
+    /// WB_APP_ALLOW_CONTACT].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub app_allow_contact: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,21 +307,13 @@ pub enum HubCommand {
     /// instances find each other by key. With --relay-listen it also runs an iroh relay server,
     /// which instances configured with this hub use to reach each other when they cannot
     /// directly. It admits the instances of its allowlist (`wb hub allow`), or any instance
-    /// with --open; revoked keys are always refused. Prints one line when ready.
+    /// with --open; revoked keys are always refused. Prints one line when ready. Settings may
+    /// also come from <home>/wb.toml or WB_* variables, as for `wb node run`.
     Run {
-        /// Address to listen on (QUIC).
-        #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
-        listen: String,
-        /// Admit any instance that is not revoked.
-        #[arg(long)]
-        open: bool,
-        /// Also run a relay server on this address (plain HTTP; put a TLS proxy in front for
-        /// real deployments and give its URL with --relay-url).
-        #[arg(long, value_name = "HOST:PORT")]
-        relay_listen: Option<String>,
-        /// The URL instances reach the relay at (default: http://<relay-listen>/).
-        #[arg(long, value_name = "URL", requires = "relay_listen")]
-        relay_url: Option<String>,
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(flatten)]
+        relay: RelayFlags,
     },
     /// Admit an instance (by its public key: base64, hex or iroh form).
     ///

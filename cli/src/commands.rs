@@ -71,23 +71,37 @@ pub fn run(cli: Cli) -> Result<Output> {
         }) => crate::bundle_cmd::init_from(&home, &from, name.as_deref(), peer_name.as_deref()),
         Command::Sync(SyncCommand::Status) => crate::bundle_cmd::status(&home),
         Command::Node(crate::args::NodeCommand::Run {
-            listen,
-            open,
-            sync_interval,
-            no_auto_sync,
-            timeout,
+            common,
+            sync,
             test_cut_after_batches,
             app,
-        }) => crate::node_cmd::run(
+        }) => {
+            let flags = crate::config::Flags {
+                common,
+                sync,
+                app,
+                ..Default::default()
+            };
+            let settings = crate::config::resolve(&home, &flags)?;
+            crate::config::init_logging(&settings.log_level.value);
+            crate::node_cmd::run(&home, &settings, test_cut_after_batches, json)
+        }
+        Command::Config(crate::args::ConfigCommand::Show {
+            common,
+            sync,
+            relay,
+            app,
+        }) => crate::config::show(
             &home,
-            &listen,
-            open,
-            (!no_auto_sync).then(|| std::time::Duration::from_secs(sync_interval)),
-            node::session::Deadlines::per_message(std::time::Duration::from_secs(timeout)),
-            test_cut_after_batches,
-            app,
-            json,
+            &crate::config::Flags {
+                common,
+                sync,
+                relay,
+                app,
+            },
         ),
+        Command::Completions { shell } => crate::install::completions(shell),
+        Command::Man { dir } => crate::install::man(dir.as_deref()),
         Command::App(AppCommand::Import {
             dir,
             allow_contact,
@@ -268,7 +282,22 @@ pub(crate) fn init(home: &Home, name: Option<&str>) -> Result<Output> {
     };
     j["outcome"] = json!(word);
     j["home"] = json!(home.root().display().to_string());
-    Ok(Output::new(format!("{headline}\n{}", identity_text(&j)), j))
+    // The settings file, with the defaults, for `node run` and `hub run` (kept if there).
+    let config = crate::config::write_template(home)?;
+    let config_line = format!(
+        "{} {}",
+        if config {
+            "Wrote the settings file"
+        } else {
+            "Kept the settings file"
+        },
+        home.root().join(crate::config::FILE_NAME).display()
+    );
+    j["config"] = json!(if config { "created" } else { "kept" });
+    Ok(Output::new(
+        format!("{headline}\n{config_line}\n{}", identity_text(&j)),
+        j,
+    ))
 }
 
 fn id(home: &Home) -> Result<Output> {

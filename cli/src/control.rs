@@ -25,7 +25,7 @@ use store::Home;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use crate::args::{Cli, Command, NodeCommand, RecordCommand, SyncCommand};
+use crate::args::{Cli, Command, RecordCommand, SyncCommand};
 use crate::render::Reply;
 
 /// The socket's file name in the home.
@@ -66,11 +66,13 @@ pub(crate) fn client_tty() -> Option<bool> {
 pub(crate) struct NeedsAnswer(pub String);
 
 /// Commands that run in the node's own process never go through the socket.
+/// Nor do those that read no store: `config show` reports this process's environment.
 fn stays_local(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Node(NodeCommand::Run { .. }) | Command::Hub(crate::args::HubCommand::Run { .. })
-    )
+    crate::config::is_daemon(command)
+        || matches!(
+            command,
+            Command::Config(_) | Command::Completions { .. } | Command::Man { .. }
+        )
 }
 
 /// Runs the command through the home's running node, if there is one. `None`: no node answers

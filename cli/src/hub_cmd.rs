@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use node::hub::HubConfig;
 use node::node::Direction;
 use node::session::Deadlines;
@@ -23,19 +23,16 @@ use crate::commands::Output;
 
 pub fn run(home: &Home, cmd: HubCommand, json_out: bool) -> Result<Output> {
     match cmd {
-        HubCommand::Run {
-            listen,
-            open,
-            relay_listen,
-            relay_url,
-        } => run_hub(
-            home,
-            &listen,
-            open,
-            relay_listen.as_deref(),
-            relay_url,
-            json_out,
-        ),
+        HubCommand::Run { common, relay } => {
+            let flags = crate::config::Flags {
+                common,
+                relay,
+                ..Default::default()
+            };
+            let settings = crate::config::resolve(home, &flags)?;
+            crate::config::init_logging(&settings.log_level.value);
+            run_hub(home, &settings, json_out)
+        }
         HubCommand::Allow { key, name } => allow(home, &key, name),
         HubCommand::Revoke { key } => revoke(home, &key),
         HubCommand::List => list(home),
@@ -51,22 +48,11 @@ fn ensure_home(home: &Home) -> Result<()> {
     Ok(())
 }
 
-fn run_hub(
-    home: &Home,
-    listen: &str,
-    open: bool,
-    relay_listen: Option<&str>,
-    relay_url: Option<String>,
-    json_out: bool,
-) -> Result<Output> {
-    let listen = crate::node_cmd::parse_listen(listen)?;
-    let relay_listen: Option<std::net::SocketAddr> = relay_listen
-        .map(|r| {
-            r.parse().with_context(|| {
-                format!("--relay-listen {r:?} is not HOST:PORT (e.g. 127.0.0.1:3340)")
-            })
-        })
-        .transpose()?;
+fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> Result<Output> {
+    let listen = settings.listen.value;
+    let open = settings.open.value;
+    let relay_listen = settings.relay_listen.value;
+    let relay_url = settings.relay_url.value.clone();
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         bail!(
             "a node or hub is already running on {} (its control socket answers); stop it first",
@@ -77,6 +63,8 @@ fn run_hub(
         home.open()?
     } else {
         let (_, key, store) = home.init(Some("hub"))?;
+        // Its settings file, for the next start (this one's settings are read already).
+        crate::config::write_template(home)?;
         (key, store)
     };
     let own = store.list(&ListFilter {

@@ -5,8 +5,10 @@ mod app_cmd;
 mod args;
 mod bundle_cmd;
 mod commands;
+mod config;
 mod control;
 mod hub_cmd;
+mod install;
 mod node_cmd;
 mod peers_cmd;
 mod prune_cmd;
@@ -24,18 +26,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    // RUST_LOG decides; without it a running node logs its own events and commands stay quiet
-    // (errors reach the user as the one-line message, not as library logs).
-    let default = match cli.command {
-        args::Command::Node(_) => "node=info",
-        _ => "off",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // `node run` and `hub run` start logging once their settings are read (log.level); other
+    // commands stay quiet unless RUST_LOG says otherwise (errors reach the user as the one-line
+    // message, not as library logs).
+    if !config::is_daemon(&cli.command) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+        config::init_logging_with(filter);
+    }
     // With a node running on this home, the node runs the command (it holds the store).
     if let Some(reply) = control::forward(&cli) {
         return reply.emit();

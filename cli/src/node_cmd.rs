@@ -11,6 +11,7 @@ use serde_json::json;
 use store::Home;
 
 use crate::commands::Output;
+use crate::config::Settings;
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -19,28 +20,22 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Reads `--listen`.
-pub(crate) fn parse_listen(listen: &str) -> Result<std::net::SocketAddr> {
-    listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not HOST:PORT (e.g. 0.0.0.0:4433)"))
-}
-
 /// Runs the node until Ctrl-C or SIGTERM. The ready line is printed as soon as the node
 /// listens (tests and scripts wait for it); the returned output is the shutdown summary.
-/// With `auto_sync` (the interval), the node syncs with its peers by itself (continuous sync).
-#[allow(clippy::too_many_arguments)] // one per `node run` option; issue 14 gives them a type
+/// With `auto_sync`, the node syncs with its peers by itself (continuous sync).
 pub fn run(
     home: &Home,
-    listen: &str,
-    open: bool,
-    auto_sync: Option<std::time::Duration>,
-    deadlines: Deadlines,
+    settings: &Settings,
     cut_after_batches: Option<u64>,
-    app: crate::args::AppBridgeArgs,
     json: bool,
 ) -> Result<Output> {
-    let listen = parse_listen(listen)?;
+    let listen = settings.listen.value;
+    let open = settings.open.value;
+    let auto_sync = settings
+        .auto_sync
+        .value
+        .then(|| std::time::Duration::from_secs(settings.sync_interval.value));
+    let deadlines = Deadlines::per_message(std::time::Duration::from_secs(settings.timeout.value));
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         anyhow::bail!(
             "a node is already running on {} (its control socket answers); stop it first",
@@ -73,15 +68,17 @@ pub fn run(
         let control =
             crate::control::Server::start(home, Arc::new(move || handle.local_changed()))?;
         // The app beside this instance: adopt its snapshots, write its inbox (§14).
-        let bridge = (app.app_snapshot.is_some() || app.app_inbox.is_some()).then(|| {
+        let snapshot = settings.app_snapshot.value.clone();
+        let inbox = settings.app_inbox.value.clone();
+        let bridge = (snapshot.is_some() || inbox.is_some()).then(|| {
             node::app_bridge::spawn(
                 node.handle(),
                 node::app_bridge::AppBridgeConfig {
-                    snapshot: app.app_snapshot.clone(),
-                    inbox: app.app_inbox.clone(),
-                    import_cmd: app.app_import_cmd.clone(),
-                    poll: std::time::Duration::from_secs(app.app_poll),
-                    allow_contact: app.app_allow_contact,
+                    snapshot,
+                    inbox,
+                    import_cmd: settings.app_import_cmd.value.clone(),
+                    poll: std::time::Duration::from_secs(settings.app_poll.value),
+                    allow_contact: settings.app_allow_contact.value,
                 },
             )
         });
@@ -110,7 +107,7 @@ pub fn run(
                         "; syncing with peers every {} s and on changes",
                         d.as_secs()
                     ),
-                    None => "; not dialling peers (--no-auto-sync)".into(),
+                    None => "; not dialling peers (auto_sync off)".into(),
                 }
             )
         };

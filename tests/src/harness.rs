@@ -146,6 +146,12 @@ impl TestHome {
         for var in CLEARED_ENV {
             cmd.env_remove(var);
         }
+        // wb's settings variables (WB_LISTEN, WB_NODE_*, …: `wb config show`).
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("WB_") {
+                cmd.env_remove(var);
+            }
+        }
         cmd
     }
 

@@ -4,6 +4,7 @@ mod app;
 mod app_property;
 mod bundles;
 mod cli;
+mod config;
 mod continuous;
 mod control;
 mod hostile;
