@@ -133,6 +133,8 @@ pub fn run(cli: Cli) -> Result<Output> {
             crate::trust_cmd::path(&home, &user, from.as_deref())
         }
         Command::Trust(TrustCommand::Roots) => crate::trust_cmd::roots(&home),
+        Command::Backup { file } => crate::backup_cmd::backup(&home, &file),
+        Command::Restore { file, yes } => crate::backup_cmd::restore(&home, &file, yes),
     }
 }
 

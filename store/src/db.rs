@@ -1132,6 +1132,24 @@ impl Store {
         limit: usize,
         scan_max: usize,
     ) -> Result<Outgoing> {
+        self.outgoing_with(
+            sender, receiver, false, audience, after_seq, limit, scan_max,
+        )
+    }
+
+    /// Like [`Store::outgoing`]; with `return_own`, the receiver's own records are sent back
+    /// to it as they are (it was restored from a backup and recovers what it signed since).
+    #[allow(clippy::too_many_arguments)]
+    pub fn outgoing_with(
+        &self,
+        sender: &PublicKey,
+        receiver: Option<&PublicKey>,
+        return_own: bool,
+        audience: Audience,
+        after_seq: u64,
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<Outgoing> {
         let tx = self.read_tx()?;
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
@@ -1176,8 +1194,11 @@ impl Store {
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
             let (_, record) = self.decode_value(value.value())?;
-            // The origin never needs its own records back.
+            // The origin never needs its own records back, unless it lost them (a restore).
             if receiver == Some(&record.origin) {
+                if return_own {
+                    out.records.push(record);
+                }
                 continue;
             }
             if rule.check(&record, &mut lookup)?.is_ok() {
