@@ -78,6 +78,24 @@ pub enum Command {
     /// so the app's own importer applies it without touching the app's own rows.
     #[command(subcommand)]
     App(AppCommand),
+    /// Write a consistent copy of the store to FILE, also while the node runs.
+    ///
+    /// The copy is made inside one read transaction (the node keeps syncing meanwhile), to a
+    /// temporary file renamed to FILE (mode 0600). FILE may replace an earlier backup, never
+    /// another file or a link. The instance key is not in it: keep keys/ safe separately.
+    Backup { file: PathBuf },
+    /// Put a backup back in place of the store (stop the node first).
+    ///
+    /// The restored store gets a new epoch, so peers pull everything from the start instead
+    /// of skipping changes, and it pulls everything from them, getting back what this instance
+    /// made or received since the backup. The replaced store is kept beside it. Asks first
+    /// unless --yes.
+    Restore {
+        file: PathBuf,
+        /// Replace the store without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// The settings file <home>/wb.toml (`wb init` writes one with the defaults).
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -148,6 +148,8 @@ pub fn run(cli: Cli) -> Result<Output> {
         }
         Command::Trust(TrustCommand::Roots) => crate::trust_cmd::roots(&home),
         Command::Trust(TrustCommand::Graph { format }) => crate::trust_cmd::graph(&home, format),
+        Command::Backup { file } => crate::backup_cmd::backup(&home, &file),
+        Command::Restore { file, yes } => crate::backup_cmd::restore(&home, &file, yes),
     }
 }
 

@@ -356,6 +356,7 @@ fn read_only(command: &Command) -> bool {
     use crate::args::{HubCommand, PeersCommand, TrustCommand};
     match command {
         Command::Id
+        | Command::Backup { .. }
         | Command::Trust(TrustCommand::Path { .. } | TrustCommand::Roots)
         | Command::Hub(HubCommand::List | HubCommand::Status)
         | Command::Record(RecordCommand::Get { .. } | RecordCommand::List(_))
@@ -397,6 +398,7 @@ fn absolutize(command: &mut Command, cwd: &Path) {
             fix(dir);
         }
         Command::Sync(SyncCommand::Init { from, .. }) => fix(from),
+        Command::Backup { file } | Command::Restore { file, .. } => fix(file),
         Command::App(
             crate::args::AppCommand::Import { dir, .. } | crate::args::AppCommand::Export { dir },
         ) => fix(dir),

@@ -3,6 +3,7 @@
 
 mod app_cmd;
 mod args;
+mod backup_cmd;
 mod bundle_cmd;
 mod commands;
 mod config;

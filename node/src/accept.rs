@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use iroh::endpoint::Connection;
 use protocol::PublicKey;
-use protocol::wire::{Message, Role, code};
+use protocol::wire::{Message, Role, capability, code};
 use store::Store;
 
 use crate::NodeError;
@@ -22,33 +22,41 @@ pub(crate) const REQUESTS_PER_SESSION_MAX: u32 = 4;
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Takes the stream the dialer opens on `conn`, expects its `Hello` within one message's
-/// deadline and answers with ours, as `role`; the session then runs under `deadlines`. `name` is the peer as logs and errors show it. Returns the
-/// channel, the peer's epoch and the role its `Hello` claims.
+/// deadline and answers with ours, as `role` (asking for our own records back with `ask_own`:
+/// see `Store::recovering_from`); the session then runs under `deadlines`. `name` is the peer
+/// as logs and errors show it. Returns the channel, the peer's epoch, the role its `Hello`
+/// claims and whether it asks for its own records back.
 pub(crate) async fn accept_hello(
     conn: &Connection,
     name: &str,
     store: &Store,
-    role: Role,
+    (role, ask_own): (Role, bool),
     deadlines: Deadlines,
-) -> Result<(Channel, [u8; 16], Role), NodeError> {
+) -> Result<(Channel, [u8; 16], Role, bool), NodeError> {
     let hello = async {
         let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
             peer: name.to_string(),
             reason: e.to_string(),
         })?;
         let mut ch = Channel::with_deadlines(name.to_string(), send, recv, deadlines);
-        let (peer_epoch, peer_role) = expect_hello(&mut ch).await?;
-        Ok::<_, NodeError>((ch, peer_epoch, peer_role))
+        let (peer_epoch, peer_role, peer_own) = expect_hello(&mut ch).await?;
+        Ok::<_, NodeError>((ch, peer_epoch, peer_role, peer_own))
     };
-    let (mut ch, peer_epoch, peer_role) = tokio::time::timeout(deadlines.message, hello)
+    let (mut ch, peer_epoch, peer_role, peer_own) = tokio::time::timeout(deadlines.message, hello)
         .await
         .map_err(|_| NodeError::Timeout {
-        peer: name.to_string(),
-        step: "waiting for Hello".into(),
-        limit: format!("{} s per message", deadlines.message.as_secs_f64()),
-    })??;
-    ch.send(&Message::hello(store.epoch().0, role)).await?;
-    Ok((ch, peer_epoch, peer_role))
+            peer: name.to_string(),
+            step: "waiting for Hello".into(),
+            limit: format!("{} s per message", deadlines.message.as_secs_f64()),
+        })??;
+    let capabilities: &[&str] = if ask_own {
+        &[capability::OWN_RECORDS]
+    } else {
+        &[]
+    };
+    ch.send(&Message::hello_with(store.epoch().0, role, capabilities))
+        .await?;
+    Ok((ch, peer_epoch, peer_role, peer_own))
 }
 
 /// Answers a message the session does not expect (best effort) and returns the error that

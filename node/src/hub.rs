@@ -533,8 +533,15 @@ impl HubSync {
         remote: PublicKey,
         name: &str,
     ) -> Result<(), NodeError> {
-        let (mut ch, peer_epoch, _) =
-            accept_hello(conn, name, &self.store, Role::Hub, Deadlines::default()).await?;
+        // A hub never lost records of its own; a restored node gets its public ones back here.
+        let (mut ch, peer_epoch, _, return_own) = accept_hello(
+            conn,
+            name,
+            &self.store,
+            (Role::Hub, false),
+            Deadlines::default(),
+        )
+        .await?;
         let mut received = PullStats::default();
         let mut new_origins = NewOrigins::default();
         let mut sent = 0;
@@ -559,6 +566,7 @@ impl HubSync {
                         Audience { trusted: false },
                         cursor,
                         true,
+                        return_own,
                         Faults::default(),
                     )
                     .await?;

@@ -409,8 +409,24 @@ impl SyncHandler {
             }
             _ => {}
         }
-        let (mut ch, peer_epoch, peer_role) =
-            accept_hello(conn, &name, &self.store, Role::Node, self.deadlines).await?;
+        // A restored store asks known peers for its own records back until it pulled all.
+        let ask_own = match &known {
+            Some(_) => {
+                let s = self.store.clone();
+                tokio::task::spawn_blocking(move || s.recovering_from(&remote))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))??
+            }
+            None => false,
+        };
+        let (mut ch, peer_epoch, peer_role, return_own) = accept_hello(
+            conn,
+            &name,
+            &self.store,
+            (Role::Node, ask_own),
+            self.deadlines,
+        )
+        .await?;
         // Hubs are never a trusted audience (§4), whether the registry marks the entry as a hub
         // or the dialer says it is one, and whatever its `Trusted:` line says.
         let audience = Audience {
@@ -439,6 +455,7 @@ impl SyncHandler {
                         audience,
                         cursor,
                         known.is_some(),
+                        return_own && known.is_some(),
                         self.faults,
                     )
                     .await?;
@@ -462,6 +479,9 @@ impl SyncHandler {
                         time::now_ms,
                     )
                     .await?;
+                    if ask_own {
+                        mark_recovered(&self.store, remote).await?;
+                    }
                     if changed_store(&stats) {
                         // Pass the news on to our other peers (not back to this one).
                         self.shared.changed(Some(remote));
@@ -732,9 +752,24 @@ async fn session(
         })?
         .map_err(|e| connection_error(&name, &e))?;
     let mut ch = Channel::with_deadlines(name.clone(), send, recv, deadlines);
-    ch.send(&Message::hello(store.epoch().0, Role::Node))
-        .await?;
-    let (peer_epoch, _) = match expect_hello(&mut ch).await {
+    // A restored store asks for its own records back until it pulled all from this peer.
+    let s = store.clone();
+    let peer_key = peer.public_key;
+    let ask_own = tokio::task::spawn_blocking(move || s.recovering_from(&peer_key))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    let capabilities: &[&str] = if ask_own {
+        &[protocol::wire::capability::OWN_RECORDS]
+    } else {
+        &[]
+    };
+    ch.send(&Message::hello_with(
+        store.epoch().0,
+        Role::Node,
+        capabilities,
+    ))
+    .await?;
+    let (peer_epoch, _, return_own) = match expect_hello(&mut ch).await {
         Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {
             let e = conn.closed().await;
             return Err(connection_error(&name, &e));
@@ -752,6 +787,9 @@ async fn session(
             time::now_ms,
         )
         .await?;
+        if ask_own {
+            mark_recovered(store, peer.public_key).await?;
+        }
     }
     if direction != Direction::PullOnly {
         ch.send(&Message::Offer).await?;
@@ -778,6 +816,7 @@ async fn session(
             audience,
             cursor,
             true,
+            return_own,
             Faults::default(),
         )
         .await?;
@@ -787,4 +826,15 @@ async fn session(
     // Wait until the peer finished its side: everything it sent has been read.
     while let Ok(Some(_)) = ch.recv().await {}
     Ok(report)
+}
+
+/// A full pull from `peer` completed while asking for our own records back (after a restore):
+/// the next sessions with it no longer ask.
+async fn mark_recovered(store: &Arc<Store>, peer: PublicKey) -> Result<(), NodeError> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.mark_recovered(&peer))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    info!(peer = %peer.key_id(), "own records recovered from this peer after a restore");
+    Ok(())
 }

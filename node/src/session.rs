@@ -9,7 +9,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{RecvStream, SendStream};
 use protocol::wire::{
-    BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, code, seal_batches,
+    BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, capability, code,
+    seal_batches,
 };
 use protocol::{Audience, PublicKey};
 use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
@@ -299,11 +300,16 @@ struct Limit {
     what: String,
 }
 
-/// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch.
-pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role), NodeError> {
+/// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch,
+/// its role and whether it asks for its own records back ([`capability::OWN_RECORDS`]).
+pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role, bool), NodeError> {
     match ch.expect("Hello").await? {
         Message::Hello {
-            major, epoch, role, ..
+            major,
+            epoch,
+            role,
+            capabilities,
+            ..
         } => {
             if major != PROTOCOL_MAJOR {
                 ch.send_error(
@@ -317,7 +323,8 @@ pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role), NodeErro
                     ours: PROTOCOL_MAJOR,
                 });
             }
-            Ok((epoch, role))
+            let own = capabilities.iter().any(|c| c == capability::OWN_RECORDS);
+            Ok((epoch, role, own))
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),
     }
@@ -371,7 +378,9 @@ pub struct Faults {
 /// Serves a pull: our changes after `cursor` that `audience` may receive, in batches, each with
 /// the cursor that covers it. Returns how many records were sent. With `remember`, the peer's
 /// state keeps how far it confirmed our log (written only when that changed); without (a key
-/// we do not know, pulling from an open node), nothing about the peer is written.
+/// we do not know, pulling from an open node), nothing about the peer is written. With
+/// `return_own` (the peer's `Hello` asked for [`capability::OWN_RECORDS`]), the peer's own
+/// records are sent back to it too.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_pull(
     ch: &mut Channel,
@@ -381,6 +390,7 @@ pub async fn serve_pull(
     audience: Audience,
     cursor: Cursor,
     remember: bool,
+    return_own: bool,
     faults: Faults,
 ) -> Result<u64, NodeError> {
     let epoch = store.epoch().0;
@@ -427,7 +437,12 @@ pub async fn serve_pull(
             s.update_peer_state(&peer, ack)
         }))
     };
-    let served = serve_batches(ch, store, me, peer, audience, epoch, after, faults).await;
+    let to = Receiver {
+        key: peer,
+        audience,
+        return_own,
+    };
+    let served = serve_batches(ch, store, me, to, epoch, after, faults).await;
     if let Some(acking) = acking {
         let acked = acking
             .await
@@ -446,8 +461,7 @@ async fn serve_batches(
     ch: &mut Channel,
     store: &Arc<Store>,
     me: PublicKey,
-    peer: PublicKey,
-    audience: Audience,
+    to: Receiver,
     epoch: [u8; 16],
     mut after: u64,
     faults: Faults,
@@ -456,11 +470,9 @@ async fn serve_batches(
     let mut batches_sent = 0u64;
     loop {
         let s = store.clone();
-        let step = tokio::task::spawn_blocking(move || {
-            next_batches(&s, &me, &peer, audience, epoch, after)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))??;
+        let step = tokio::task::spawn_blocking(move || next_batches(&s, &me, &to, epoch, after))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))??;
         for message in &step.messages {
             ch.send(message).await?;
             batches_sent += 1;
@@ -476,6 +488,15 @@ async fn serve_batches(
             return Ok(sent);
         }
     }
+}
+
+/// Whom a pull is served to.
+#[derive(Clone, Copy, Debug)]
+pub struct Receiver {
+    pub key: PublicKey,
+    pub audience: Audience,
+    /// Its own records go back to it too ([`capability::OWN_RECORDS`]).
+    pub return_own: bool,
 }
 
 /// One step of serving a pull: `Batch` messages (each with the cursor that covers it), the
@@ -494,12 +515,19 @@ pub struct ServeStep {
 pub fn next_batches(
     store: &Store,
     me: &PublicKey,
-    peer: &PublicKey,
-    audience: Audience,
+    to: &Receiver,
     epoch: [u8; 16],
     after: u64,
 ) -> Result<ServeStep, NodeError> {
-    let out = store.outgoing(me, Some(peer), audience, after, BATCH_RECORDS_MAX, SCAN_MAX)?;
+    let out = store.outgoing_with(
+        me,
+        Some(&to.key),
+        to.return_own,
+        to.audience,
+        after,
+        BATCH_RECORDS_MAX,
+        SCAN_MAX,
+    )?;
     let sealed = seal_batches(&out.records);
     let parts = sealed.len().max(1);
     let mut sealed = sealed.into_iter();
@@ -560,6 +588,10 @@ pub async fn pull(
     now_ms: impl Fn() -> u64,
 ) -> Result<PullStats, NodeError> {
     let start = request_pull(ch, store, peer, peer_epoch).await?;
+    let s = store.clone();
+    let own = tokio::task::spawn_blocking(move || s.instance_key())
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
     let mut stats = PullStats::default();
     let mut applying = None;
     let new_opts = || {
@@ -567,7 +599,8 @@ pub async fn pull(
         opts.revoked = revoked.clone();
         opts
     };
-    let result = pull_batches(ch, store, peer, start, &new_opts, &mut stats, &mut applying).await;
+    let from = (peer, own);
+    let result = pull_batches(ch, store, from, start, &new_opts, &mut stats, &mut applying).await;
     // Whatever happened, the batch being applied finishes first: it is one transaction, and
     // the caller may look at the store (or pull again) as soon as this returns.
     let last = finish_apply(applying).await;
@@ -592,7 +625,7 @@ type Applying = tokio::task::JoinHandle<Result<ApplyReport, store::StoreError>>;
 async fn pull_batches(
     ch: &mut Channel,
     store: &Arc<Store>,
-    peer: PublicKey,
+    (peer, own): (PublicKey, Option<PublicKey>),
     start: Cursor,
     new_opts: &impl Fn() -> ApplyOptions,
     stats: &mut PullStats,
@@ -614,7 +647,8 @@ async fn pull_batches(
         let mut opts = new_opts();
         opts.cursor = Some((peer, next));
         let (checked, opts, rejected) = tokio::task::spawn_blocking(move || {
-            check_batch(records, &peer, &opts).map(|(checked, rejected)| (checked, opts, rejected))
+            check_batch(records, &peer, own.as_ref(), &opts)
+                .map(|(checked, rejected)| (checked, opts, rejected))
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
@@ -659,14 +693,17 @@ async fn finish_apply(applying: Option<Applying>) -> Result<Option<ApplyReport>,
 
 /// Decodes and checks a received batch (signatures on all cores, blocking) and drops what
 /// `peer` may not pass us (`protocol::may_accept`: private records, another instance's trusted
-/// ones but their withdrawals), counted as rejected. Public for the sync benchmark.
+/// ones but their withdrawals), counted as rejected. Our `own` records (signed by us, checked
+/// like every record) are taken back whatever their scope: a peer sends them only to a
+/// restored instance that asked for them. Public for the sync benchmark.
 pub fn check_batch(
     records: Vec<Vec<u8>>,
     peer: &PublicKey,
+    own: Option<&PublicKey>,
     opts: &ApplyOptions,
 ) -> Result<(CheckedBatch, u64), String> {
     let mut checked = CheckedBatch::check_sealed(records, opts)
         .map_err(|(index, e)| format!("undecodable record (#{index} of its batch): {e}"))?;
-    let rejected = checked.retain(|r| protocol::may_accept(r, peer));
+    let rejected = checked.retain(|r| protocol::may_accept(r, peer) || own == Some(&r.origin));
     Ok((checked, rejected as u64))
 }

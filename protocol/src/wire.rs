@@ -111,7 +111,27 @@ pub enum Message {
     },
 }
 
+/// Capabilities a `Hello` may name.
+pub mod capability {
+    /// "Send me my own records too": the sender's store was restored from a backup and gets
+    /// back from its peers what it signed after the backup (a receiver otherwise never sends a
+    /// peer its own records). Only records whose origin is the sender itself are added.
+    pub const OWN_RECORDS: &str = "own-records";
+}
+
 impl Message {
+    /// Our `Hello`, naming `capabilities`.
+    pub fn hello_with(epoch: [u8; 16], role: Role, capabilities: &[&str]) -> Self {
+        let mut hello = Self::hello(epoch, role);
+        if let Message::Hello {
+            capabilities: c, ..
+        } = &mut hello
+        {
+            *c = capabilities.iter().map(|s| (*s).to_string()).collect();
+        }
+        hello
+    }
+
     pub fn hello(epoch: [u8; 16], role: Role) -> Self {
         Message::Hello {
             major: PROTOCOL_MAJOR,

@@ -20,34 +20,33 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Rejection, Result, StoreError};
+use crate::format::{Found, STORE_FORMAT};
 use crate::home::random_bytes;
 use crate::leaving::{Lookup, Rule};
 
 pub(crate) const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
+pub(crate) const CONFLICTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("conflicts");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
-const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
+pub(crate) const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 pub(crate) const WITHDRAWALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("withdrawals");
-const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
+pub(crate) const CURSORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("cursors");
 pub(crate) const PEER_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peer_state");
 /// Our records whose `Contact-*` values the operator let leave (`--allow-contact`): record key
 /// bytes → nothing. Created by the first write that needs it (stores made before it have none).
 pub(crate) const CONTACT_ALLOWED: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("contact_allowed");
 
-const META_FORMAT: &str = "format";
-const META_EPOCH: &str = "epoch";
+pub(crate) const META_FORMAT: &str = "format";
+pub(crate) const META_EPOCH: &str = "epoch";
 pub(crate) const META_CLOCK: &str = "clock";
 pub(crate) const META_NEXT_SEQ: &str = "next_seq";
 const META_NAME: &str = "name";
-const META_INSTANCE_KEY: &str = "instance_key";
+pub(crate) const META_INSTANCE_KEY: &str = "instance_key";
 const META_LISTEN_ADDRS: &str = "listen_addrs";
 /// The keys this instance replaced (`wb sync keygen --force`), 32 bytes each, oldest first.
 const META_FORMER_KEYS: &str = "former_keys";
-/// On-disk layout version of this store; bumped on incompatible changes.
-const STORE_FORMAT: u32 = 1;
 
 /// Counter names, stable: `sync status` and tests read them.
 pub mod counter {
@@ -236,6 +235,10 @@ pub struct PeerState {
     /// peer receives those withdrawals until its cursor into our log reaches this sequence.
     #[serde(default)]
     pub withdraw_trusted_until: Option<u64>,
+    /// After a restore (`backup::restore`): the epoch in which a full pull from this peer
+    /// completed while asking for our own records back. Until it equals ours, we ask again.
+    #[serde(default)]
+    pub recovered_epoch: Option<[u8; 16]>,
 }
 
 /// One live change-log entry.
@@ -384,7 +387,11 @@ pub(crate) fn version_from_bytes(b: &[u8]) -> Option<Version> {
 impl Store {
     /// Opens an existing store, or creates it with a fresh epoch.
     pub fn open_or_create(path: &Path) -> Result<Store> {
+        if path.exists() {
+            crate::format::refuse_newer(path)?;
+        }
         let db = builder().create(path).map_err(|e| db_open_err(path, e))?;
+        crate::format::migrate(&db, path)?;
         let store = Self::init_meta(db, path)?;
         Ok(store)
     }
@@ -406,7 +413,9 @@ impl Store {
                 path.parent().unwrap_or(path).to_path_buf(),
             ));
         }
+        crate::format::refuse_newer(path)?;
         let db = builder().open(path).map_err(|e| db_open_err(path, e))?;
+        crate::format::migrate(&db, path)?;
         Self::init_meta(db, path)
     }
 
@@ -458,17 +467,15 @@ impl Store {
             tx.open_table(WITHDRAWALS).map_err(|e| err(&e))?;
             tx.open_table(CURSORS).map_err(|e| err(&e))?;
             tx.open_table(PEER_STATE).map_err(|e| err(&e))?;
+            tx.open_table(CONTACT_ALLOWED).map_err(|e| err(&e))?;
             let format = meta
                 .get(META_FORMAT)
                 .map_err(|e| err(&e))?
                 .map(|v| v.value().to_vec());
-            match format {
-                None => {
-                    meta.insert(META_FORMAT, STORE_FORMAT.to_be_bytes().as_slice())
-                        .map_err(|e| err(&e))?;
-                }
-                Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
-                Some(f) => return Err(unsupported_format(path, &f)),
+            // An older format was migrated by `open` before this.
+            if crate::format::check(path, format.as_deref())? == Found::Missing {
+                meta.insert(META_FORMAT, STORE_FORMAT.to_be_bytes().as_slice())
+                    .map_err(|e| err(&e))?;
             }
             let existing = meta
                 .get(META_EPOCH)
@@ -517,10 +524,9 @@ impl Store {
             return Ok(None);
         };
         let get = |k: &str| meta.get(k).ok().flatten().map(|v| v.value().to_vec());
-        match get(META_FORMAT) {
-            None => return Ok(None),
-            Some(f) if f == STORE_FORMAT.to_be_bytes() => {}
-            Some(f) => return Err(unsupported_format(path, &f)),
+        // An older format is read as it is (read-only opens do not migrate; see `format`).
+        if crate::format::check(path, get(META_FORMAT).as_deref())? == Found::Missing {
+            return Ok(None);
         }
         Ok(get(META_EPOCH)
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
@@ -954,6 +960,13 @@ impl Store {
             let mut seq = first_seq;
             // Requests that may now reach more parties: their comments are logged again.
             let mut widened: HashSet<RecordKey> = HashSet::new();
+            // Our own records coming back (a restored store recovering them): the clock never
+            // stays below a version we signed, so no new version can fall under one.
+            let own = meta
+                .get(META_INSTANCE_KEY)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec());
+            let mut own_newest = Version::ZERO;
             for (index, ((incoming, verdict), sealed)) in batch
                 .records
                 .iter()
@@ -968,6 +981,9 @@ impl Store {
                     *counts.entry(reason.counter()).or_default() += 1;
                     report.count_rejection(incoming, reason);
                     continue;
+                }
+                if own.as_deref() == Some(incoming.origin.as_bytes().as_slice()) {
+                    own_newest = own_newest.max(incoming.version);
                 }
                 let kb = key_bytes(&incoming.key());
                 let current = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
@@ -1008,6 +1024,17 @@ impl Store {
                 }
             }
             let seq = self.relog_comments(&mut records, &mut log, &widened, seq)?;
+            if own_newest > Version::ZERO {
+                let clock = meta
+                    .get(META_CLOCK)
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| version_from_bytes(v.value()))
+                    .unwrap_or(Version::ZERO);
+                if own_newest > clock {
+                    meta.insert(META_CLOCK, version_bytes(own_newest).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
             if seq != first_seq {
                 meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())
                     .map_err(|e| self.err(e))?;
@@ -1105,6 +1132,24 @@ impl Store {
         limit: usize,
         scan_max: usize,
     ) -> Result<Outgoing> {
+        self.outgoing_with(
+            sender, receiver, false, audience, after_seq, limit, scan_max,
+        )
+    }
+
+    /// Like [`Store::outgoing`]; with `return_own`, the receiver's own records are sent back
+    /// to it as they are (it was restored from a backup and recovers what it signed since).
+    #[allow(clippy::too_many_arguments)]
+    pub fn outgoing_with(
+        &self,
+        sender: &PublicKey,
+        receiver: Option<&PublicKey>,
+        return_own: bool,
+        audience: Audience,
+        after_seq: u64,
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<Outgoing> {
         let tx = self.read_tx()?;
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
@@ -1149,8 +1194,11 @@ impl Store {
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
             let (_, record) = self.decode_value(value.value())?;
-            // The origin never needs its own records back.
+            // The origin never needs its own records back, unless it lost them (a restore).
             if receiver == Some(&record.origin) {
+                if return_own {
+                    out.records.push(record);
+                }
                 continue;
             }
             if rule.check(&record, &mut lookup)?.is_ok() {
@@ -1996,23 +2044,13 @@ pub(crate) fn bump(
 /// read it once, sequentially; a small cache bounds memory with no measured loss (bench bundles).
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-fn builder() -> redb::Builder {
+pub(crate) fn builder() -> redb::Builder {
     let mut b = Database::builder();
     b.set_cache_size(CACHE_BYTES);
     b
 }
 
-fn unsupported_format(path: &Path, format: &[u8]) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_path_buf(),
-        what: format!(
-            "store format {} is not supported (this wb reads format {STORE_FORMAT})",
-            hex::encode(format)
-        ),
-    }
-}
-
-fn db_open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
+pub(crate) fn db_open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_path_buf()),
         redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {

@@ -52,6 +52,28 @@ pub enum StoreError {
     StoreWithoutKeys(PathBuf),
     #[error("the store {0} is in use by another process (is `wb node run` running on this home?)")]
     InUse(PathBuf),
+    #[error(
+        "store {path} has format {found}, newer than this wb's format {supported}: it was written \
+         by a newer wb; run that version (the file was not changed)"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// `wb backup`: the target cannot be written (a link, a directory, the store itself, a
+    /// file that is not a backup).
+    #[error("{path}: {reason}; nothing was written")]
+    BackupTarget { path: PathBuf, reason: String },
+    /// `wb restore`: the file is not a backup of a wb store (or of this instance).
+    #[error("{path} is not a usable wb backup: {reason}; nothing was changed")]
+    NotABackup { path: PathBuf, reason: String },
+    /// The store holds a table this wb does not know, so a copy would lose it.
+    #[error(
+        "store {path} holds a table {table:?} this wb does not know; a copy without it would \
+         lose data, so nothing was written (use the wb that made it)"
+    )]
+    UnknownTable { path: PathBuf, table: String },
     #[error("store {path}: {message}")]
     Database { path: PathBuf, message: String },
     #[error("store {path} is corrupt: {what}")]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{PEER_STATE, PeerState, RECORDS, Store};
 use crate::error::Result;
 
-const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hub_directory");
+pub(crate) const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hub_directory");
 
 /// The last accepted announcement of one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,12 +1,15 @@
 //! The wb store crate: the home directory with its key files ([`home`]) and the redb store of
 //! records, change log, epoch, clock, conflicts and counters ([`db`]), the peer registry
-//! `wb_peers.txt` ([`peers`]), and a hub's directory of announced addresses ([`hub`]). It
+//! `wb_peers.txt` ([`peers`]), a hub's directory of announced addresses ([`hub`]), online backup
+//! and restore ([`backup`]) and the store's format version ([`format`]). It
 //! knows nothing of the network, and redb types never appear in its public API.
 
 pub mod app;
+pub mod backup;
 pub mod bundles;
 pub mod db;
 mod error;
+pub mod format;
 pub mod home;
 pub mod hub;
 mod leaving;
@@ -27,6 +30,8 @@ pub use peers::{
     peer_by_key, remove_peer, save_peers, update_peer,
 };
 
+#[cfg(test)]
+mod backup_tests;
 #[cfg(test)]
 mod prune_tests;
 #[cfg(test)]

@@ -964,7 +964,7 @@ pub async fn raw_push(
     ch.send(&Message::hello([9; 16], Role::Node))
         .await
         .expect("send Hello");
-    let (_, role) = node::session::expect_hello(&mut ch)
+    let (_, role, _) = node::session::expect_hello(&mut ch)
         .await
         .expect("the other side says Hello");
     ch.send(&Message::Offer).await.expect("send Offer");

@@ -2,6 +2,7 @@
 
 mod app;
 mod app_property;
+mod backup;
 mod bundles;
 mod cli;
 mod config;

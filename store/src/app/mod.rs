@@ -35,17 +35,17 @@ use crate::error::StoreError;
 pub use adopt::{AdoptOptions, AdoptReport, adopt, adopt_dir, precheck};
 pub use inbox::{InboxOptions, InboxReport, write_inbox};
 
-const IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_ids");
-const IDS_REV: TableDefinition<i64, &[u8]> = TableDefinition::new("app_ids_rev");
-const NAMES: TableDefinition<&str, i64> = TableDefinition::new("app_names");
-const ADOPTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_adopted");
-const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("app_state");
+pub(crate) const IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_ids");
+pub(crate) const IDS_REV: TableDefinition<i64, &[u8]> = TableDefinition::new("app_ids_rev");
+pub(crate) const NAMES: TableDefinition<&str, i64> = TableDefinition::new("app_names");
+pub(crate) const ADOPTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_adopted");
+pub(crate) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("app_state");
 
 const STATE_SNAPSHOT: &str = "snapshot";
 const STATE_INBOX: &str = "inbox";
 const STATE_IMPORT: &str = "import";
 const STATE_INBOX_DIGESTS: &str = "inbox_digests";
-const STATE_NEXT_ID: &str = "next_id";
+pub(crate) const STATE_NEXT_ID: &str = "next_id";
 const STATE_NAME_SALT: &str = "name_salt";
 
 /// Inbox manifest digests remembered (an older inbox is rewritten long before this many).

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use node::node::{NodeConfig, RunningNode, bind_endpoint};
-use node::session::{Faults, check_batch, next_batches};
+use node::session::{Faults, Receiver, check_batch, next_batches};
 use protocol::wire::Message;
 use protocol::{Audience, Entity, PublicKey, SecretKey};
 use serde_json::{Value, json};
@@ -528,14 +528,12 @@ fn frames_of(source: &Source, receiver: &PublicKey) -> Result<Frames> {
     };
     let mut after = 0;
     loop {
-        let step = next_batches(
-            &source.store,
-            &me,
-            receiver,
-            Audience { trusted: false },
-            epoch,
-            after,
-        )?;
+        let to = Receiver {
+            key: *receiver,
+            audience: Audience { trusted: false },
+            return_own: false,
+        };
+        let step = next_batches(&source.store, &me, &to, epoch, after)?;
         for message in &step.messages {
             if let Message::Batch { records, .. } = message {
                 out.record_bytes += records.iter().map(|r| r.len() as u64).sum::<u64>();
@@ -618,7 +616,7 @@ fn verify_stage(
         };
         let mut opts = ApplyOptions::new(format!("peer {}", origin.key_id()), now);
         opts.cursor = Some((origin, next));
-        let (checked, rejected) = check_batch(records, &origin, &opts)?;
+        let (checked, rejected) = check_batch(records, &origin, None, &opts)?;
         if rejected > 0 || checked.first_rejection().is_some() {
             return Err("the verify stage rejected a record".into());
         }
