@@ -31,8 +31,24 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Log lines as text, or as one JSON object per line (for log shippers). RUST_LOG filters.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WB_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +179,9 @@ pub enum NodeCommand {
             value_parser = clap::value_parser!(u64).range(1..=3600)
         )]
         timeout: u64,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics (wb's and iroh's series).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
         /// Test hook: drop each connection after serving this many batches.
         #[arg(long, hide = true)]
         test_cut_after_batches: Option<u64>,
@@ -224,6 +243,9 @@ pub enum HubCommand {
         /// The URL instances reach the relay at (default: http://<relay-listen>/).
         #[arg(long, value_name = "URL", requires = "relay_listen")]
         relay_url: Option<String>,
+        /// Serve Prometheus metrics at http://HOST:PORT/metrics (wb's and iroh's series).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
     },
     /// Admit an instance (by its public key: base64, hex or iroh form).
     ///

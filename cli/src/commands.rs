@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             sync_interval,
             no_auto_sync,
             timeout,
+            metrics,
             test_cut_after_batches,
             app,
         }) => crate::node_cmd::run(
@@ -86,6 +87,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             node::session::Deadlines::per_message(std::time::Duration::from_secs(timeout)),
             test_cut_after_batches,
             app,
+            metrics.as_deref(),
             json,
         ),
         Command::App(AppCommand::Import {

@@ -28,12 +28,13 @@ pub fn run(home: &Home, cmd: HubCommand, json_out: bool) -> Result<Output> {
             open,
             relay_listen,
             relay_url,
+            metrics,
         } => run_hub(
             home,
             &listen,
             open,
-            relay_listen.as_deref(),
-            relay_url,
+            (relay_listen.as_deref(), relay_url),
+            metrics.as_deref(),
             json_out,
         ),
         HubCommand::Allow { key, name } => allow(home, &key, name),
@@ -55,11 +56,12 @@ fn run_hub(
     home: &Home,
     listen: &str,
     open: bool,
-    relay_listen: Option<&str>,
-    relay_url: Option<String>,
+    (relay_listen, relay_url): (Option<&str>, Option<String>),
+    metrics: Option<&str>,
     json_out: bool,
 ) -> Result<Output> {
     let listen = crate::node_cmd::parse_listen(listen)?;
+    let metrics = crate::node_cmd::parse_metrics(metrics)?;
     let relay_listen: Option<std::net::SocketAddr> = relay_listen
         .map(|r| {
             r.parse().with_context(|| {
@@ -103,6 +105,9 @@ fn run_hub(
         };
         let hub = node::hub::start(config, key, store).await?;
         crate::running::set(hub.handle());
+        let metrics =
+            crate::node_cmd::start_metrics(metrics, node::metrics::Role::Hub, &hub.handle())
+                .await?;
         // `wb hub status` and the other commands on this home now run inside the hub.
         let control = crate::control::Server::start(home, Arc::new(|| {}))?;
         let addrs: Vec<String> = hub.addrs().iter().map(ToString::to_string).collect();
@@ -115,12 +120,14 @@ fn run_hub(
                 "addrs": addrs,
                 "open": open,
                 "relay_url": hub.relay_url(),
+                "metrics": metrics.as_ref().map(|m| m.local_addr().to_string()),
             })
             .to_string()
         } else {
             format!(
-                "wb hub ready: endpoint {id} listening on {}{}{}",
+                "wb hub ready: endpoint {id} listening on {}{}{}{}",
                 addrs.join(", "),
+                crate::node_cmd::metrics_note(metrics.as_ref()),
                 match hub.relay_url() {
                     Some(url) => format!("; relay at {url}"),
                     None => String::new(),
@@ -133,6 +140,7 @@ fn run_hub(
             )
         };
         crate::node_cmd::serve_until_shutdown(&ready, control).await;
+        drop(metrics);
         hub.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -38,9 +38,11 @@ pub fn run(
     deadlines: Deadlines,
     cut_after_batches: Option<u64>,
     app: crate::args::AppBridgeArgs,
+    metrics: Option<&str>,
     json: bool,
 ) -> Result<Output> {
     let listen = parse_listen(listen)?;
+    let metrics = parse_metrics(metrics)?;
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         anyhow::bail!(
             "a node is already running on {} (its control socket answers); stop it first",
@@ -66,6 +68,7 @@ pub fn run(
             .await;
         }
         crate::running::set(node.handle());
+        let metrics = start_metrics(metrics, node::metrics::Role::Node, &node.handle()).await?;
         // `wb id` puts these addresses in its ticket, also after the node stopped.
         record_addrs(node.handle()).await;
         // Other `wb` commands on this home now reach the node through its control socket.
@@ -94,12 +97,14 @@ pub fn run(
                 "addrs": addrs,
                 "open": open,
                 "sync_interval_s": auto_sync.map(|d| d.as_secs()),
+                "metrics": metrics.as_ref().map(|m| m.local_addr().to_string()),
             })
             .to_string()
         } else {
             format!(
-                "wb node ready: endpoint {id} listening on {}{}{}",
+                "wb node ready: endpoint {id} listening on {}{}{}{}",
                 addrs.join(", "),
+                metrics_note(metrics.as_ref()),
                 if open {
                     " (open: unknown peers may pull public records)"
                 } else {
@@ -118,10 +123,46 @@ pub fn run(
         if let Some(bridge) = bridge {
             bridge.abort();
         }
+        drop(metrics);
         node.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Output::new("wb node stopped", json!({"event": "stopped"})))
+}
+
+/// Reads `--metrics`.
+pub(crate) fn parse_metrics(metrics: Option<&str>) -> Result<Option<std::net::SocketAddr>> {
+    metrics
+        .map(|m| {
+            m.parse()
+                .with_context(|| format!("--metrics {m:?} is not HOST:PORT (e.g. 127.0.0.1:9464)"))
+        })
+        .transpose()
+}
+
+/// Serves `/metrics` for a running node or hub when `--metrics` was given.
+pub(crate) async fn start_metrics(
+    addr: Option<std::net::SocketAddr>,
+    role: node::metrics::Role,
+    handle: &node::node::NodeHandle,
+) -> Result<Option<node::metrics::MetricsServer>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let exporter = node::metrics::Exporter::new(
+        role,
+        handle.store().clone(),
+        handle.home().clone(),
+        handle.endpoint(),
+    );
+    Ok(Some(node::metrics::serve(addr, Arc::new(exporter)).await?))
+}
+
+/// The ready line's words about `--metrics`.
+pub(crate) fn metrics_note(server: Option<&node::metrics::MetricsServer>) -> String {
+    server.map_or_else(String::new, |m| {
+        format!("; metrics at http://{}/metrics", m.local_addr())
+    })
 }
 
 /// Prints the ready line at once (tests and scripts wait for it), serves until Ctrl-C or

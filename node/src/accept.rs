@@ -12,6 +12,7 @@ use protocol::wire::{Message, Role, code};
 use store::Store;
 
 use crate::NodeError;
+use crate::metrics::Side;
 use crate::node::record_session;
 use crate::session::{Channel, Deadlines, PullStats, expect_hello};
 
@@ -86,7 +87,9 @@ pub(crate) async fn end_session(
     record: bool,
 ) {
     if record {
-        record_session(store, remote, sent, received, None).await;
+        record_session(store, remote, Side::Accepted, sent, received, None).await;
+    } else {
+        crate::metrics::session_ended(Side::Accepted, None, sent);
     }
     ch.finish().await;
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;

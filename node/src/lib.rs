@@ -12,6 +12,7 @@ pub mod directory;
 mod error;
 pub mod hub;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod session;
 pub mod ticket;
