@@ -8,6 +8,7 @@ mod continuous;
 mod control;
 mod hostile;
 mod hub;
+mod metrics;
 mod peers;
 mod prune;
 mod revocation;
