@@ -94,6 +94,31 @@ pub enum Command {
     /// so the app's own importer applies it without touching the app's own rows.
     #[command(subcommand)]
     App(AppCommand),
+    /// Check this home, its peers and hubs, and say how to fix what is wrong.
+    ///
+    /// Checks: the key files match and the secret is 0600; the store opens and its format is
+    /// current; each peer and hub answers within --timeout (a Hello and a Bye: nothing is
+    /// synced) and its clock is within a minute of this one; the app's folders are readable
+    /// and the last snapshot is adopted; the listen port can be bound; the control socket is
+    /// yours. Changes nothing. Exit status 1 when any check finds a problem.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The address `wb node run` listens on (checked to be bindable).
+    #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
+    pub listen: String,
+    /// How long each peer and hub has to answer.
+    #[arg(long, default_value_t = 5, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// The app's export folder (default: the one adopted last, else data/public_sync if present).
+    #[arg(long, value_name = "DIR")]
+    pub app_snapshot: Option<PathBuf>,
+    /// The app's inbox folder (default: the one written last, else data/wb_inbox if present).
+    #[arg(long, value_name = "DIR")]
+    pub app_inbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

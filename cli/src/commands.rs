@@ -19,6 +19,8 @@ pub struct Output {
     pub text: String,
     pub json: Value,
     pub warnings: Vec<String>,
+    /// The command ran and found something wrong (`wb doctor`): exit status 1, output printed.
+    pub failed: bool,
 }
 
 impl Output {
@@ -27,6 +29,7 @@ impl Output {
             text: text.into(),
             json,
             warnings: Vec::new(),
+            failed: false,
         }
     }
 }
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             crate::trust_cmd::path(&home, &user, from.as_deref())
         }
         Command::Trust(TrustCommand::Roots) => crate::trust_cmd::roots(&home),
+        Command::Doctor(args) => crate::doctor_cmd::doctor(&home, &args),
     }
 }
 

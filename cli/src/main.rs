@@ -6,6 +6,7 @@ mod args;
 mod bundle_cmd;
 mod commands;
 mod control;
+mod doctor_cmd;
 mod hub_cmd;
 mod node_cmd;
 mod peers_cmd;

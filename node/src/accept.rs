@@ -48,7 +48,12 @@ pub(crate) async fn accept_hello(
         step: "waiting for Hello".into(),
         limit: format!("{} s per message", deadlines.message.as_secs_f64()),
     })??;
-    ch.send(&Message::hello(store.epoch().0, role)).await?;
+    ch.send(&Message::hello_at(
+        store.epoch().0,
+        role,
+        store::time::now_ms(),
+    ))
+    .await?;
     Ok((ch, peer_epoch, peer_role))
 }
 

@@ -14,6 +14,7 @@ pub mod hub;
 pub mod identity;
 pub mod metrics;
 pub mod node;
+pub mod probe;
 pub mod session;
 pub mod ticket;
 mod withdraw;

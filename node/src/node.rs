@@ -749,8 +749,12 @@ async fn session(
         })?
         .map_err(|e| connection_error(&name, &e))?;
     let mut ch = Channel::with_deadlines(name.clone(), send, recv, deadlines);
-    ch.send(&Message::hello(store.epoch().0, Role::Node))
-        .await?;
+    ch.send(&Message::hello_at(
+        store.epoch().0,
+        Role::Node,
+        time::now_ms(),
+    ))
+    .await?;
     let (peer_epoch, _) = match expect_hello(&mut ch).await {
         Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {
             let e = conn.closed().await;

@@ -301,9 +301,28 @@ struct Limit {
 
 /// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch.
 pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role), NodeError> {
+    let hello = expect_hello_at(ch).await?;
+    Ok((hello.epoch, hello.role))
+}
+
+/// What a peer's `Hello` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHello {
+    pub epoch: [u8; 16],
+    pub role: Role,
+    /// The peer's wall clock when it sent the `Hello`, if it told it.
+    pub time_ms: Option<u64>,
+}
+
+/// [`expect_hello`], with the peer's clock.
+pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
     match ch.expect("Hello").await? {
         Message::Hello {
-            major, epoch, role, ..
+            major,
+            epoch,
+            role,
+            capabilities,
+            ..
         } => {
             if major != PROTOCOL_MAJOR {
                 ch.send_error(
@@ -317,7 +336,11 @@ pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role), NodeErro
                     ours: PROTOCOL_MAJOR,
                 });
             }
-            Ok((epoch, role))
+            Ok(PeerHello {
+                epoch,
+                role,
+                time_ms: protocol::wire::hello_time(&capabilities),
+            })
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),
     }
