@@ -6,6 +6,7 @@ mod bundles;
 mod cli;
 mod continuous;
 mod control;
+mod doctor;
 mod hostile;
 mod hub;
 mod metrics;
