@@ -473,20 +473,20 @@ fn unreachable_fix(e: &node::NodeError, peer: &Peer, home: &Home) -> String {
         E::Resolve { .. } => {
             format!("check the host name in its `Addr:` line in {home}/wb_peers.txt (and DNS)")
         }
-        E::Refused { code, .. } if *code == code::UNKNOWN_PEER => format!(
+        E::Refused { code, .. } if *code == code::UNKNOWN_PEER => {
             "it does not know this instance: its operator runs `wb sync peers add NAME --ticket \
              T` (or `wb hub allow KEY` on a hub) with T from `wb id` here"
-        ),
+                .to_string()
+        }
         E::Refused { code, .. } if *code == code::REVOKED => {
             "it revoked this instance: only its operator can lift that".to_string()
         }
         E::VersionMismatch { .. } => {
             "run the same major version of wb on both instances (upgrade the older one)".into()
         }
-        E::Timeout { .. } => format!(
-            "it answered too slowly: check its load and the network, or raise `wb doctor \
-             --timeout`"
-        ),
+        E::Timeout { .. } => "it answered too slowly: check its load and the network, or \
+                               raise `wb doctor --timeout`"
+            .to_string(),
         _ => format!(
             "check that its node runs (`wb node run` there), that its address {} is current, and \
              that UDP to that port is not blocked by a firewall",

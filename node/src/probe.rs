@@ -47,13 +47,11 @@ pub async fn probe(
     deadline: Duration,
 ) -> Result<Probe, NodeError> {
     let addrs = resolve(peer).await?;
-    let unspecified = SocketAddr::from(
-        if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
-            ([0u16; 8], 0).into()
-        } else {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        },
-    );
+    let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
+        ([0u16; 8], 0).into()
+    } else {
+        ([0u8; 4], 0).into()
+    };
     let others: Vec<Peer> = registry
         .iter()
         .filter(|h| h.hub && h.public_key != peer.public_key)
