@@ -749,3 +749,35 @@ fn check_control_socket(home: &Home, cx: &Context, checks: &mut Vec<Check>) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(offset: Option<i64>, uncertainty: u64) -> node::probe::Probe {
+        node::probe::Probe {
+            role: Role::Node,
+            round_trip_ms: 2 * uncertainty,
+            clock_offset_ms: offset,
+            clock_uncertainty_ms: uncertainty,
+        }
+    }
+
+    #[test]
+    fn a_clock_more_than_a_minute_off_is_a_problem_with_a_fix() {
+        let far = clock_check("b", &probe(Some(-125_000), 10));
+        assert_eq!(far.status, Status::Problem);
+        assert!(far.detail.contains("125.0 s ahead of"), "{}", far.detail);
+        assert!(far.fix.is_some_and(|f| f.contains("set-ntp")));
+        assert_eq!(
+            clock_check("b", &probe(Some(59_000), 10)).status,
+            Status::Ok
+        );
+        // Within the measurement's uncertainty of the bound: not called wrong.
+        assert_eq!(
+            clock_check("b", &probe(Some(61_000), 2_000)).status,
+            Status::Ok
+        );
+        assert_eq!(clock_check("b", &probe(None, 10)).status, Status::Skipped);
+    }
+}
