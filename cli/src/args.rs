@@ -31,8 +31,24 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Log lines as text, or as one JSON object per line (for log shippers). RUST_LOG filters.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WB_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +94,14 @@ pub enum Command {
     /// so the app's own importer applies it without touching the app's own rows.
     #[command(subcommand)]
     App(AppCommand),
+    /// Check this home, its peers and hubs, and say how to fix what is wrong.
+    ///
+    /// Checks: the key files match and the secret is 0600; the store opens and its format is
+    /// current; each peer and hub answers within --timeout (a Hello and a Bye: nothing is
+    /// synced) and its clock is within a minute of this one; the app's folders are readable
+    /// and the last snapshot is adopted; the listen port can be bound; the control socket is
+    /// yours. Changes nothing. Exit status 1 when any check finds a problem.
+    Doctor(DoctorArgs),
     /// Write a consistent copy of the store to FILE, also while the node runs.
     ///
     /// The copy is made inside one read transaction (the node keeps syncing meanwhile), to a
@@ -135,6 +159,23 @@ pub enum ConfigCommand {
         #[command(flatten)]
         app: AppBridgeArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The address `wb node run` listens on (checked to be bindable).
+    #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
+    pub listen: String,
+    /// How long each peer and hub has to answer.
+    #[arg(long, default_value_t = 5, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// The app's export folder (default: the one adopted last, else data/public_sync if present).
+    #[arg(long, value_name = "DIR")]
+    pub app_snapshot: Option<PathBuf>,
+    /// The app's inbox folder (default: the one written last, else data/wb_inbox if present).
+    #[arg(long, value_name = "DIR")]
+    pub app_inbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +273,10 @@ pub struct CommonFlags {
     /// WB_LOG_LEVEL, else RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics, wb's and iroh's series
+    /// [wb.toml: metrics; env: WB_METRICS].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// `wb node run`'s sync settings (also in wb.toml's [node] and WB_NODE_* variables).

@@ -19,6 +19,8 @@ pub struct Output {
     pub text: String,
     pub json: Value,
     pub warnings: Vec<String>,
+    /// The command ran and found something wrong (`wb doctor`): exit status 1, output printed.
+    pub failed: bool,
 }
 
 impl Output {
@@ -27,6 +29,7 @@ impl Output {
             text: text.into(),
             json,
             warnings: Vec::new(),
+            failed: false,
         }
     }
 }
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> Result<Output> {
         Command::Trust(TrustCommand::Graph { format }) => crate::trust_cmd::graph(&home, format),
         Command::Backup { file } => crate::backup_cmd::backup(&home, &file),
         Command::Restore { file, yes } => crate::backup_cmd::restore(&home, &file, yes),
+        Command::Doctor(args) => crate::doctor_cmd::doctor(&home, &args),
     }
 }
 

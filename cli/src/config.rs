@@ -143,6 +143,15 @@ pub const SPECS: &[Spec] = &[
         doc: "Keep Contact-* fields when adopting snapshots.",
     },
     Spec {
+        key: "metrics",
+        env: "WB_METRICS",
+        flag: "--metrics",
+        default: None,
+        example: "\"127.0.0.1:9464\"",
+        doc: "Serve Prometheus metrics at http://IP:PORT/metrics (wb's and iroh's series); for \
+              `node run` and `hub run`.",
+    },
+    Spec {
         key: "log.level",
         env: "WB_LOG_LEVEL",
         flag: "--log-level",
@@ -198,6 +207,7 @@ pub struct Settings {
     pub app_import_cmd: Setting<Option<String>>,
     pub app_poll: Setting<u64>,
     pub app_allow_contact: Setting<bool>,
+    pub metrics: Setting<Option<SocketAddr>>,
     pub log_level: Setting<String>,
 }
 
@@ -595,6 +605,12 @@ pub fn resolve_with(
             &boolean,
             false,
         )?,
+        metrics: layers.pick(
+            "metrics",
+            text_flag(&flags.common.metrics),
+            &optional(addr),
+            None,
+        )?,
         log_level: layers.pick(
             "log.level",
             text_flag(&flags.common.log_level),
@@ -697,6 +713,11 @@ impl Settings {
                 &self.app_allow_contact.source,
             ),
             (
+                "metrics",
+                json!(self.metrics.value.map(|a| a.to_string())),
+                &self.metrics.source,
+            ),
+            (
                 "log.level",
                 json!(self.log_level.value),
                 &self.log_level.source,
@@ -722,12 +743,24 @@ pub fn init_logging(level: &str) {
     init_logging_with(filter);
 }
 
-/// Starts logging to stderr with this filter (once per process; later calls do nothing).
+/// The log format of this process (`--log-format`, `WB_LOG_FORMAT`), set once by `main`.
+static LOG_FORMAT: std::sync::OnceLock<crate::args::LogFormat> = std::sync::OnceLock::new();
+
+/// Sets the format logging uses (before it starts).
+pub fn set_log_format(format: crate::args::LogFormat) {
+    let _ = LOG_FORMAT.set(format);
+}
+
+/// Starts logging to stderr with this filter, in the format `main` set (once per process;
+/// later calls do nothing).
 pub fn init_logging_with(filter: tracing_subscriber::EnvFilter) {
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match LOG_FORMAT.get() {
+        Some(crate::args::LogFormat::Json) => logs.json().try_init(),
+        _ => logs.try_init(),
+    };
 }
 
 /// `wb config show`: every setting, its value and where it came from, and the registry's hubs.

@@ -53,6 +53,7 @@ fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> R
     let open = settings.open.value;
     let relay_listen = settings.relay_listen.value;
     let relay_url = settings.relay_url.value.clone();
+    let metrics = settings.metrics.value;
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         bail!(
             "a node or hub is already running on {} (its control socket answers); stop it first",
@@ -91,6 +92,9 @@ fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> R
         };
         let hub = node::hub::start(config, key, store).await?;
         crate::running::set(hub.handle());
+        let metrics =
+            crate::node_cmd::start_metrics(metrics, node::metrics::Role::Hub, &hub.handle())
+                .await?;
         // `wb hub status` and the other commands on this home now run inside the hub.
         let control = crate::control::Server::start(home, Arc::new(|| {}))?;
         let addrs: Vec<String> = hub.addrs().iter().map(ToString::to_string).collect();
@@ -103,12 +107,14 @@ fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> R
                 "addrs": addrs,
                 "open": open,
                 "relay_url": hub.relay_url(),
+                "metrics": metrics.as_ref().map(|m| m.local_addr().to_string()),
             })
             .to_string()
         } else {
             format!(
-                "wb hub ready: endpoint {id} listening on {}{}{}",
+                "wb hub ready: endpoint {id} listening on {}{}{}{}",
                 addrs.join(", "),
+                crate::node_cmd::metrics_note(metrics.as_ref()),
                 match hub.relay_url() {
                     Some(url) => format!("; relay at {url}"),
                     None => String::new(),
@@ -121,6 +127,7 @@ fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> R
             )
         };
         crate::node_cmd::serve_until_shutdown(&ready, control).await;
+        drop(metrics);
         hub.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -8,6 +8,7 @@ mod bundle_cmd;
 mod commands;
 mod config;
 mod control;
+mod doctor_cmd;
 mod hub_cmd;
 mod install;
 mod node_cmd;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    config::set_log_format(cli.log_format);
     // `node run` and `hub run` start logging once their settings are read (log.level); other
     // commands stay quiet unless RUST_LOG says otherwise (errors reach the user as the one-line
     // message, not as library logs).

@@ -35,6 +35,7 @@ pub fn run(
         .auto_sync
         .value
         .then(|| std::time::Duration::from_secs(settings.sync_interval.value));
+    let metrics = settings.metrics.value;
     let deadlines = Deadlines::per_message(std::time::Duration::from_secs(settings.timeout.value));
     if std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)).is_ok() {
         anyhow::bail!(
@@ -61,6 +62,7 @@ pub fn run(
             .await;
         }
         crate::running::set(node.handle());
+        let metrics = start_metrics(metrics, node::metrics::Role::Node, &node.handle()).await?;
         // `wb id` puts these addresses in its ticket, also after the node stopped.
         record_addrs(node.handle()).await;
         // Other `wb` commands on this home now reach the node through its control socket.
@@ -91,12 +93,14 @@ pub fn run(
                 "addrs": addrs,
                 "open": open,
                 "sync_interval_s": auto_sync.map(|d| d.as_secs()),
+                "metrics": metrics.as_ref().map(|m| m.local_addr().to_string()),
             })
             .to_string()
         } else {
             format!(
-                "wb node ready: endpoint {id} listening on {}{}{}",
+                "wb node ready: endpoint {id} listening on {}{}{}{}",
                 addrs.join(", "),
+                metrics_note(metrics.as_ref()),
                 if open {
                     " (open: unknown peers may pull public records)"
                 } else {
@@ -115,10 +119,36 @@ pub fn run(
         if let Some(bridge) = bridge {
             bridge.abort();
         }
+        drop(metrics);
         node.shutdown().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Output::new("wb node stopped", json!({"event": "stopped"})))
+}
+
+/// Serves `/metrics` for a running node or hub when `--metrics` was given.
+pub(crate) async fn start_metrics(
+    addr: Option<std::net::SocketAddr>,
+    role: node::metrics::Role,
+    handle: &node::node::NodeHandle,
+) -> Result<Option<node::metrics::MetricsServer>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let exporter = node::metrics::Exporter::new(
+        role,
+        handle.store().clone(),
+        handle.home().clone(),
+        handle.endpoint(),
+    );
+    Ok(Some(node::metrics::serve(addr, Arc::new(exporter)).await?))
+}
+
+/// The ready line's words about `--metrics`.
+pub(crate) fn metrics_note(server: Option<&node::metrics::MetricsServer>) -> String {
+    server.map_or_else(String::new, |m| {
+        format!("; metrics at http://{}/metrics", m.local_addr())
+    })
 }
 
 /// Prints the ready line at once (tests and scripts wait for it), serves until Ctrl-C or

@@ -32,7 +32,7 @@ impl Reply {
                     out.text
                 };
                 Self {
-                    code: 0,
+                    code: u8::from(out.failed),
                     stdout: Some(stdout),
                     stderr: out
                         .warnings

@@ -12,6 +12,7 @@ use protocol::wire::{Message, Role, capability, code};
 use store::Store;
 
 use crate::NodeError;
+use crate::metrics::Side;
 use crate::node::record_session;
 use crate::session::{Channel, Deadlines, PullStats, expect_hello};
 
@@ -54,8 +55,10 @@ pub(crate) async fn accept_hello(
     } else {
         &[]
     };
-    ch.send(&Message::hello_with(store.epoch().0, role, capabilities))
-        .await?;
+    ch.send(
+        &Message::hello_with(store.epoch().0, role, capabilities).with_time(store::time::now_ms()),
+    )
+    .await?;
     Ok((ch, peer_epoch, peer_role, peer_own))
 }
 
@@ -94,7 +97,9 @@ pub(crate) async fn end_session(
     record: bool,
 ) {
     if record {
-        record_session(store, remote, sent, received, None).await;
+        record_session(store, remote, Side::Accepted, sent, received, None).await;
+    } else {
+        crate::metrics::session_ended(Side::Accepted, None, sent);
     }
     ch.finish().await;
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.closed()).await;

@@ -501,6 +501,7 @@ impl ProtocolHandler for HubSync {
             };
             let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
                 warn!(instance = %name, "refused: already serving {HUB_SESSIONS_MAX} sessions");
+                crate::metrics::session_refused();
                 conn.close(
                     code::INTERNAL.into(),
                     b"busy: too many sessions, try again later",
@@ -512,9 +513,10 @@ impl ProtocolHandler for HubSync {
                 record_session(
                     &this.store,
                     remote,
+                    crate::metrics::Side::Accepted,
                     0,
                     &PullStats::default(),
-                    Some(e.to_string()),
+                    Some(&e),
                 )
                 .await;
                 close_with_error(&conn, &e, "hub");

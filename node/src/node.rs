@@ -25,6 +25,7 @@ use crate::accept::{
 use crate::continuous::{Continuous, ContinuousConfig, PeerSyncStatus, Shared, changed_store};
 use crate::directory::{HubLink, HubOptions, bind_endpoint_for_hubs, hub_targets};
 use crate::identity::{endpoint_id, iroh_secret_key};
+use crate::metrics::Side;
 use crate::session::{Channel, Deadlines, Faults, PullStats, expect_hello, pull, serve_pull};
 
 /// How long dialling a peer may take.
@@ -233,9 +234,17 @@ impl NodeHandle {
             .await;
             let (sent, pulled, error) = match &result {
                 Ok(r) => (r.sent, r.pulled, None),
-                Err(e) => (0, PullStats::default(), Some(e.to_string())),
+                Err(e) => (0, PullStats::default(), Some(e)),
             };
-            record_session(&self.store, peer.public_key, sent, &pulled, error).await;
+            record_session(
+                &self.store,
+                peer.public_key,
+                Side::Dialled,
+                sent,
+                &pulled,
+                error,
+            )
+            .await;
             result
         }
         .instrument(span)
@@ -367,6 +376,7 @@ impl ProtocolHandler for SyncHandler {
         async move {
             let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
                 warn!("refused: already serving {MAX_INCOMING_SESSIONS} sessions");
+                crate::metrics::session_refused();
                 conn.close(
                     code::INTERNAL.into(),
                     b"busy: too many sessions, try again later",
@@ -375,6 +385,7 @@ impl ProtocolHandler for SyncHandler {
             };
             if let Err(e) = this.session(&conn).await {
                 warn!("session ended with an error: {e}");
+                crate::metrics::session_ended(Side::Accepted, Some(&e), 0);
                 close_with_error(&conn, &e, "node");
             }
             Ok(())
@@ -399,11 +410,13 @@ impl SyncHandler {
         match &known {
             Some(p) if p.revoked => {
                 warn!(peer = %name, "refused: revoked");
+                crate::metrics::session_refused();
                 conn.close(code::REVOKED.into(), b"revoked");
                 return Ok(());
             }
             None if !self.open => {
                 warn!(peer = %name, "refused: unknown key");
+                crate::metrics::session_refused();
                 conn.close(code::UNKNOWN_PEER.into(), b"unknown peer");
                 return Ok(());
             }
@@ -500,14 +513,18 @@ impl SyncHandler {
     }
 }
 
-/// Keeps a peer's runtime state: last sync or last error, counters.
+/// Keeps a peer's runtime state: last sync or last error, counters; and counts the session
+/// for the metrics.
 pub(crate) async fn record_session(
     store: &Arc<Store>,
     peer: PublicKey,
+    side: Side,
     sent: u64,
     received: &PullStats,
-    error: Option<String>,
+    error: Option<&NodeError>,
 ) {
+    crate::metrics::session_ended(side, error, sent);
+    let error = error.map(ToString::to_string);
     let s = store.clone();
     let received = received.received;
     let result = tokio::task::spawn_blocking(move || {
@@ -617,9 +634,9 @@ pub async fn sync_once_with_hubs(
         let result = sync_inner(key, store, peer, direction, registry, deadlines).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
-            Err(e) => (0, PullStats::default(), Some(e.to_string())),
+            Err(e) => (0, PullStats::default(), Some(e)),
         };
-        record_session(store, peer.public_key, sent, &pulled, error).await;
+        record_session(store, peer.public_key, Side::Dialled, sent, &pulled, error).await;
         result
     }
     .instrument(span)
@@ -763,11 +780,9 @@ async fn session(
     } else {
         &[]
     };
-    ch.send(&Message::hello_with(
-        store.epoch().0,
-        Role::Node,
-        capabilities,
-    ))
+    ch.send(
+        &Message::hello_with(store.epoch().0, Role::Node, capabilities).with_time(time::now_ms()),
+    )
     .await?;
     let (peer_epoch, _, return_own) = match expect_hello(&mut ch).await {
         Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {

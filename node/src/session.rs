@@ -303,6 +303,23 @@ struct Limit {
 /// Checks the peer's `Hello`: a message of that kind, our major version. Returns its epoch,
 /// its role and whether it asks for its own records back ([`capability::OWN_RECORDS`]).
 pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role, bool), NodeError> {
+    let hello = expect_hello_at(ch).await?;
+    Ok((hello.epoch, hello.role, hello.own))
+}
+
+/// What a peer's `Hello` said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHello {
+    pub epoch: [u8; 16],
+    pub role: Role,
+    /// The peer's wall clock when it sent the `Hello`, if it told it.
+    pub time_ms: Option<u64>,
+    /// It asks for its own records back ([`capability::OWN_RECORDS`]).
+    pub own: bool,
+}
+
+/// [`expect_hello`], with the peer's clock.
+pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
     match ch.expect("Hello").await? {
         Message::Hello {
             major,
@@ -323,8 +340,12 @@ pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role, bool), No
                     ours: PROTOCOL_MAJOR,
                 });
             }
-            let own = capabilities.iter().any(|c| c == capability::OWN_RECORDS);
-            Ok((epoch, role, own))
+            Ok(PeerHello {
+                epoch,
+                role,
+                time_ms: protocol::wire::hello_time(&capabilities),
+                own: capabilities.iter().any(|c| c == capability::OWN_RECORDS),
+            })
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),
     }

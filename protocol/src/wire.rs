@@ -43,6 +43,18 @@ pub const HELLO_LIST_MAX: usize = 64;
 /// from its length prefix, before buffering it.
 pub const SMALL_FRAME_MAX: usize = 64 * 1024;
 
+/// The `Hello` capability that carries the sender's wall clock, `time=<ms since 1970>`: a dialer
+/// compares it with its own clock around the exchange (`wb doctor`). Peers that do not send it
+/// are simply not measured; the message format is unchanged.
+pub const CAPABILITY_TIME: &str = "time=";
+
+/// The sender's wall clock in a `Hello`'s capabilities, if it sent one.
+pub fn hello_time(capabilities: &[String]) -> Option<u64> {
+    capabilities
+        .iter()
+        .find_map(|c| c.strip_prefix(CAPABILITY_TIME)?.parse().ok())
+}
+
 /// Application error codes, used in `Error` messages and as QUIC close codes.
 pub mod code {
     /// The dialer's key is not in the registry (and the node is not open).
@@ -141,6 +153,20 @@ impl Message {
             role,
             capabilities: Vec::new(),
         }
+    }
+
+    /// A `Hello` that also tells the sender's wall clock ([`CAPABILITY_TIME`]).
+    pub fn hello_at(epoch: [u8; 16], role: Role, now_ms: u64) -> Self {
+        Self::hello(epoch, role).with_time(now_ms)
+    }
+
+    /// This message, a `Hello`, also telling the sender's wall clock ([`CAPABILITY_TIME`]);
+    /// any other message is returned as it is.
+    pub fn with_time(mut self, now_ms: u64) -> Self {
+        if let Message::Hello { capabilities, .. } = &mut self {
+            capabilities.push(format!("{CAPABILITY_TIME}{now_ms}"));
+        }
+        self
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
@@ -295,6 +321,18 @@ pub fn seal_batches(records: &[Record]) -> Vec<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_hello_carries_the_senders_clock_as_a_capability() {
+        let hello = Message::hello_at([1; 16], Role::Hub, 1_700_000_000_123);
+        let decoded = Message::decode(&hello.encode().expect("encodes")).expect("decodes");
+        let Message::Hello { capabilities, .. } = decoded else {
+            panic!("not a Hello");
+        };
+        assert_eq!(hello_time(&capabilities), Some(1_700_000_000_123));
+        assert_eq!(hello_time(&[]), None);
+        assert_eq!(hello_time(&["time=soon".into(), "other".into()]), None);
+    }
 
     #[test]
     fn messages_round_trip() {

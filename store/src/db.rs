@@ -1361,6 +1361,22 @@ impl Store {
         log.len().map_err(|e| self.err(e))
     }
 
+    /// Live change-log entries after sequence `seq`: what a peer whose cursor is `seq` has not
+    /// confirmed yet (metrics).
+    pub fn log_entries_after(&self, seq: u64) -> Result<u64> {
+        let tx = self.read_tx()?;
+        let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for item in log
+            .range(seq.saturating_add(1)..)
+            .map_err(|e| self.err(e))?
+        {
+            item.map_err(|e| self.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The highest sequence number issued so far (0 when empty).
     pub fn last_seq(&self) -> Result<u64> {
         let tx = self.read_tx()?;

@@ -158,6 +158,12 @@ impl Home {
     /// [`Home::replace_key`]).
     pub fn load_key(&self) -> Result<SecretKey> {
         self.settle_key_replacement()?;
+        self.read_key()
+    }
+
+    /// Reads and checks the key pair as [`Home::load_key`] does, without settling an
+    /// interrupted replacement: it never writes (`wb doctor`).
+    pub fn read_key(&self) -> Result<SecretKey> {
         let (secret_path, public_path) = (self.secret_key_path(), self.public_key_path());
         match (secret_path.exists(), public_path.exists()) {
             (true, true) => {}
