@@ -31,15 +31,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Log lines as text, or as one JSON object per line (for log shippers). RUST_LOG filters.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "WB_LOG_FORMAT"
-    )]
-    pub log_format: LogFormat,
+    /// Log lines as text, or as one JSON object per line (for log shippers); RUST_LOG filters
+    /// [default: text; wb.toml: log.format; env: WB_LOG_FORMAT].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,

@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> Result<Output> {
                 ..Default::default()
             };
             let settings = crate::config::resolve(&home, &flags)?;
-            crate::config::init_logging(&settings.log_level.value);
+            crate::config::init_logging(&settings);
             crate::node_cmd::run(&home, &settings, test_cut_after_batches, json)
         }
         Command::Config(crate::args::ConfigCommand::Show {

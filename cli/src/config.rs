@@ -152,6 +152,15 @@ pub const SPECS: &[Spec] = &[
               `node run` and `hub run`.",
     },
     Spec {
+        key: "log.format",
+        env: "WB_LOG_FORMAT",
+        flag: "--log-format",
+        default: Some("\"text\""),
+        example: "",
+        doc: "How log lines look: \"text\", or \"json\" (one JSON object per line, for log \
+              shippers).",
+    },
+    Spec {
         key: "log.level",
         env: "WB_LOG_LEVEL",
         flag: "--log-level",
@@ -208,6 +217,7 @@ pub struct Settings {
     pub app_poll: Setting<u64>,
     pub app_allow_contact: Setting<bool>,
     pub metrics: Setting<Option<SocketAddr>>,
+    pub log_format: Setting<String>,
     pub log_level: Setting<String>,
 }
 
@@ -423,6 +433,21 @@ fn addr(raw: &Raw, layer: Layer) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 0.0.0.0:4433)"))
 }
 
+fn log_format(raw: &Raw, layer: Layer) -> Result<String, String> {
+    let s = text(raw, layer)?;
+    match s.as_str() {
+        "text" | "json" => Ok(s),
+        other => Err(format!("expected \"text\" or \"json\", found {other:?}")),
+    }
+}
+
+fn format_name(format: crate::args::LogFormat) -> &'static str {
+    match format {
+        crate::args::LogFormat::Text => "text",
+        crate::args::LogFormat::Json => "json",
+    }
+}
+
 fn filter(raw: &Raw, layer: Layer) -> Result<String, String> {
     let s = text(raw, layer)?;
     tracing_subscriber::EnvFilter::try_new(&s)
@@ -611,6 +636,16 @@ pub fn resolve_with(
             &optional(addr),
             None,
         )?,
+        log_format: layers.pick(
+            "log.format",
+            LOG_FORMAT
+                .get()
+                .copied()
+                .flatten()
+                .map(|f| Raw::Text(format_name(f).to_string())),
+            &log_format,
+            "text".to_string(),
+        )?,
         log_level: layers.pick(
             "log.level",
             text_flag(&flags.common.log_level),
@@ -718,6 +753,11 @@ impl Settings {
                 &self.metrics.source,
             ),
             (
+                "log.format",
+                json!(self.log_format.value),
+                &self.log_format.source,
+            ),
+            (
                 "log.level",
                 json!(self.log_level.value),
                 &self.log_level.source,
@@ -736,30 +776,41 @@ pub fn is_daemon(command: &crate::args::Command) -> bool {
     )
 }
 
-/// Starts logging to stderr with `log.level` (checked when the settings were read).
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+/// Starts logging to stderr with `log.level` and `log.format` (checked when the settings were
+/// read).
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level.value)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("node=info"));
-    init_logging_with(filter);
+    init_logging_with(filter, settings.log_format.value == "json");
 }
 
-/// The log format of this process (`--log-format`, `WB_LOG_FORMAT`), set once by `main`.
-static LOG_FORMAT: std::sync::OnceLock<crate::args::LogFormat> = std::sync::OnceLock::new();
+/// `--log-format` as given on the command line (`None`: not given), set once by `main`.
+static LOG_FORMAT: std::sync::OnceLock<Option<crate::args::LogFormat>> = std::sync::OnceLock::new();
 
-/// Sets the format logging uses (before it starts).
-pub fn set_log_format(format: crate::args::LogFormat) {
+/// Records the command line's `--log-format` (before any settings are read).
+pub fn set_log_format(format: Option<crate::args::LogFormat>) {
     let _ = LOG_FORMAT.set(format);
 }
 
-/// Starts logging to stderr with this filter, in the format `main` set (once per process;
-/// later calls do nothing).
-pub fn init_logging_with(filter: tracing_subscriber::EnvFilter) {
+/// The log format of a command that reads no settings: `--log-format`, else `WB_LOG_FORMAT`
+/// (json or text), else text.
+pub fn command_log_json() -> bool {
+    match LOG_FORMAT.get().copied().flatten() {
+        Some(format) => format == crate::args::LogFormat::Json,
+        None => std::env::var("WB_LOG_FORMAT").is_ok_and(|v| v == "json"),
+    }
+}
+
+/// Starts logging to stderr with this filter, as JSON lines or text (once per process; later
+/// calls do nothing).
+pub fn init_logging_with(filter: tracing_subscriber::EnvFilter, json: bool) {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match LOG_FORMAT.get() {
-        Some(crate::args::LogFormat::Json) => logs.json().try_init(),
-        _ => logs.try_init(),
+    let _ = if json {
+        logs.json().try_init()
+    } else {
+        logs.try_init()
     };
 }
 

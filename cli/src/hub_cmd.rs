@@ -30,7 +30,7 @@ pub fn run(home: &Home, cmd: HubCommand, json_out: bool) -> Result<Output> {
                 ..Default::default()
             };
             let settings = crate::config::resolve(home, &flags)?;
-            crate::config::init_logging(&settings.log_level.value);
+            crate::config::init_logging(&settings);
             run_hub(home, &settings, json_out)
         }
         HubCommand::Allow { key, name } => allow(home, &key, name),

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     if !config::is_daemon(&cli.command) {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-        config::init_logging_with(filter);
+        config::init_logging_with(filter, config::command_log_json());
     }
     // With a node running on this home, the node runs the command (it holds the store).
     if let Some(reply) = control::forward(&cli) {

@@ -325,3 +325,36 @@ fn completions_and_manual_pages_name_every_command() {
         assert!(text.contains(".TH"), "{file} is a manual page");
     }
 }
+
+/// The settings merged from the metrics branch: `metrics` and `log.format` layer like the
+/// others (the global `--log-format` is their flag), and a bad value is refused.
+#[test]
+fn metrics_and_log_format_are_settings_like_the_others() {
+    let t = TestHome::initialized();
+    write_config(
+        &t,
+        "metrics = \"127.0.0.1:9464\"\n\n[log]\nformat = \"json\"\n",
+    );
+    let j = show(&t, &[], &[]);
+    let s = &j["settings"];
+    assert_eq!(s["metrics"]["value"], "127.0.0.1:9464", "{j:#}");
+    assert_eq!(s["metrics"]["source"], "file");
+    assert_eq!(s["log.format"]["value"], "json");
+    assert_eq!(s["log.format"]["source"], "file");
+    let j = show(
+        &t,
+        &[("WB_METRICS", "127.0.0.1:9465")],
+        &["--log-format", "text"],
+    );
+    let s = &j["settings"];
+    assert_eq!(s["metrics"]["value"], "127.0.0.1:9465", "{j:#}");
+    assert_eq!(s["metrics"]["source"], "env");
+    assert_eq!(s["log.format"]["value"], "text");
+    assert_eq!(s["log.format"]["source"], "flag");
+    write_config(&t, "[log]\nformat = \"xml\"\n");
+    let err = t.fail(["config", "show"]);
+    assert!(
+        err.contains("wb.toml:2:") && err.contains("\"text\" or \"json\""),
+        "{err}"
+    );
+}
