@@ -158,9 +158,10 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The address `wb node run` listens on (checked to be bindable).
-    #[arg(long, default_value = "0.0.0.0:4433", value_name = "HOST:PORT")]
-    pub listen: String,
+    /// The address `wb node run` listens on (checked to be bindable) [default: the `listen`
+    /// of wb.toml, WB_LISTEN, else 0.0.0.0:4433].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
     /// How long each peer and hub has to answer.
     #[arg(long, default_value_t = 5, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=600))]

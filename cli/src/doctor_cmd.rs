@@ -100,7 +100,14 @@ pub fn doctor(home: &Home, args: &DoctorArgs) -> Result<Output> {
     let cx = Context { key, store, node };
     check_peers(home, &cx, args, &mut checks);
     check_app(&cx, args, &mut checks);
-    check_listen(&cx, &args.listen, &mut checks);
+    // The address `wb node run` would use: the flag, else the settings (WB_LISTEN, wb.toml).
+    let listen = match &args.listen {
+        Some(listen) => listen.clone(),
+        None => crate::config::resolve(home, &crate::config::Flags::default())
+            .map(|s| s.listen.value.to_string())
+            .unwrap_or_else(|_| "0.0.0.0:4433".to_string()),
+    };
+    check_listen(&cx, &listen, &mut checks);
     check_control_socket(home, &cx, &mut checks);
     Ok(report(home, &checks))
 }
