@@ -634,10 +634,12 @@ pub fn verify(
 struct Signed {
     root: PathBuf,
     signature: protocol::bundle::BundleSignature,
+    /// What the manifest lists (the first pass looks for unlisted files; empty in the second).
+    listed: protocol::bundle::ListedPaths,
 }
 
 /// The checks of a bundle before its files: the manifest against `bundle.sig` (streamed), the
-/// expected signer, the signer's public key file, and no unlisted bundle file.
+/// expected signer and the signer's public key file.
 fn verify_signed(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Signed> {
     if !dir.is_dir() {
         return Err(BundleError::NotADirectory(dir.to_path_buf()));
@@ -672,20 +674,11 @@ fn verify_signed(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Sign
             reason,
         });
     }
-    // No unlisted record file: the first in path order is named.
-    let mut extra: Option<String> = None;
-    let keys_dir = format!("{PUBLIC_KEYS_DIR}/");
-    walk_bundle_files(&root, &mut |rel| {
-        let ours = rel == MANIFEST_FILE || rel.starts_with(&keys_dir);
-        if !ours && !manifest.listed.contains(&rel) && extra.as_ref().is_none_or(|e| rel < *e) {
-            extra = Some(rel);
-        }
-        Ok(())
-    })?;
-    if let Some(path) = extra {
-        return Err(BundleError::ExtraFile { path });
-    }
-    Ok(Signed { root, signature })
+    Ok(Signed {
+        root,
+        signature,
+        listed: manifest.listed,
+    })
 }
 
 /// Which pass reads a bundle's files: what a file that does not match the manifest means.
@@ -714,6 +707,10 @@ fn for_each_file(
     };
     let mut total: u64 = 0;
     let mut files: u64 = 0;
+    // The first pass reports, as §8 orders the checks, any file that is missing, a link or
+    // changed before an unlisted file, and that before any malformed record: an error of
+    // the latter kind is kept while the remaining files are still read and checksummed.
+    let mut deferred: Option<BundleError> = None;
     let streamed = files::stream_manifest(&signed.root, None, &mut |_, sha256, path| {
         let bytes = match read_inside(&signed.root, path, MAX_SYNC_FILE_LEN) {
             Ok(bytes) => bytes,
@@ -741,27 +738,62 @@ fn for_each_file(
                 Pass::Apply => changed(path),
             });
         }
-        let parsed =
-            sync_txt::read_record(&bytes, &signer).map_err(|source| BundleError::Codec {
+        if deferred.is_some() {
+            return Ok(());
+        }
+        let parsed = sync_txt::read_record(&bytes, &signer)
+            .map_err(|source| BundleError::Codec {
                 path: path.to_string(),
                 source,
-            })?;
+            })
+            .and_then(|parsed| {
+                let records: Vec<Record> = std::iter::once(parsed.record)
+                    .chain(parsed.comments)
+                    .collect();
+                for r in &records {
+                    protocol::validate(r).map_err(|e| BundleError::BadRecord {
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                Ok(records)
+            });
         drop(bytes);
-        let records: Vec<Record> = std::iter::once(parsed.record)
-            .chain(parsed.comments)
-            .collect();
-        for r in &records {
-            protocol::validate(r).map_err(|e| BundleError::BadRecord {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+        match parsed.and_then(|records| each(path, records)) {
+            Err(e) if pass == Pass::Verify => {
+                deferred = Some(e);
+                Ok(())
+            }
+            other => other,
         }
-        each(path, records)
     })?;
     if streamed.digest != signed.signature.manifest_digest {
         return Err(changed(MANIFEST_FILE));
     }
-    Ok(files)
+    if pass == Pass::Verify {
+        check_unlisted(signed)?;
+    }
+    match deferred {
+        Some(e) => Err(e),
+        None => Ok(files),
+    }
+}
+
+/// Refuses a bundle file the manifest does not list (the first in path order is named).
+fn check_unlisted(signed: &Signed) -> Result<()> {
+    let mut extra: Option<String> = None;
+    let keys_dir = format!("{PUBLIC_KEYS_DIR}/");
+    walk_bundle_files(&signed.root, &mut |rel| {
+        let ours = rel == MANIFEST_FILE || rel.starts_with(&keys_dir);
+        if !ours && !signed.listed.contains(&rel) && extra.as_ref().is_none_or(|e| rel < *e) {
+            extra = Some(rel);
+        }
+        Ok(())
+    })?;
+    match extra {
+        Some(path) => Err(BundleError::ExtraFile { path }),
+        None => Ok(()),
+    }
 }
 
 fn apply_options(signer: &PublicKey, now_ms: u64) -> ApplyOptions {
@@ -851,6 +883,7 @@ pub fn import_with(
     let signed = Signed {
         root: bundle.root.clone(),
         signature: bundle.signature.clone(),
+        listed: protocol::bundle::ListedPaths::default(),
     };
     // The second pass: each batch of records, exactly as the first pass checked them, without
     // the revoked origins' records.
