@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use protocol::Scope;
 use serde_json::{Value, json};
-use store::bundles::{self, CheckedBundle, ExpectedSigner, ExportOptions, ImportReport};
+use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport, VerifiedDir};
 use store::{Home, ListFilter, Peer, time};
 
 use crate::commands::{Output, init, open};
@@ -181,11 +181,11 @@ fn rejected(e: bundles::BundleError) -> anyhow::Error {
     anyhow::anyhow!("bundle rejected, nothing imported: {e}")
 }
 
-/// Imports a checked bundle read from `dir`, through the store of the node running in this
+/// Imports a verified bundle read from `dir`, through the store of the node running in this
 /// process when there is one.
 fn import_checked(
     home: &Home,
-    bundle: &CheckedBundle,
+    bundle: &VerifiedDir,
     dir: &Path,
     now: u64,
     dry_run: bool,
@@ -209,12 +209,13 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
     }
     // Everything about the bundle is checked before the store is opened for writing.
     let now = time::now_ms();
-    let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
+    let own = home.load_key()?.public();
+    // The first pass: the whole bundle verified, its files read one at a time.
+    let bundle = bundles::verify(dir, expected.as_ref(), Some(&own), now).map_err(rejected)?;
     // The app's snapshot, signed with this instance's own key (the app beside wb, one home):
     // its rows are adopted as the instance's own signed records (§14), not stored unsigned.
-    if bundle.records.iter().any(|(_, r)| r.signature.is_none())
-        && bundle.signer == home.load_key()?.public()
-    {
+    if bundle.app_snapshot {
+        let bundle = bundles::verify_dir(dir, expected.as_ref()).map_err(rejected)?;
         let opts = store::app::AdoptOptions {
             allow_contact: false,
             now_ms: now,
@@ -222,7 +223,6 @@ pub fn import(home: &Home, dir: &Path, expect_key: Option<&str>, dry_run: bool) 
         };
         return crate::app_cmd::adopt_bundle(home, bundle, dir, &opts);
     }
-    let bundle = bundles::check(bundle, now).map_err(rejected)?;
     let report = import_checked(home, &bundle, dir, now, dry_run)?;
     Ok(Output::new(
         import_text(&report, dir),
@@ -238,14 +238,12 @@ pub fn init_from(
 ) -> Result<Output> {
     // Everything is checked before the home is touched: a bad bundle creates nothing.
     let now = time::now_ms();
-    let bundle = bundles::verify_dir(dir, None)
-        .and_then(|b| bundles::check(b, now))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot bootstrap from {}: {e}; nothing was created",
-                dir.display()
-            )
-        })?;
+    let bundle = bundles::verify(dir, None, None, now).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot bootstrap from {}: {e}; nothing was created",
+            dir.display()
+        )
+    })?;
     let peer_name = peer_name
         .map(str::to_string)
         .unwrap_or_else(|| bundle.signer.key_id());

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
-use crate::sync_txt::{CodecError, check_len, format_timestamp, parse_header_lines, to_utf8};
+use crate::sync_txt::{CodecError, format_timestamp, parse_header_lines};
 use crate::{PublicKey, SecretKey, Signature};
 
 /// File name of the manifest, at the bundle root.
@@ -20,10 +20,19 @@ pub const SIGNATURE_FILE: &str = "bundle.sig";
 pub const PUBLIC_KEYS_DIR: &str = "public_keys";
 /// The `Signature-Version` written and read.
 pub const SIGNATURE_VERSION: &str = "1";
-/// Largest manifest read, checked before parsing.
-pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
-/// Largest total of the files one bundle import reads (they are held while the bundle is
-/// verified): a bound on what a bundle, however it is made, can make an importer hold.
+/// Most files one manifest may list. A manifest is read as a stream, never held whole (it grows
+/// by about 100 bytes per file: 96 MB at a million records); while it verifies a bundle an
+/// importer keeps 20 bytes per listed file ([`ListedPaths`]), so this bounds that at 80 MB and
+/// the manifest at this many lines of at most [`MAX_MANIFEST_LINE_LEN`] bytes.
+pub const MAX_MANIFEST_ENTRIES: usize = 4_000_000;
+/// Longest manifest line: 64 hex digits, two spaces and the longest path.
+pub const MAX_MANIFEST_LINE_LEN: usize = 66 + MAX_BUNDLE_PATH_LEN;
+/// Largest manifest file read (streamed): its most lines, each at its longest (4.4 GB).
+pub const MAX_MANIFEST_LEN: u64 = MAX_MANIFEST_ENTRIES as u64 * (MAX_MANIFEST_LINE_LEN as u64 + 1);
+/// Largest total of the record files one pass of a bundle import reads. An import streams the
+/// files twice (verify, then apply) and holds only a batch of them at a time, so this bounds
+/// the work a bundle, however it is made, can make an importer do, not its memory: 2 GiB is
+/// four times a million records of the usual size.
 pub const MAX_BUNDLE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest `bundle.sig` or public key file read, checked before parsing.
 pub const MAX_SIGNATURE_FILE_LEN: usize = 16 * 1024;
@@ -163,50 +172,16 @@ impl Manifest {
         out
     }
 
-    /// Parses a manifest. Lines are `<64 hex digits>  <path>`; the last line's `\n` is
-    /// optional, empty lines are refused (but a manifest of just `\n` is empty), as are unsafe
-    /// and repeated paths. Entries are returned sorted by path whatever their order in the file.
+    /// Parses a manifest held in memory (see [`ManifestLines`] for the rules; large manifests
+    /// are streamed through it instead). Repeated paths are refused. Entries are returned
+    /// sorted by path whatever their order in the file.
     pub fn parse(bytes: &[u8]) -> Result<Self, CodecError> {
-        check_len("manifest", bytes.len(), MAX_MANIFEST_LEN)?;
-        let text = to_utf8(bytes)?;
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        if text.is_empty() {
-            return Ok(Self::default());
-        }
         let mut entries = Vec::new();
         let mut seen = HashSet::new();
-        for (i, line) in text.split('\n').enumerate() {
-            let line_no = i + 1;
-            let bad = |reason| CodecError::BadManifestLine {
-                line: line_no,
-                reason,
-            };
-            if line.is_empty() {
-                return Err(bad("empty line"));
-            }
-            let b = line.as_bytes();
-            if b.len() < 66 || !b[..64].iter().all(u8::is_ascii_hexdigit) {
-                return Err(bad(
-                    "expected 64 hex digits of SHA-256, two spaces and a path",
-                ));
-            }
-            if &b[64..66] != b"  " {
-                return Err(bad("expected two spaces between the digest and the path"));
-            }
-            let mut sha256 = [0u8; 32];
-            hex::decode_to_slice(&b[..64], &mut sha256).map_err(|_| bad("digest is not hex"))?;
-            let path = &line[66..];
-            validate_bundle_path(path).map_err(|e| match e {
-                CodecError::UnsafePath { path, reason } => CodecError::BadManifestPath {
-                    line: line_no,
-                    path,
-                    reason,
-                },
-                other => other,
-            })?;
-            if !seen.insert(path) {
+        let mut take = |line: usize, sha256: [u8; 32], path: &str| {
+            if !seen.insert(path.to_string()) {
                 return Err(CodecError::DuplicateManifestPath {
-                    line: line_no,
+                    line,
                     path: path.to_string(),
                 });
             }
@@ -214,9 +189,192 @@ impl Manifest {
                 sha256,
                 path: path.to_string(),
             });
-        }
+            Ok(())
+        };
+        let mut lines = ManifestLines::default();
+        lines.feed(bytes, &mut take)?;
+        lines.finish(&mut take)?;
         entries.sort_by(|a, b| path_order(&a.path, &b.path));
         Ok(Self { entries })
+    }
+}
+
+/// A manifest parsed as its bytes arrive, in pieces of any size: [`ManifestLines::feed`] hands
+/// each complete line to a callback as (line number, digest, path), [`ManifestLines::finish`]
+/// the last one. Lines are `<64 hex digits>  <path>` with a safe path; the last line's `\n` is
+/// optional; empty lines are refused, but a manifest of just `\n` is empty. At most
+/// [`MAX_MANIFEST_ENTRIES`] lines of [`MAX_MANIFEST_LINE_LEN`] bytes: only the line being read
+/// is held. Repeated paths are the caller's to refuse (a large manifest's caller remembers
+/// paths compactly: [`ListedPaths`]).
+#[derive(Debug, Default)]
+pub struct ManifestLines {
+    /// The line being read.
+    pending: Vec<u8>,
+    /// Lines ended so far.
+    line: usize,
+    /// The first line was empty: a manifest of just `\n`, unless anything follows.
+    first_empty: bool,
+}
+
+impl ManifestLines {
+    /// Reads the next bytes of the manifest.
+    pub fn feed<E: From<CodecError>>(
+        &mut self,
+        mut bytes: &[u8],
+        entry: &mut impl FnMut(usize, [u8; 32], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while !bytes.is_empty() {
+            if self.first_empty {
+                return Err(bad_line(1, "empty line").into());
+            }
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.push(bytes.get(..end).unwrap_or_default())?;
+                    bytes = bytes.get(end + 1..).unwrap_or_default();
+                    self.end_line(entry)?;
+                }
+                None => {
+                    self.push(bytes)?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the manifest (its last line needs no `\n`); returns how many lines it listed.
+    pub fn finish<E: From<CodecError>>(
+        mut self,
+        entry: &mut impl FnMut(usize, [u8; 32], &str) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        if !self.pending.is_empty() {
+            self.end_line(entry)?;
+        }
+        Ok(if self.first_empty { 0 } else { self.line })
+    }
+
+    fn push(&mut self, part: &[u8]) -> Result<(), CodecError> {
+        if self.pending.len() + part.len() > MAX_MANIFEST_LINE_LEN {
+            return Err(bad_line(
+                self.line + 1,
+                "line too long: a path is at most 1,024 bytes",
+            ));
+        }
+        self.pending.extend_from_slice(part);
+        Ok(())
+    }
+
+    fn end_line<E: From<CodecError>>(
+        &mut self,
+        entry: &mut impl FnMut(usize, [u8; 32], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.line += 1;
+        let line_no = self.line;
+        if self.pending.is_empty() {
+            if line_no == 1 {
+                self.first_empty = true;
+                return Ok(());
+            }
+            return Err(bad_line(line_no, "empty line").into());
+        }
+        if line_no > MAX_MANIFEST_ENTRIES {
+            return Err(bad_line(line_no, "more files than a bundle may list (4,000,000)").into());
+        }
+        let (sha256, path) = parse_manifest_line(&self.pending, line_no)?;
+        entry(line_no, sha256, path)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+fn bad_line(line: usize, reason: &'static str) -> CodecError {
+    CodecError::BadManifestLine { line, reason }
+}
+
+/// One manifest line (without its `\n`): its digest and its checked path.
+fn parse_manifest_line(b: &[u8], line_no: usize) -> Result<([u8; 32], &str), CodecError> {
+    let line = std::str::from_utf8(b).map_err(|_| CodecError::InvalidUtf8 { line: line_no })?;
+    let (Some(hex_digits), Some(sep), Some(path)) = (b.get(..64), b.get(64..66), line.get(66..))
+    else {
+        return Err(bad_line(
+            line_no,
+            "expected 64 hex digits of SHA-256, two spaces and a path",
+        ));
+    };
+    if !hex_digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad_line(
+            line_no,
+            "expected 64 hex digits of SHA-256, two spaces and a path",
+        ));
+    }
+    if sep != b"  " {
+        return Err(bad_line(
+            line_no,
+            "expected two spaces between the digest and the path",
+        ));
+    }
+    let mut sha256 = [0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut sha256)
+        .map_err(|_| bad_line(line_no, "digest is not hex"))?;
+    validate_bundle_path(path).map_err(|e| match e {
+        CodecError::UnsafePath { path, reason } => CodecError::BadManifestPath {
+            line: line_no,
+            path,
+            reason,
+        },
+        other => other,
+    })?;
+    Ok((sha256, path))
+}
+
+/// The paths a streamed manifest listed, as 16 bytes of each path's SHA-256 and its line (20
+/// bytes a path): what an importer keeps instead of the manifest, to refuse a repeated path and
+/// to find a file the manifest does not list. Two paths sharing 128 bits of SHA-256 would take
+/// about 2^64 work to find, and would only make a bundle be refused.
+#[derive(Debug, Default)]
+pub struct ListedPaths {
+    entries: Vec<([u8; 16], u32)>,
+}
+
+impl ListedPaths {
+    fn key(path: &str) -> [u8; 16] {
+        let digest = Sha256::digest(path.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        key
+    }
+
+    /// Notes the path of manifest line `line`.
+    pub fn insert(&mut self, line: usize, path: &str) {
+        self.entries
+            .push((Self::key(path), u32::try_from(line).unwrap_or(u32::MAX)));
+    }
+
+    /// Ends the listing: sorts it, and returns the first line (in file order) that repeats the
+    /// path of an earlier line, with that earlier line.
+    pub fn seal(&mut self) -> Option<(usize, usize)> {
+        self.entries.sort_unstable();
+        self.entries
+            .windows(2)
+            .filter_map(|pair| match pair {
+                [(a, first), (b, again)] if a == b => Some((*again as usize, *first as usize)),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Whether `path` is listed (after [`ListedPaths::seal`]).
+    pub fn contains(&self, path: &str) -> bool {
+        let key = Self::key(path);
+        self.entries.binary_search_by(|(k, _)| k.cmp(&key)).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -307,16 +465,51 @@ impl BundleSignature {
 
     /// Checks the manifest's bytes against `Manifest-Digest` and the signature.
     pub fn verify(&self, manifest: &[u8]) -> Result<(), CodecError> {
-        let actual: [u8; 32] = Sha256::digest(manifest).into();
-        if actual != self.manifest_digest {
+        let mut check = self.manifest_check();
+        check.update(manifest);
+        check.finish()
+    }
+
+    /// The same check as [`BundleSignature::verify`], over a manifest read in pieces.
+    pub fn manifest_check(&self) -> ManifestCheck {
+        ManifestCheck {
+            digest: Sha256::new(),
+            signature: self.public_key.verify_stream(&self.signature),
+            stated: self.manifest_digest,
+            key_id: self.key_id(),
+        }
+    }
+}
+
+/// A manifest checked against its `bundle.sig` as its bytes arrive (see
+/// [`BundleSignature::manifest_check`]).
+#[derive(Debug)]
+pub struct ManifestCheck {
+    digest: Sha256,
+    signature: crate::keys::StreamingVerify,
+    stated: [u8; 32],
+    key_id: String,
+}
+
+impl ManifestCheck {
+    /// Adds the next bytes of the manifest.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        self.signature.update(bytes);
+    }
+
+    /// Whether the bytes given match `Manifest-Digest` and the signature.
+    pub fn finish(self) -> Result<(), CodecError> {
+        let actual: [u8; 32] = self.digest.finalize().into();
+        if actual != self.stated {
             return Err(CodecError::ManifestDigestMismatch {
-                stated: hex::encode(self.manifest_digest),
+                stated: hex::encode(self.stated),
                 actual: hex::encode(actual),
             });
         }
-        if !self.public_key.verify(manifest, &self.signature) {
+        if !self.signature.finish() {
             return Err(CodecError::BadBundleSignature {
-                key_id: self.key_id(),
+                key_id: self.key_id,
             });
         }
         Ok(())

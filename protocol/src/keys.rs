@@ -83,6 +83,50 @@ impl PublicKey {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify_strict(message, &sig).is_ok()
     }
+
+    /// Starts verifying an Ed25519 signature over a message given in pieces
+    /// ([`StreamingVerify::update`]), with the rules of [`PublicKey::verify`]: a large manifest
+    /// is checked as it is read, never held.
+    pub fn verify_stream(&self, signature: &Signature) -> StreamingVerify {
+        StreamingVerify(self.stream_verifier(signature))
+    }
+
+    fn stream_verifier(&self, signature: &Signature) -> Option<ed25519_dalek::StreamVerifier> {
+        let key = verifying_key(&self.0)?;
+        // What `verify_strict` refuses beyond the equation (dalek's stream verifier checks the
+        // equation and a canonical S only): a small-order key or R.
+        let mut r = [0u8; 32];
+        r.copy_from_slice(signature.0.get(..32)?);
+        let r_point = VerifyingKey::from_bytes(&r).ok()?;
+        if key.is_weak() || r_point.is_weak() {
+            return None;
+        }
+        key.verify_stream(&ed25519_dalek::Signature::from_bytes(&signature.0))
+            .ok()
+    }
+}
+
+/// An Ed25519 verification fed the message piece by piece (see [`PublicKey::verify_stream`]).
+pub struct StreamingVerify(Option<ed25519_dalek::StreamVerifier>);
+
+impl fmt::Debug for StreamingVerify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamingVerify")
+    }
+}
+
+impl StreamingVerify {
+    /// Adds the next bytes of the message.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if let Some(v) = &mut self.0 {
+            v.update(bytes);
+        }
+    }
+
+    /// Whether the signature holds over everything given.
+    pub fn finish(self) -> bool {
+        self.0.is_some_and(|v| v.finalize_and_verify().is_ok())
+    }
 }
 
 /// Keys decompressed most recently on this thread; a few slots, replaced in turn.
@@ -202,6 +246,64 @@ impl fmt::Debug for SecretKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `verify_stream`, the message given in pieces of `chunk` bytes.
+    fn verify_streamed(key: &PublicKey, message: &[u8], sig: &Signature, chunk: usize) -> bool {
+        let mut v = key.verify_stream(sig);
+        for piece in message.chunks(chunk.max(1)) {
+            v.update(piece);
+        }
+        v.finish()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streamed_verification_agrees_with_verify(
+            seed in 0u8..8,
+            message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            chunk in 1usize..64,
+            flip in proptest::prelude::any::<(u16, u8)>(),
+        ) {
+            let sk = SecretKey::from_bytes(&[seed; 32]);
+            let key = sk.public();
+            let sig = sk.sign(&message);
+            proptest::prop_assert!(verify_streamed(&key, &message, &sig, chunk));
+            // One changed bit of the message or of the signature: both checks say the same.
+            let mut bad_sig = sig;
+            let at = usize::from(flip.0) % 64;
+            bad_sig.0[at] ^= 1 << (flip.1 % 8);
+            proptest::prop_assert_eq!(
+                verify_streamed(&key, &message, &bad_sig, chunk),
+                key.verify(&message, &bad_sig)
+            );
+            if !message.is_empty() {
+                let mut bad = message.clone();
+                let at = usize::from(flip.0) % bad.len();
+                bad[at] ^= 1 << (flip.1 % 8);
+                proptest::prop_assert!(!verify_streamed(&key, &bad, &sig, chunk));
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_verification_is_strict() {
+        // A small-order R (the identity) with S = 0 satisfies the equation for the identity
+        // key... and is refused by both checks, as are non-canonical S and a weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = PublicKey(identity);
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&identity);
+        let sig = Signature(sig);
+        assert!(!weak.verify(b"m", &sig));
+        assert!(!verify_streamed(&weak, b"m", &sig, 1));
+        let sk = SecretKey::from_bytes(&[5; 32]);
+        assert!(!verify_streamed(&sk.public(), b"m", &sig, 1));
+        let mut high_s = sk.sign(b"m");
+        high_s.0[63] |= 0xf0;
+        assert!(!sk.public().verify(b"m", &high_s));
+        assert!(!verify_streamed(&sk.public(), b"m", &high_s, 1));
+    }
 
     #[test]
     fn textual_forms_parse_back() {

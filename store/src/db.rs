@@ -947,151 +947,57 @@ impl Store {
         {
             return Err(StoreError::BatchRejected { index, key, reason });
         }
+        let mut applying = self.begin_apply(opts)?;
+        applying.apply(batch)?;
+        applying.commit()
+    }
+
+    /// Starts applying batches one after another in one write transaction: what
+    /// [`Store::apply_checked`] does with one batch, for input too large to hold at once (a
+    /// bundle's second pass). Nothing is written unless [`Applying::commit`] is called.
+    pub(crate) fn begin_apply<'a>(&'a self, opts: &'a ApplyOptions) -> Result<Applying<'a>> {
         let tx = self.write_tx()?;
-        let mut report = ApplyReport::default();
-        {
-            let mut records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-            let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let mut conflicts = tx.open_table(CONFLICTS).map_err(|e| self.err(e))?;
-            let mut counters = tx.open_table(COUNTERS).map_err(|e| self.err(e))?;
-            let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-            let first_seq = self.next_seq(&meta)?;
-            let mut seq = first_seq;
-            // Requests that may now reach more parties: their comments are logged again.
-            let mut widened: HashSet<RecordKey> = HashSet::new();
-            // Our own records coming back (a restored store recovering them): the clock never
-            // stays below a version we signed, so no new version can fall under one.
+        // Our own records coming back (a restored store recovering them): the clock never
+        // stays below a version we signed, so no new version can fall under one.
+        let (first_seq, own) = {
+            let meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let own = meta
                 .get(META_INSTANCE_KEY)
                 .map_err(|e| self.err(e))?
                 .map(|v| v.value().to_vec());
-            let mut own_newest = Version::ZERO;
-            for (index, ((incoming, verdict), sealed)) in batch
-                .records
-                .iter()
-                .zip(&batch.verdicts)
-                .zip(&batch.sealed)
-                .enumerate()
-            {
-                if opts.fail_after == Some(index) {
-                    return Err(StoreError::InjectedFault(index));
-                }
-                if let Some(reason) = verdict {
-                    *counts.entry(reason.counter()).or_default() += 1;
-                    report.count_rejection(incoming, reason);
-                    continue;
-                }
-                if own.as_deref() == Some(incoming.origin.as_bytes().as_slice()) {
-                    own_newest = own_newest.max(incoming.version);
-                }
-                let kb = key_bytes(&incoming.key());
-                let current = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                    Some(v) => Some(self.decode_value(v.value())?),
-                    None => None,
-                };
-                let decision = decide(current.as_ref().map(|(_, r)| r), incoming);
-                report.count(&decision);
-                *counts.entry(decision.counter()).or_default() += 1;
-                if let Decision::Conflict { winner, loser, .. } = &decision {
-                    let entry = Conflict {
-                        origin: incoming.origin.to_base64(),
-                        entity: incoming.entity.to_string(),
-                        id: incoming.id.clone(),
-                        version: incoming.version.to_string(),
-                        winner_hash: hex::encode(winner),
-                        loser_hash: hex::encode(loser),
-                        source: opts.source.clone(),
-                        at_ms: opts.now_ms,
-                    };
-                    let mut ck = kb.clone();
-                    ck.extend_from_slice(&version_bytes(incoming.version));
-                    ck.extend_from_slice(loser);
-                    let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
-                    conflicts
-                        .insert(ck.as_slice(), json.as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-                if decision.replaces() {
-                    let old_seq = current.as_ref().map(|(seq, _)| *seq);
-                    self.put_sealed(&mut records, &mut log, &kb, old_seq, seq, sealed)?;
-                    seq += 1;
-                    if let Some((_, current)) = &current
-                        && widens_request(current, incoming)
-                    {
-                        widened.insert(incoming.key());
-                    }
-                }
-            }
-            let seq = self.relog_comments(&mut records, &mut log, &widened, seq)?;
-            if own_newest > Version::ZERO {
-                let clock = meta
-                    .get(META_CLOCK)
-                    .map_err(|e| self.err(e))?
-                    .and_then(|v| version_from_bytes(v.value()))
-                    .unwrap_or(Version::ZERO);
-                if own_newest > clock {
-                    meta.insert(META_CLOCK, version_bytes(own_newest).as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            if seq != first_seq {
-                meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-            for (name, by) in counts {
-                bump(&mut counters, name, by).map_err(|e| self.err(e))?;
-            }
-            if let Some((peer, cursor)) = &opts.cursor {
-                let mut cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
-                cursors
-                    .insert(peer.as_bytes().as_slice(), cursor_bytes(cursor).as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-            if let Some(provenance) = &opts.provenance {
-                let mut bundles = tx.open_table(BUNDLES).map_err(|e| self.err(e))?;
-                let entry = Provenance {
-                    report: report.clone(),
-                    ..provenance.clone()
-                };
-                let json = serde_json::to_vec(&entry).map_err(|e| self.err(e))?;
-                bundles
-                    .insert(entry.manifest_digest.as_str(), json.as_slice())
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(report)
+            (self.next_seq(&meta)?, own)
+        };
+        Ok(Applying {
+            store: self,
+            opts,
+            tx,
+            report: ApplyReport::default(),
+            counts: BTreeMap::new(),
+            first_seq,
+            seq: first_seq,
+            widened: HashSet::new(),
+            applied: 0,
+            own,
+            own_newest: Version::ZERO,
+        })
     }
 
     /// What [`Store::apply_checked`] would report, computed from reads only (works on a
     /// read-only store): the dry run of an import.
     pub fn plan(&self, batch: &CheckedBatch) -> Result<ApplyReport> {
-        let tx = self.read_tx()?;
-        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        // Versions applied earlier in the same batch, as the transaction would see them.
-        let mut overlay: HashMap<Vec<u8>, Record> = HashMap::new();
-        let mut report = ApplyReport::default();
-        for (incoming, verdict) in batch.records.iter().zip(&batch.verdicts) {
-            if let Some(reason) = verdict {
-                report.count_rejection(incoming, reason);
-                continue;
-            }
-            let kb = key_bytes(&incoming.key());
-            let current = match overlay.get(&kb) {
-                Some(r) => Some(r.clone()),
-                None => match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                    Some(v) => Some(self.decode_value(v.value())?.1),
-                    None => None,
-                },
-            };
-            let decision = decide(current.as_ref(), incoming);
-            report.count(&decision);
-            if decision.replaces() {
-                overlay.insert(kb, incoming.clone());
-            }
-        }
-        Ok(report)
+        let mut planning = self.begin_plan()?;
+        planning.plan(batch)?;
+        Ok(planning.report)
+    }
+
+    /// Starts planning batches one after another, as [`Store::begin_apply`] would apply them.
+    pub(crate) fn begin_plan(&self) -> Result<Planning<'_>> {
+        Ok(Planning {
+            store: self,
+            tx: self.read_tx()?,
+            overlay: HashMap::new(),
+            report: ApplyReport::default(),
+        })
     }
 
     /// How far into `peer`'s change log we are (what we asked it for last, and got).
@@ -1778,6 +1684,199 @@ impl Store {
     }
 }
 
+/// Batches being applied in one write transaction (see [`Store::begin_apply`]); dropped without
+/// [`Applying::commit`], it writes nothing.
+pub(crate) struct Applying<'a> {
+    store: &'a Store,
+    opts: &'a ApplyOptions,
+    tx: WriteTransaction,
+    report: ApplyReport,
+    counts: BTreeMap<&'static str, u64>,
+    first_seq: u64,
+    seq: u64,
+    /// Requests that may now reach more parties: their comments are logged again at commit.
+    widened: HashSet<RecordKey>,
+    /// Records handed in so far (for `ApplyOptions::fail_after`).
+    applied: usize,
+    /// The store's instance key, and the newest version of ours applied (see `commit`).
+    own: Option<Vec<u8>>,
+    own_newest: Version,
+}
+
+impl Applying<'_> {
+    /// Applies one checked batch (§5 rules, in order). With `all_or_nothing`, a rejected record
+    /// fails it, and the transaction is then dropped unwritten.
+    pub(crate) fn apply(&mut self, batch: &CheckedBatch) -> Result<()> {
+        let (store, opts) = (self.store, self.opts);
+        if opts.all_or_nothing
+            && let Some((index, key, reason)) = batch.first_rejection()
+        {
+            return Err(StoreError::BatchRejected {
+                index: self.applied + index,
+                key,
+                reason,
+            });
+        }
+        let mut records = self.tx.open_table(RECORDS).map_err(|e| store.err(e))?;
+        let mut log = self.tx.open_table(LOG).map_err(|e| store.err(e))?;
+        let mut conflicts = self.tx.open_table(CONFLICTS).map_err(|e| store.err(e))?;
+        for ((incoming, verdict), sealed) in
+            batch.records.iter().zip(&batch.verdicts).zip(&batch.sealed)
+        {
+            let index = self.applied;
+            self.applied += 1;
+            if opts.fail_after == Some(index) {
+                return Err(StoreError::InjectedFault(index));
+            }
+            if let Some(reason) = verdict {
+                *self.counts.entry(reason.counter()).or_default() += 1;
+                self.report.count_rejection(incoming, reason);
+                continue;
+            }
+            if self.own.as_deref() == Some(incoming.origin.as_bytes().as_slice()) {
+                self.own_newest = self.own_newest.max(incoming.version);
+            }
+            let kb = key_bytes(&incoming.key());
+            let current = match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
+                Some(v) => Some(store.decode_value(v.value())?),
+                None => None,
+            };
+            let decision = decide(current.as_ref().map(|(_, r)| r), incoming);
+            self.report.count(&decision);
+            *self.counts.entry(decision.counter()).or_default() += 1;
+            if let Decision::Conflict { winner, loser, .. } = &decision {
+                let entry = Conflict {
+                    origin: incoming.origin.to_base64(),
+                    entity: incoming.entity.to_string(),
+                    id: incoming.id.clone(),
+                    version: incoming.version.to_string(),
+                    winner_hash: hex::encode(winner),
+                    loser_hash: hex::encode(loser),
+                    source: opts.source.clone(),
+                    at_ms: opts.now_ms,
+                };
+                let mut ck = kb.clone();
+                ck.extend_from_slice(&version_bytes(incoming.version));
+                ck.extend_from_slice(loser);
+                let json = serde_json::to_vec(&entry).map_err(|e| store.err(e))?;
+                conflicts
+                    .insert(ck.as_slice(), json.as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
+            if decision.replaces() {
+                let old_seq = current.as_ref().map(|(seq, _)| *seq);
+                store.put_sealed(&mut records, &mut log, &kb, old_seq, self.seq, sealed)?;
+                self.seq += 1;
+                if let Some((_, current)) = &current
+                    && widens_request(current, incoming)
+                {
+                    self.widened.insert(incoming.key());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction: comments of widened requests logged again, sequence, counters,
+    /// cursor and provenance written, committed.
+    pub(crate) fn commit(self) -> Result<ApplyReport> {
+        let Self {
+            store,
+            opts,
+            tx,
+            report,
+            counts,
+            first_seq,
+            seq,
+            widened,
+            own_newest,
+            ..
+        } = self;
+        {
+            let mut records = tx.open_table(RECORDS).map_err(|e| store.err(e))?;
+            let mut log = tx.open_table(LOG).map_err(|e| store.err(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
+            let mut counters = tx.open_table(COUNTERS).map_err(|e| store.err(e))?;
+            let seq = store.relog_comments(&mut records, &mut log, &widened, seq)?;
+            if own_newest > Version::ZERO {
+                let clock = meta
+                    .get(META_CLOCK)
+                    .map_err(|e| store.err(e))?
+                    .and_then(|v| version_from_bytes(v.value()))
+                    .unwrap_or(Version::ZERO);
+                if own_newest > clock {
+                    meta.insert(META_CLOCK, version_bytes(own_newest).as_slice())
+                        .map_err(|e| store.err(e))?;
+                }
+            }
+            if seq != first_seq {
+                meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
+            for (name, by) in counts {
+                bump(&mut counters, name, by).map_err(|e| store.err(e))?;
+            }
+            if let Some((peer, cursor)) = &opts.cursor {
+                let mut cursors = tx.open_table(CURSORS).map_err(|e| store.err(e))?;
+                cursors
+                    .insert(peer.as_bytes().as_slice(), cursor_bytes(cursor).as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
+            if let Some(provenance) = &opts.provenance {
+                let mut bundles = tx.open_table(BUNDLES).map_err(|e| store.err(e))?;
+                let entry = Provenance {
+                    report: report.clone(),
+                    ..provenance.clone()
+                };
+                let json = serde_json::to_vec(&entry).map_err(|e| store.err(e))?;
+                bundles
+                    .insert(entry.manifest_digest.as_str(), json.as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| store.err(e))?;
+        Ok(report)
+    }
+}
+
+/// Batches being planned on a read transaction (see [`Store::begin_plan`]).
+pub(crate) struct Planning<'a> {
+    store: &'a Store,
+    tx: ReadTransaction,
+    /// Versions planned earlier, as the write transaction would see them. Holds every record
+    /// that would replace another: a dry run's memory grows with the bundle.
+    overlay: HashMap<Vec<u8>, Record>,
+    pub(crate) report: ApplyReport,
+}
+
+impl Planning<'_> {
+    /// Plans one checked batch.
+    pub(crate) fn plan(&mut self, batch: &CheckedBatch) -> Result<()> {
+        let store = self.store;
+        let records = self.tx.open_table(RECORDS).map_err(|e| store.err(e))?;
+        for (incoming, verdict) in batch.records.iter().zip(&batch.verdicts) {
+            if let Some(reason) = verdict {
+                self.report.count_rejection(incoming, reason);
+                continue;
+            }
+            let kb = key_bytes(&incoming.key());
+            let current = match self.overlay.get(&kb) {
+                Some(r) => Some(r.clone()),
+                None => match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
+                    Some(v) => Some(store.decode_value(v.value())?.1),
+                    None => None,
+                },
+            };
+            let decision = decide(current.as_ref(), incoming);
+            self.report.count(&decision);
+            if decision.replaces() {
+                self.overlay.insert(kb, incoming.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Incoming versions with the verdict of the checks that need no store: signature (against the
 /// record's own origin), validity, clock skew. Made only by [`CheckedBatch::check`], so a batch
 /// handed to [`Store::apply_checked`] is always checked.
@@ -1836,6 +1935,19 @@ impl CheckedBatch {
             verdicts,
             sealed,
         })
+    }
+
+    /// Records whose exact bytes passed [`CheckedBatch::check`] (with no rejection) earlier
+    /// in this process, not verified again: a bundle's second pass, which re-checks each
+    /// file's SHA-256 against the manifest whose signature the first pass verified, so these
+    /// are the very records checked then.
+    pub(crate) fn checked_earlier(records: Vec<Record>) -> Self {
+        let sealed = par_map(&records, Record::to_sealed_bytes);
+        Self {
+            verdicts: vec![None; records.len()],
+            records,
+            sealed,
+        }
     }
 
     /// Drops the records `keep` refuses (e.g. what a peer may not pass on); returns how many.

@@ -9,8 +9,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use protocol::bundle::{
-    BundleSignature, MANIFEST_FILE, Manifest, PUBLIC_KEYS_DIR, SIGNATURE_FILE,
-    public_key_file_path, verify_bundle, write_public_key_file,
+    BundleSignature, ListedPaths, MANIFEST_FILE, MAX_MANIFEST_LEN, MAX_SIGNATURE_FILE_LEN,
+    Manifest, ManifestCheck, ManifestLines, PUBLIC_KEYS_DIR, SIGNATURE_FILE, public_key_file_path,
+    write_public_key_file,
 };
 use protocol::sync_txt::MAX_SYNC_FILE_LEN;
 use protocol::{CodecError, PublicKey, SecretKey};
@@ -222,23 +223,19 @@ pub(crate) fn check_export_dir(
         path: dir.display().to_string(),
         source,
     })?;
-    let read = |rel: &str, max: usize| {
-        read_inside(&root, rel, max).map_err(|e| match e {
-            BundleError::MissingFile { .. } => refuse(
-                first,
-                format!("is not from a wb export: there is no {rel} here"),
-            ),
-            e => refuse(first, format!("is not from a wb export: {e}")),
-        })
-    };
-    let sig_bytes = read(SIGNATURE_FILE, protocol::bundle::MAX_SIGNATURE_FILE_LEN)?;
-    let manifest_bytes = read(MANIFEST_FILE, protocol::bundle::MAX_MANIFEST_LEN)?;
-    let (signature, manifest) = verify_bundle(&sig_bytes, &manifest_bytes).map_err(|e| {
-        refuse(
+    let not_ours = |e: BundleError| match e {
+        BundleError::MissingFile { path } => refuse(
+            first,
+            format!("is not from a wb export: there is no {path} here"),
+        ),
+        e => refuse(
             first,
             format!("is not from a wb export: {SIGNATURE_FILE} does not verify: {e}"),
-        )
-    })?;
+        ),
+    };
+    // Read, never held: the manifest of a large export is larger than any fixed bound.
+    let signed = verify_manifest(&root).map_err(not_ours)?;
+    let signature = &signed.signature;
     if signature.public_key != *local {
         return Err(refuse(
             first,
@@ -250,10 +247,9 @@ pub(crate) fn check_export_dir(
         ));
     }
     let key_file = public_key_file_path(local);
-    if let Some(rel) = files
-        .iter()
-        .find(|rel| **rel != MANIFEST_FILE && **rel != key_file && manifest.get(rel).is_none())
-    {
+    if let Some(rel) = files.iter().find(|rel| {
+        **rel != MANIFEST_FILE && **rel != key_file && !signed.listed.contains(rel.as_str())
+    }) {
         return Err(refuse(
             rel,
             "is not listed in wb's last manifest here".to_string(),
@@ -262,7 +258,7 @@ pub(crate) fn check_export_dir(
     // The app's inbox is in the app's layout (no record signatures): it is wb's when wb signed
     // this very manifest for an inbox.
     if let Some(is_inbox) = inbox {
-        if !is_inbox(&protocol::bundle::sha256_hex(&manifest_bytes)) {
+        if !is_inbox(&hex::encode(signature.manifest_digest)) {
             return Err(refuse(
                 first,
                 "is not from an inbox wb wrote here (wb never signed its manifest for one)"
@@ -273,26 +269,197 @@ pub(crate) fn check_export_dir(
     }
     // One program wrote every file a manifest lists; the first whose headers can be read tells
     // which (a file torn by an export cut short is passed over).
-    for entry in manifest.entries() {
-        let bytes = match read_inside(&root, &entry.path, MAX_SYNC_FILE_LEN) {
+    let mut verdict: Option<Result<()>> = None;
+    let streamed = stream_manifest(&root, None, &mut |_, _, path| {
+        if verdict.is_some() {
+            return Ok(());
+        }
+        let bytes = match read_inside(&root, path, MAX_SYNC_FILE_LEN) {
             Ok(bytes) => bytes,
-            Err(BundleError::MissingFile { .. }) => continue,
-            Err(e) => return Err(refuse(&entry.path, format!("cannot be checked: {e}"))),
+            Err(BundleError::MissingFile { .. }) => return Ok(()),
+            Err(e) => {
+                verdict = Some(Err(refuse(path, format!("cannot be checked: {e}"))));
+                return Ok(());
+            }
         };
         let Some(headers) = header_lines(&bytes) else {
-            continue;
+            return Ok(());
         };
-        if headers.iter().any(|l| l.starts_with("Signature:")) {
-            break;
-        }
+        verdict = Some(if headers.iter().any(|l| l.starts_with("Signature:")) {
+            Ok(())
+        } else {
+            Err(refuse(
+                path,
+                "carries no record signature: the WhiteBalloon app wrote it, signed with the \
+                 key it shares with wb"
+                    .to_string(),
+            ))
+        });
+        Ok(())
+    })
+    .map_err(not_ours)?;
+    if streamed.digest != signature.manifest_digest {
         return Err(refuse(
-            &entry.path,
-            "carries no record signature: the WhiteBalloon app wrote it, signed with the key it \
-             shares with wb"
-                .to_string(),
+            MANIFEST_FILE,
+            "changed while it was being checked".to_string(),
         ));
     }
+    verdict.unwrap_or(Ok(()))?;
     Ok(files)
+}
+
+/// A manifest whose bytes matched `bundle.sig` as they were read: its signature, and what it
+/// lists (see [`verify_manifest`]).
+pub(super) struct SignedManifest {
+    pub(super) signature: BundleSignature,
+    pub(super) listed: ListedPaths,
+}
+
+/// Reads `bundle.sig` and streams the manifest through its signature check and the parser,
+/// keeping only [`ListedPaths`]: a failed signature is reported first, then a malformed line,
+/// then a repeated path. Reads only.
+pub(super) fn verify_manifest(root: &Path) -> Result<SignedManifest> {
+    let sig_bytes = read_inside(root, SIGNATURE_FILE, MAX_SIGNATURE_FILE_LEN)?;
+    let signature = BundleSignature::parse(&sig_bytes).map_err(|source| BundleError::Codec {
+        path: SIGNATURE_FILE.into(),
+        source,
+    })?;
+    let check = signature.manifest_check();
+    let mut listed = ListedPaths::default();
+    stream_manifest(root, Some(check), &mut |line, _, path| {
+        listed.insert(line, path);
+        Ok(())
+    })?;
+    if let Some((line, _)) = listed.seal() {
+        let path = manifest_line_path(root, line).unwrap_or_default();
+        return Err(BundleError::Codec {
+            path: MANIFEST_FILE.into(),
+            source: CodecError::DuplicateManifestPath { line, path },
+        });
+    }
+    Ok(SignedManifest { signature, listed })
+}
+
+/// The path on line `line` of the manifest (for an error message).
+fn manifest_line_path(root: &Path, line: usize) -> Option<String> {
+    let mut found = None;
+    stream_manifest(root, None, &mut |at, _, path| {
+        if at == line {
+            found = Some(path.to_string());
+        }
+        Ok(())
+    })
+    .ok()?;
+    found
+}
+
+/// What reading a manifest to its end gave.
+pub(super) struct StreamedManifest {
+    /// SHA-256 of the bytes read.
+    pub(super) digest: [u8; 32],
+}
+
+/// What [`stream_manifest`] hands each line to: (line number, SHA-256, path).
+pub(super) type ManifestEntryFn<'a> = dyn FnMut(usize, [u8; 32], &str) -> Result<()> + 'a;
+
+/// Bytes read from a file at a time when streaming it.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Streams the manifest at `root` through the parser, handing each line to `entry` as (line
+/// number, SHA-256, path); with `check`, through its signature check too, to the end even past
+/// a malformed line, so that a failed signature is the error reported. Without `check`, the
+/// first error stops the read. Only a piece of the file and one line are held.
+pub(super) fn stream_manifest(
+    root: &Path,
+    mut check: Option<ManifestCheck>,
+    entry: &mut ManifestEntryFn<'_>,
+) -> Result<StreamedManifest> {
+    let (mut file, _) = open_inside(root, MANIFEST_FILE, MAX_MANIFEST_LEN)?;
+    let mut digest = Sha256::new();
+    let mut lines = ManifestLines::default();
+    let mut failed: Option<StreamError> = None;
+    let mut on_line = |line: usize, sha256: [u8; 32], path: &str| -> Result<(), StreamError> {
+        entry(line, sha256, path).map_err(StreamError::Bundle)
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut total: u64 = 0;
+    loop {
+        let n = file.read(&mut buf).map_err(|source| BundleError::Read {
+            path: MANIFEST_FILE.into(),
+            source,
+        })?;
+        let Some(piece) = buf.get(..n).filter(|p| !p.is_empty()) else {
+            break;
+        };
+        total += n as u64;
+        if total > MAX_MANIFEST_LEN {
+            return Err(too_large(MANIFEST_FILE, total, MAX_MANIFEST_LEN));
+        }
+        digest.update(piece);
+        if let Some(check) = check.as_mut() {
+            check.update(piece);
+        }
+        if failed.is_none()
+            && let Err(e) = lines.feed(piece, &mut on_line)
+        {
+            if check.is_none() {
+                return Err(e.into_bundle());
+            }
+            failed = Some(e);
+        }
+    }
+    if failed.is_none()
+        && let Err(e) = lines.finish(&mut on_line)
+    {
+        failed = Some(e);
+    }
+    if let Some(check) = check {
+        check.finish().map_err(|source| BundleError::Codec {
+            path: SIGNATURE_FILE.into(),
+            source,
+        })?;
+    }
+    if let Some(e) = failed {
+        return Err(e.into_bundle());
+    }
+    Ok(StreamedManifest {
+        digest: digest.finalize().into(),
+    })
+}
+
+/// An error while streaming the manifest: the parser's (about the manifest), or the caller's.
+enum StreamError {
+    Codec(CodecError),
+    Bundle(BundleError),
+}
+
+impl From<CodecError> for StreamError {
+    fn from(e: CodecError) -> Self {
+        Self::Codec(e)
+    }
+}
+
+impl StreamError {
+    fn into_bundle(self) -> BundleError {
+        match self {
+            Self::Codec(source) => BundleError::Codec {
+                path: MANIFEST_FILE.into(),
+                source,
+            },
+            Self::Bundle(e) => e,
+        }
+    }
+}
+
+fn too_large(path: &str, len: u64, max: u64) -> BundleError {
+    BundleError::Codec {
+        path: path.into(),
+        source: CodecError::TooLarge {
+            what: "file",
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        },
+    }
 }
 
 /// The header lines of a `.sync.txt` file, up to its first empty line; `None` if it has none.
@@ -325,17 +492,31 @@ pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str
     Ok(removed)
 }
 
-/// Bundle-relative paths of the files a bundle owns in `dir`: everything under the entity
-/// directories and `public_keys/`, and `*.sync.txt` files anywhere else (hidden directories such
-/// as `.git` are skipped). Symbolic links are listed, not followed.
+/// Bundle-relative paths of the files a bundle owns in `dir`, sorted (see [`walk_bundle_files`]).
 pub(super) fn bundle_files(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    walk_bundle_files(dir, &mut |rel| {
+        out.push(rel);
+        Ok(())
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Hands `each` the bundle-relative path of every file a bundle owns in `dir`, in no set order:
+/// everything under the entity directories and `public_keys/`, and `*.sync.txt` files anywhere
+/// else (hidden directories such as `.git` are skipped). Symbolic links are listed, not
+/// followed. Holds one directory's listing at a time, never the whole tree.
+pub(super) fn walk_bundle_files(
+    dir: &Path,
+    each: &mut dyn FnMut(String) -> Result<()>,
+) -> Result<()> {
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
         let entries = match fs::read_dir(&path) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.is_empty() => {
-                return Ok(out);
+                return Ok(());
             }
             Err(source) => {
                 return Err(BundleError::Read {
@@ -366,16 +547,34 @@ pub(super) fn bundle_files(dir: &Path) -> Result<Vec<String>> {
                     stack.push((entry.path(), child));
                 }
             } else if owned_dir || name.ends_with(SUFFIX) {
-                out.push(child);
+                each(child)?;
             }
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
-/// Reads `root/rel` after checking that it resolves inside `root` and is a regular file.
+/// Reads `root/rel` after checking that it resolves inside `root` and is a regular file of at
+/// most `max` bytes.
 pub(super) fn read_inside(root: &Path, rel: &str, max: usize) -> Result<Vec<u8>> {
+    let (file, len) = open_inside(root, rel, max as u64)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // A file that grew since its size was checked is still read only up to the bound.
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| BundleError::Read {
+            path: rel.into(),
+            source,
+        })?;
+    if bytes.len() > max {
+        return Err(too_large(rel, bytes.len() as u64, max as u64));
+    }
+    Ok(bytes)
+}
+
+/// Opens `root/rel` after checking that it resolves inside `root`, with no link on the way, and
+/// is a regular file of at most `max` bytes; returns it with its length.
+fn open_inside(root: &Path, rel: &str, max: u64) -> Result<(fs::File, u64)> {
     let path = root.join(rel);
     let meta = match fs::symlink_metadata(&path) {
         Ok(m) => m,
@@ -404,19 +603,13 @@ pub(super) fn read_inside(root: &Path, rel: &str, max: usize) -> Result<Vec<u8>>
     if meta.file_type().is_symlink() || resolved != root.join(rel) {
         return Err(BundleError::Symlink { path: rel.into() });
     }
-    let len = fs::metadata(&resolved).map(|m| m.len()).unwrap_or(0);
-    if len > max as u64 {
-        return Err(BundleError::Codec {
-            path: rel.into(),
-            source: CodecError::TooLarge {
-                what: "file",
-                len: usize::try_from(len).unwrap_or(usize::MAX),
-                max,
-            },
-        });
-    }
-    fs::read(&resolved).map_err(|source| BundleError::Read {
+    let file = fs::File::open(&resolved).map_err(|source| BundleError::Read {
         path: rel.into(),
         source,
-    })
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > max {
+        return Err(too_large(rel, len, max));
+    }
+    Ok((file, len))
 }

@@ -10,8 +10,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use protocol::bundle::{
-    MANIFEST_FILE, PUBLIC_KEYS_DIR, SIGNATURE_FILE, parse_public_key_file, public_key_file_path,
-    verify_bundle, write_public_key_file,
+    MANIFEST_FILE, PUBLIC_KEYS_DIR, parse_public_key_file, public_key_file_path,
+    write_public_key_file,
 };
 use protocol::sync_txt::{self, MAX_SYNC_FILE_LEN, RecordFileOptions};
 use protocol::{Audience, CodecError, Entity, PublicKey, Record, RecordKey, Scope, SecretKey};
@@ -25,7 +25,8 @@ use crate::leaving::{Rule, Withheld};
 mod files;
 
 pub(crate) use files::{RecordFiles, check_export_dir, write_signed};
-use files::{bundle_files, read_inside};
+use files::{read_inside, walk_bundle_files};
+use sha2::{Digest, Sha256};
 
 /// The directories record files live in; other content of a bundle directory is not ours.
 pub const ENTITY_DIRS: &[&str] = &[
@@ -69,6 +70,12 @@ pub enum BundleError {
     BundleTooLarge { path: String, max: u64 },
     #[error("{path}: checksum does not match the manifest (the file was changed after signing)")]
     DigestMismatch { path: String },
+    /// The second pass of an import found a file other than the first pass verified.
+    #[error(
+        "{path}: changed while the bundle was being imported (after it was verified); nothing \
+         was imported"
+    )]
+    ChangedDuringImport { path: String },
     #[error("{path}: not listed in the manifest (an unsigned file in the bundle)")]
     ExtraFile { path: String },
     #[error("{path}: {reason}")]
@@ -489,7 +496,8 @@ impl ExpectedSigner {
     }
 }
 
-/// A bundle that passed every check, ready to apply.
+/// A bundle that passed every check, its records held: what adopting the app's snapshot takes
+/// (see [`verify_dir`]). A bundle to import is verified by [`verify`] instead, which holds none.
 #[derive(Debug)]
 pub struct VerifiedBundle {
     pub signer: PublicKey,
@@ -502,11 +510,137 @@ pub struct VerifiedBundle {
     pub entities: BTreeMap<String, u64>,
 }
 
-/// Reads and verifies a bundle directory in the order of §8: the signature over the manifest
-/// (and the expected signer), every listed file's checksum (no path may leave the directory, no
-/// unlisted record file may be present), then each file's format and schema version. Record
-/// signatures are checked when the records are applied. Touches no store.
+/// Reads and verifies a bundle directory like [`verify`] (the signature over the manifest and
+/// the expected signer, every listed file's checksum, no path leaving the directory, no unlisted
+/// record file, each file's format and schema version) and keeps its records, whose signatures
+/// are not checked here. For the app's snapshots, which are adopted, not imported. Touches no
+/// store.
 pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<VerifiedBundle> {
+    let signed = verify_signed(dir, expect_key)?;
+    let mut records = Vec::new();
+    let mut entities: BTreeMap<String, u64> = BTreeMap::new();
+    let files = for_each_file(&signed, Pass::Verify, &mut |path, parsed| {
+        for r in parsed {
+            *entities.entry(r.entity.to_string()).or_default() += 1;
+            records.push((path.to_string(), r));
+        }
+        Ok(())
+    })?;
+    Ok(VerifiedBundle {
+        signer: signed.signature.public_key,
+        signed_at: signed.signature.signed_at.clone(),
+        manifest_digest: hex::encode(signed.signature.manifest_digest),
+        files,
+        records,
+        entities,
+    })
+}
+
+/// Records checked (first pass) or applied (second pass) at a time: their files' records and
+/// sealed bytes are what an import holds, a few MB.
+const PASS_BATCH_RECORDS: usize = 2_048;
+
+/// A bundle that passed every check of the first pass of an import ([`verify`]); its records
+/// are not held: [`import`] reads them again.
+#[derive(Debug)]
+pub struct VerifiedDir {
+    root: PathBuf,
+    signature: protocol::bundle::BundleSignature,
+    pub signer: PublicKey,
+    pub signed_at: String,
+    pub manifest_digest: String,
+    pub files: u64,
+    /// Records per entity.
+    pub entities: BTreeMap<String, u64>,
+    /// Records without a record signature (from files the app wrote), attributed to the signer.
+    pub unsigned: u64,
+    /// Signed by `own` (see [`verify`]) and holding unsigned records: the app's snapshot, which
+    /// is adopted ([`verify_dir`], `app::adopt`), not imported; its unsigned records were not
+    /// checked.
+    pub app_snapshot: bool,
+    /// The clock the records were checked against; the second pass applies with it.
+    now_ms: u64,
+}
+
+/// The first pass of an import, in the order of §8, holding no file longer than it takes to
+/// check it: `bundle.sig` and the manifest streamed through the signature check (and the
+/// expected signer), no repeated or unsafe path, the signer's key file, no unlisted record
+/// file; then every listed file, read in turn: inside the directory, its checksum, its format
+/// and schema version, and its records checked as [`Store::apply_checked`] would (signatures on
+/// all cores, entity rules, clock skew at `now_ms`) a batch at a time. A rejected record
+/// rejects the bundle, naming its file. Touches no store.
+///
+/// `own`: this instance's key. A bundle it signed that holds unsigned records is the app's
+/// snapshot ([`VerifiedDir::app_snapshot`]): its unsigned records are left to the adoption.
+pub fn verify(
+    dir: &Path,
+    expect_key: Option<&ExpectedSigner>,
+    own: Option<&PublicKey>,
+    now_ms: u64,
+) -> Result<VerifiedDir> {
+    let signed = verify_signed(dir, expect_key)?;
+    let signer = signed.signature.public_key;
+    let adopting = own == Some(&signer);
+    let opts = apply_options(&signer, now_ms);
+    let mut entities: BTreeMap<String, u64> = BTreeMap::new();
+    let mut unsigned = 0u64;
+    let mut pending: Vec<(String, Record)> = Vec::new();
+    let check = |pending: &mut Vec<(String, Record)>| -> Result<()> {
+        let (paths, records): (Vec<String>, Vec<Record>) =
+            std::mem::take(pending).into_iter().unzip();
+        let batch = CheckedBatch::check(records, &opts);
+        if let Some((index, key, reason)) = batch.first_rejection() {
+            return Err(BundleError::Rejected {
+                path: paths.get(index).cloned().unwrap_or_default(),
+                entity: key.entity.to_string(),
+                id: key.id,
+                reason,
+            });
+        }
+        Ok(())
+    };
+    let files = for_each_file(&signed, Pass::Verify, &mut |path, parsed| {
+        for r in parsed {
+            *entities.entry(r.entity.to_string()).or_default() += 1;
+            if r.signature.is_none() {
+                unsigned += 1;
+                if adopting {
+                    continue;
+                }
+            }
+            pending.push((path.to_string(), r));
+        }
+        if pending.len() >= PASS_BATCH_RECORDS {
+            check(&mut pending)?;
+        }
+        Ok(())
+    })?;
+    check(&mut pending)?;
+    Ok(VerifiedDir {
+        root: signed.root.clone(),
+        signer,
+        signed_at: signed.signature.signed_at.clone(),
+        manifest_digest: hex::encode(signed.signature.manifest_digest),
+        files,
+        entities,
+        unsigned,
+        app_snapshot: adopting && unsigned > 0,
+        now_ms,
+        signature: signed.signature,
+    })
+}
+
+/// A bundle directory whose manifest verified (see [`verify_signed`]).
+struct Signed {
+    root: PathBuf,
+    signature: protocol::bundle::BundleSignature,
+    /// What the manifest lists (the first pass looks for unlisted files; empty in the second).
+    listed: protocol::bundle::ListedPaths,
+}
+
+/// The checks of a bundle before its files: the manifest against `bundle.sig` (streamed), the
+/// expected signer and the signer's public key file.
+fn verify_signed(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Signed> {
     if !dir.is_dir() {
         return Err(BundleError::NotADirectory(dir.to_path_buf()));
     }
@@ -514,19 +648,8 @@ pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Ver
         path: dir.display().to_string(),
         source,
     })?;
-    let read = |rel: &str, max: usize| read_inside(&root, rel, max);
-    let sig_bytes = read(SIGNATURE_FILE, 64 * 1024)?;
-    let manifest_bytes = read(MANIFEST_FILE, protocol::bundle::MAX_MANIFEST_LEN)?;
-    let (signature, manifest) =
-        verify_bundle(&sig_bytes, &manifest_bytes).map_err(|source| BundleError::Codec {
-            path: match source {
-                CodecError::BadManifestLine { .. }
-                | CodecError::BadManifestPath { .. }
-                | CodecError::DuplicateManifestPath { .. } => MANIFEST_FILE.into(),
-                _ => SIGNATURE_FILE.into(),
-            },
-            source,
-        })?;
+    let manifest = files::verify_manifest(&root)?;
+    let signature = manifest.signature;
     let signer = signature.public_key;
     if let Some(expected) = expect_key
         && !expected.matches(&signer)
@@ -539,7 +662,7 @@ pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Ver
     // The signer's public key file is not in the manifest; it must be exactly what the app and
     // wb write for this key, so no byte of it can change unnoticed.
     let key_file = public_key_file_path(&signer);
-    let key_bytes = read(&key_file, 64 * 1024)?;
+    let key_bytes = read_inside(&root, &key_file, 64 * 1024)?;
     if key_bytes != write_public_key_file(&signer).as_bytes() {
         let reason = match parse_public_key_file(&key_bytes) {
             Ok(k) if k != signer => "holds another key than the bundle's signer".to_string(),
@@ -551,94 +674,126 @@ pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<Ver
             reason,
         });
     }
+    Ok(Signed {
+        root,
+        signature,
+        listed: manifest.listed,
+    })
+}
 
-    // Every listed file: inside the directory, present, unchanged since signing.
-    let mut contents: Vec<(String, Vec<u8>)> = Vec::with_capacity(manifest.entries().len());
+/// Which pass reads a bundle's files: what a file that does not match the manifest means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The first: the file was changed after signing.
+    Verify,
+    /// The second: the file was changed since the first pass verified it.
+    Apply,
+}
+
+/// Reads every file the manifest lists, in the manifest's order, one at a time: inside the
+/// directory, unchanged since signing (its SHA-256 against its manifest line), parsed (format,
+/// schema version, entity rules; records of app-written files belong to the signer), handed to
+/// `each` with its path. The manifest is read again as it goes, and must hash to the digest
+/// `bundle.sig` signed: nothing can change between the passes unnoticed. Returns how many files
+/// were read. At most [`protocol::bundle::MAX_BUNDLE_BYTES`] of files are read.
+fn for_each_file(
+    signed: &Signed,
+    pass: Pass,
+    each: &mut dyn FnMut(&str, Vec<Record>) -> Result<()>,
+) -> Result<u64> {
+    let signer = signed.signature.public_key;
+    let changed = |path: &str| BundleError::ChangedDuringImport {
+        path: path.to_string(),
+    };
     let mut total: u64 = 0;
-    for entry in manifest.entries() {
-        let bytes = read(&entry.path, MAX_SYNC_FILE_LEN)?;
+    let mut files: u64 = 0;
+    // The first pass reports, as §8 orders the checks, any file that is missing, a link or
+    // changed before an unlisted file, and that before any malformed record: an error of
+    // the latter kind is kept while the remaining files are still read and checksummed.
+    let mut deferred: Option<BundleError> = None;
+    let streamed = files::stream_manifest(&signed.root, None, &mut |_, sha256, path| {
+        let bytes = match read_inside(&signed.root, path, MAX_SYNC_FILE_LEN) {
+            Ok(bytes) => bytes,
+            Err(e) if pass == Pass::Apply => {
+                return Err(match e {
+                    BundleError::Read { .. } => e,
+                    _ => changed(path),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        files += 1;
         total += bytes.len() as u64;
         if total > protocol::bundle::MAX_BUNDLE_BYTES {
             return Err(BundleError::BundleTooLarge {
-                path: entry.path.clone(),
+                path: path.to_string(),
                 max: protocol::bundle::MAX_BUNDLE_BYTES,
             });
         }
-        if !entry.matches(&bytes) {
-            return Err(BundleError::DigestMismatch {
-                path: entry.path.clone(),
+        if <[u8; 32]>::from(Sha256::digest(&bytes)) != sha256 {
+            return Err(match pass {
+                Pass::Verify => BundleError::DigestMismatch {
+                    path: path.to_string(),
+                },
+                Pass::Apply => changed(path),
             });
         }
-        contents.push((entry.path.clone(), bytes));
-    }
-    for rel in bundle_files(&root)? {
-        let ours = rel == MANIFEST_FILE || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
-        if !ours && manifest.get(&rel).is_none() {
-            return Err(BundleError::ExtraFile { path: rel });
+        if deferred.is_some() {
+            return Ok(());
         }
-    }
-
-    // Formats and schema version; records of app-written files belong to the signer.
-    let mut records = Vec::with_capacity(contents.len());
-    let mut entities: BTreeMap<String, u64> = BTreeMap::new();
-    for (path, bytes) in contents {
-        let parsed =
-            sync_txt::read_record(&bytes, &signer).map_err(|source| BundleError::Codec {
-                path: path.clone(),
+        let parsed = sync_txt::read_record(&bytes, &signer)
+            .map_err(|source| BundleError::Codec {
+                path: path.to_string(),
                 source,
-            })?;
-        for r in std::iter::once(parsed.record).chain(parsed.comments) {
-            protocol::validate(&r).map_err(|e| BundleError::BadRecord {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            *entities.entry(r.entity.to_string()).or_default() += 1;
-            records.push((path.clone(), r));
+            })
+            .and_then(|parsed| {
+                let records: Vec<Record> = std::iter::once(parsed.record)
+                    .chain(parsed.comments)
+                    .collect();
+                for r in &records {
+                    protocol::validate(r).map_err(|e| BundleError::BadRecord {
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                Ok(records)
+            });
+        drop(bytes);
+        match parsed.and_then(|records| each(path, records)) {
+            Err(e) if pass == Pass::Verify => {
+                deferred = Some(e);
+                Ok(())
+            }
+            other => other,
         }
+    })?;
+    if streamed.digest != signed.signature.manifest_digest {
+        return Err(changed(MANIFEST_FILE));
     }
-    Ok(VerifiedBundle {
-        signer,
-        signed_at: signature.signed_at,
-        manifest_digest: hex::encode(signature.manifest_digest),
-        files: manifest.entries().len() as u64,
-        records,
-        entities,
-    })
+    if pass == Pass::Verify {
+        check_unlisted(signed)?;
+    }
+    match deferred {
+        Some(e) => Err(e),
+        None => Ok(files),
+    }
 }
 
-/// A verified bundle whose records also passed every check that needs no store (signatures
-/// against their origins, entity rules, clock skew): applying it can only fail on I/O.
-#[derive(Debug)]
-pub struct CheckedBundle {
-    pub signer: PublicKey,
-    pub signed_at: String,
-    pub manifest_digest: String,
-    pub files: u64,
-    pub entities: BTreeMap<String, u64>,
-    batch: CheckedBatch,
-}
-
-/// Checks every record of a verified bundle (signatures on all cores). A rejected record rejects
-/// the bundle, naming its file.
-pub fn check(bundle: VerifiedBundle, now_ms: u64) -> Result<CheckedBundle> {
-    let (paths, records): (Vec<String>, Vec<Record>) = bundle.records.into_iter().unzip();
-    let batch = CheckedBatch::check(records, &apply_options(&bundle.signer, now_ms));
-    if let Some((index, key, reason)) = batch.first_rejection() {
-        return Err(BundleError::Rejected {
-            path: paths.get(index).cloned().unwrap_or_default(),
-            entity: key.entity.to_string(),
-            id: key.id,
-            reason,
-        });
+/// Refuses a bundle file the manifest does not list (the first in path order is named).
+fn check_unlisted(signed: &Signed) -> Result<()> {
+    let mut extra: Option<String> = None;
+    let keys_dir = format!("{PUBLIC_KEYS_DIR}/");
+    walk_bundle_files(&signed.root, &mut |rel| {
+        let ours = rel == MANIFEST_FILE || rel.starts_with(&keys_dir);
+        if !ours && !signed.listed.contains(&rel) && extra.as_ref().is_none_or(|e| rel < *e) {
+            extra = Some(rel);
+        }
+        Ok(())
+    })?;
+    match extra {
+        Some(path) => Err(BundleError::ExtraFile { path }),
+        None => Ok(()),
     }
-    Ok(CheckedBundle {
-        signer: bundle.signer,
-        signed_at: bundle.signed_at,
-        manifest_digest: bundle.manifest_digest,
-        files: bundle.files,
-        entities: bundle.entities,
-        batch,
-    })
 }
 
 fn apply_options(signer: &PublicKey, now_ms: u64) -> ApplyOptions {
@@ -669,10 +824,14 @@ pub struct ImportReport {
     pub records: BTreeMap<String, u64>,
 }
 
-/// Imports a checked bundle into the home's store in one transaction, with its provenance.
-/// A bundle imported before, and a dry run, only read the store (opened read-only, so its file
-/// stays byte-for-byte the same). `open`: the home's store when it is already open (a running
-/// node holds it); `None` opens it here.
+/// Imports a bundle that passed [`verify`] into the home's store: the second pass reads every
+/// file again, re-checks its SHA-256 against the manifest (itself re-hashed against the signed
+/// digest), and applies the records a batch at a time, all in one transaction with the
+/// bundle's provenance, committed only once the whole bundle was read unchanged: a file changed
+/// since the first pass ([`BundleError::ChangedDuringImport`]) or any error leaves the store
+/// as it was. A bundle imported before, and a dry run, only read the store (opened read-only,
+/// so its file stays byte-for-byte the same). `open`: the home's store when it is already open
+/// (a running node holds it); `None` opens it here.
 ///
 /// Revocation (the home's registry, read here): a bundle signed by a revoked key is refused
 /// ([`BundleError::RevokedSigner`]); records of other revoked origins that a bundle relays are
@@ -680,11 +839,32 @@ pub struct ImportReport {
 pub fn import(
     home: &Home,
     open: Option<&Store>,
-    bundle: &CheckedBundle,
+    bundle: &VerifiedDir,
     dir_label: &str,
     now_ms: u64,
     dry_run: bool,
 ) -> Result<ImportReport> {
+    import_with(home, open, bundle, dir_label, now_ms, dry_run, &mut || {})
+}
+
+/// [`import`], calling `between_passes` once the store is open, before the second pass reads
+/// the bundle again. Test hook: a test changes a file there to see the import refused.
+#[doc(hidden)]
+pub fn import_with(
+    home: &Home,
+    open: Option<&Store>,
+    bundle: &VerifiedDir,
+    dir_label: &str,
+    now_ms: u64,
+    dry_run: bool,
+    between_passes: &mut dyn FnMut(),
+) -> Result<ImportReport> {
+    if bundle.app_snapshot {
+        return Err(BundleError::BadRecord {
+            path: MANIFEST_FILE.into(),
+            reason: "the app's snapshot is adopted (`wb app import`), not imported".into(),
+        });
+    }
     let mut out = ImportReport {
         dry_run,
         signer: bundle.signer.to_base64(),
@@ -700,21 +880,31 @@ pub fn import(
             key_id: bundle.signer.key_id(),
         });
     }
-    let kept;
-    let batch = if bundle
-        .batch
-        .records()
-        .iter()
-        .any(|r| revoked.contains(&r.origin))
-    {
-        let mut batch = bundle.batch.clone();
-        out.revoked_origin = batch.retain(|r| !revoked.contains(&r.origin)) as u64;
-        kept = batch;
-        &kept
-    } else {
-        &bundle.batch
+    let signed = Signed {
+        root: bundle.root.clone(),
+        signature: bundle.signature.clone(),
+        listed: protocol::bundle::ListedPaths::default(),
     };
-    let report = {
+    // The second pass: each batch of records, exactly as the first pass checked them, without
+    // the revoked origins' records.
+    let mut revoked_origin = 0u64;
+    let mut second_pass = |sink: &mut dyn FnMut(&CheckedBatch) -> Result<()>| -> Result<()> {
+        let mut pending: Vec<Record> = Vec::new();
+        let mut flush = |pending: &mut Vec<Record>| -> Result<()> {
+            let mut batch = CheckedBatch::checked_earlier(std::mem::take(pending));
+            revoked_origin += batch.retain(|r| !revoked.contains(&r.origin)) as u64;
+            sink(&batch)
+        };
+        for_each_file(&signed, Pass::Apply, &mut |_, records| {
+            pending.extend(records);
+            if pending.len() >= PASS_BATCH_RECORDS {
+                flush(&mut pending)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut pending)
+    };
+    let planned = {
         let read_only;
         let store = match open {
             Some(store) => store,
@@ -728,36 +918,42 @@ pub fn import(
             return Ok(out);
         }
         if dry_run {
-            Some(store.plan(batch)?)
+            between_passes();
+            let mut planning = store.begin_plan()?;
+            second_pass(&mut |batch| Ok(planning.plan(batch)?))?;
+            Some(planning.report)
         } else {
             None
         }
     };
-    let report = match report {
-        Some(planned) => planned,
-        None => {
-            let writable;
-            let store = match open {
-                Some(store) => store,
-                None => {
-                    writable = home.open()?.1;
-                    &writable
-                }
-            };
-            let mut opts = apply_options(&bundle.signer, now_ms);
-            opts.provenance = Some(Provenance {
-                manifest_digest: bundle.manifest_digest.clone(),
-                signer: bundle.signer.to_base64(),
-                signer_key_id: bundle.signer.key_id(),
-                signed_at: bundle.signed_at.clone(),
-                imported_at_ms: now_ms,
-                dir: dir_label.to_string(),
-                files: bundle.files,
-                report: ApplyReport::default(),
-            });
-            store.apply_checked(batch, &opts)?
-        }
+    let report = if let Some(planned) = planned {
+        planned
+    } else {
+        let writable;
+        let store = match open {
+            Some(store) => store,
+            None => {
+                writable = home.open()?.1;
+                &writable
+            }
+        };
+        let mut opts = apply_options(&bundle.signer, bundle.now_ms);
+        opts.provenance = Some(Provenance {
+            manifest_digest: bundle.manifest_digest.clone(),
+            signer: bundle.signer.to_base64(),
+            signer_key_id: bundle.signer.key_id(),
+            signed_at: bundle.signed_at.clone(),
+            imported_at_ms: now_ms,
+            dir: dir_label.to_string(),
+            files: bundle.files,
+            report: ApplyReport::default(),
+        });
+        let mut applying = store.begin_apply(&opts)?;
+        between_passes();
+        second_pass(&mut |batch| Ok(applying.apply(batch)?))?;
+        applying.commit()?
     };
+    out.revoked_origin = revoked_origin;
     out.new = report.new;
     out.updated = report.updated;
     out.unchanged = report.unchanged;

@@ -1,7 +1,8 @@
 //! Tests of bundles on disk: streaming scans, re-exports, folders an export may not touch.
 
 use protocol::Version;
-use protocol::bundle::{BundleSignature, Manifest};
+use protocol::bundle::{BundleSignature, Manifest, SIGNATURE_FILE};
+use sha2::{Digest, Sha256};
 
 use super::files::{SUFFIX, bundle_files};
 use super::*;
@@ -266,4 +267,109 @@ fn export_refuses_a_folder_holding_files_it_did_not_write() {
     assert_eq!(fs::read(plain.join("README.md")).expect("readme"), b"notes");
     assert_eq!(fs::read(plain.join(".git/HEAD")).expect("git"), b"ref");
     verify_dir(&plain, None).expect("the bundle verifies");
+}
+
+/// A home of its own, initialised, with its store closed.
+fn fresh_home(dir: &Path) -> Home {
+    let home = Home::new(dir.join("home"));
+    home.init(Some("importer")).expect("init");
+    home
+}
+
+/// What a store holds, compared across an import that must change nothing.
+fn contents(home: &Home) -> (Vec<Record>, u64, usize) {
+    let (_, store) = home.open_read_only().expect("open");
+    let records = store
+        .list(&ListFilter {
+            include_deleted: true,
+            ..Default::default()
+        })
+        .expect("list");
+    (
+        records,
+        store.log_len().expect("log"),
+        store.imported_bundles().expect("bundles").len(),
+    )
+}
+
+#[test]
+fn a_manifest_larger_than_16_mib_is_streamed_and_imported() {
+    // 17,000 copies of one signed record under paths of about 1,000 bytes: an 18 MB manifest
+    // (the limit was 16 MiB, held whole), cheap to make.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[8; 32]);
+    let r = record(&key, Entity::User, "1", &[("Username", "u")]);
+    let bytes = sync_txt::write_record(
+        &r,
+        &RecordFileOptions {
+            instance: None,
+            comments: &[],
+        },
+    )
+    .expect("write");
+    let dir = tmp.path().join("bundle");
+    let deep = format!(
+        "other/{}/{}/{}",
+        "a".repeat(250),
+        "b".repeat(250),
+        "c".repeat(250)
+    );
+    fs::create_dir_all(dir.join(&deep)).expect("dirs");
+    let digest: [u8; 32] = Sha256::digest(bytes.as_bytes()).into();
+    let mut digests = Vec::new();
+    for i in 0..17_000 {
+        let rel = format!("{deep}/{i:0>8}{}{SUFFIX}", "n".repeat(220));
+        fs::write(dir.join(&rel), &bytes).expect("write");
+        digests.push((rel, digest));
+    }
+    let manifest = Manifest::from_digests(digests).expect("manifest").to_text();
+    assert!(manifest.len() > 16 * 1024 * 1024, "{}", manifest.len());
+    write_signed(&dir, &key, &manifest, NOW).expect("seal");
+
+    let home = fresh_home(tmp.path());
+    let verified = verify(&dir, None, None, NOW).expect("the bundle verifies");
+    assert_eq!((verified.files, verified.unsigned), (17_000, 0));
+    let report = import(&home, None, &verified, "big", NOW, false).expect("import");
+    assert_eq!((report.new, report.unchanged), (1, 16_999));
+    let (records, _, imports) = contents(&home);
+    assert_eq!((records, imports), (vec![r], 1));
+}
+
+#[test]
+fn a_file_changed_between_the_passes_is_refused_and_nothing_is_imported() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[9; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let dir = tmp.path().join("bundle");
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+    let home = fresh_home(tmp.path());
+    let before = contents(&home);
+    let request = "requests/request_3.sync.txt";
+    let other = fs::read(dir.join("requests/request_4.sync.txt")).expect("read");
+    // A record file swapped for another valid, signed one; then the manifest itself.
+    for (changed, bytes) in [(request, other), (MANIFEST_FILE, b"\n".to_vec())] {
+        for dry_run in [false, true] {
+            let original = fs::read(dir.join(changed)).expect("read");
+            let verified = verify(&dir, None, None, NOW).expect("the bundle verifies");
+            let err = import_with(&home, None, &verified, "b", NOW, dry_run, &mut || {
+                fs::write(dir.join(changed), &bytes).expect("change the file");
+            })
+            .expect_err("a changed file is refused");
+            assert!(
+                matches!(&err, BundleError::ChangedDuringImport { path } if path == changed),
+                "{err}"
+            );
+            assert!(err.to_string().contains("nothing was imported"), "{err}");
+            assert_eq!(contents(&home), before, "the store is unchanged");
+            fs::write(dir.join(changed), original).expect("restore");
+        }
+    }
+    // Unchanged, the same bundle imports.
+    let verified = verify(&dir, None, None, NOW).expect("the bundle verifies");
+    let report = import(&home, None, &verified, "b", NOW, false).expect("import");
+    assert_eq!(report.new, 60);
 }
