@@ -643,25 +643,20 @@ pub async fn sync_once_with_hubs(
     .await
 }
 
-async fn sync_inner(
+/// The endpoint of a one-shot session with `peer` (a sync, a doctor's probe): bound on the
+/// unspecified address of the family its addresses use, with the registry's other hubs (the
+/// hub being dialled is dialled like any peer; the others help find it) as targets to attach.
+pub(crate) async fn one_shot_endpoint(
     key: &SecretKey,
-    store: &Arc<Store>,
     peer: &Peer,
-    direction: Direction,
     registry: &[Peer],
-    deadlines: Deadlines,
-) -> Result<SyncReport, NodeError> {
-    let addrs = resolve(peer).await?;
+    addrs: &[SocketAddr],
+) -> Result<(Endpoint, Vec<crate::directory::HubTarget>), NodeError> {
     let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
-        "[::]:0"
-            .parse()
-            .map_err(|_| NodeError::Internal("addr".into()))?
+        ([0u16; 8], 0).into()
     } else {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| NodeError::Internal("addr".into()))?
+        ([0u8; 4], 0).into()
     };
-    // The hub being synced with is dialled like any peer; the others help find this peer.
     let others: Vec<Peer> = registry
         .iter()
         .filter(|h| h.hub && h.public_key != peer.public_key)
@@ -673,6 +668,19 @@ async fn sync_inner(
     } else {
         bind_endpoint_for_hubs(key, unspecified).await?
     };
+    Ok((endpoint, targets))
+}
+
+async fn sync_inner(
+    key: &SecretKey,
+    store: &Arc<Store>,
+    peer: &Peer,
+    direction: Direction,
+    registry: &[Peer],
+    deadlines: Deadlines,
+) -> Result<SyncReport, NodeError> {
+    let addrs = resolve(peer).await?;
+    let (endpoint, targets) = one_shot_endpoint(key, peer, registry, &addrs).await?;
     let options = HubOptions {
         announce: false,
         ..HubOptions::default()

@@ -3,7 +3,6 @@
 //! pulled or pushed and nothing is written to our store; the peer sees a session that
 //! exchanged nothing. Its `Hello` gives its role and, from peers that send it, its clock.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use iroh::EndpointAddr;
@@ -13,9 +12,9 @@ use protocol::wire::{Message, Role, SYNC_ALPN};
 use store::{Peer, time};
 
 use crate::NodeError;
-use crate::directory::{HubOptions, bind_endpoint_for_hubs, hub_targets};
+use crate::directory::HubOptions;
 use crate::identity::endpoint_id;
-use crate::node::{bind_endpoint, connection_error, resolve};
+use crate::node::{connection_error, resolve};
 use crate::session::{Channel, Deadlines, expect_hello_at};
 
 /// How long closing the probe's endpoint may take.
@@ -47,22 +46,7 @@ pub async fn probe(
     deadline: Duration,
 ) -> Result<Probe, NodeError> {
     let addrs = resolve(peer).await?;
-    let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
-        ([0u16; 8], 0).into()
-    } else {
-        ([0u8; 4], 0).into()
-    };
-    let others: Vec<Peer> = registry
-        .iter()
-        .filter(|h| h.hub && h.public_key != peer.public_key)
-        .cloned()
-        .collect();
-    let targets = hub_targets(&others).await;
-    let endpoint = if targets.is_empty() {
-        bind_endpoint(key, unspecified).await?
-    } else {
-        bind_endpoint_for_hubs(key, unspecified).await?
-    };
+    let (endpoint, targets) = crate::node::one_shot_endpoint(key, peer, registry, &addrs).await?;
     let options = HubOptions {
         announce: false,
         ..HubOptions::default()
