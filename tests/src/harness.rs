@@ -896,6 +896,32 @@ impl InProcess {
     }
 }
 
+/// Writes user `id` (Username = id) in `scope` into `store` as a local record signed by `key`:
+/// what `wb record put user` does, for in-process tests.
+pub fn store_put_user(
+    store: &store::Store,
+    key: &protocol::SecretKey,
+    id: &str,
+    scope: protocol::Scope,
+) {
+    store
+        .update_local::<store::StoreError>(
+            key,
+            protocol::Entity::User,
+            id,
+            store::time::now_ms(),
+            |_| {
+                Ok(store::Draft {
+                    scope,
+                    deleted: false,
+                    fields: vec![("Username".into(), id.to_string())],
+                    body: String::new(),
+                })
+            },
+        )
+        .unwrap_or_else(|e| panic!("put user {id}: {e}"));
+}
+
 /// Runs `handler` as a fake peer node (its own key, on loopback) and registers it in `t` as
 /// NAME with its address; shut the router down at the end.
 pub fn fake_peer<H: iroh::protocol::ProtocolHandler>(

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use node::continuous::{ContinuousConfig, PeerSyncStatus};
 use protocol::{Entity, PublicKey, RecordKey, Scope};
-use store::{Draft, StoreError};
 use tokio::time::Instant;
 use wb_tests::harness::{InProcess, TestHome, link, put_user, record_ids};
 
@@ -50,16 +49,7 @@ impl Node for InProcess {
     }
 
     fn put_public_user(&self, id: &str) {
-        self.store
-            .update_local::<StoreError>(&self.key, Entity::User, id, store::time::now_ms(), |_| {
-                Ok(Draft {
-                    scope: Scope::Public,
-                    deleted: false,
-                    fields: vec![("Username".into(), id.to_string())],
-                    body: String::new(),
-                })
-            })
-            .expect("local write");
+        wb_tests::harness::store_put_user(&self.store, &self.key, id, Scope::Public);
         self.handle().local_changed();
     }
 

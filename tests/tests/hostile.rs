@@ -16,10 +16,11 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use node::node::{CONNECTION_WINDOW, Direction, MAX_INCOMING_SESSIONS, sync_once};
 use node::session::{Channel, Deadlines, expect_hello};
 use protocol::wire::{Cursor, MAX_FRAME_LEN, Message, Role, SYNC_ALPN};
-use protocol::{Entity, PublicKey, Scope, SecretKey};
-use store::Draft;
+use protocol::{PublicKey, Scope, SecretKey};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
-use wb_tests::harness::{InProcess, TestHome, fake_peer, put_user, raw_connect, runtime};
+use wb_tests::harness::{
+    InProcess, TestHome, fake_peer, put_user, raw_connect, runtime, store_put_user,
+};
 
 /// How long a test waits for something that must happen before failing.
 const WAIT: Duration = Duration::from_secs(60);
@@ -97,16 +98,7 @@ fn silent_sessions_after_hello_do_not_lock_out_a_good_peer() {
         let good = InProcess::start("good").await;
         a.add_peer("good", good.public(), &[], false);
         good.add_peer("a", a.public(), &[a.addr()], false);
-        a.store
-            .update_local(&a.key, Entity::User, "u1", store::time::now_ms(), |_| {
-                Ok::<_, store::StoreError>(Draft {
-                    scope: Scope::Public,
-                    deleted: false,
-                    fields: vec![("Username".into(), "u1".into())],
-                    body: String::new(),
-                })
-            })
-            .expect("put a record");
+        store_put_user(&a.store, &a.key, "u1", Scope::Public);
         let keys: Vec<SecretKey> = (0..MAX_INCOMING_SESSIONS as u32).map(client_key).collect();
         for (i, k) in keys.iter().enumerate() {
             a.add_peer(&format!("silent{i}"), k.public(), &[], false);
@@ -369,22 +361,7 @@ fn a_flood_of_empty_batches_costs_no_commit_each() {
             let mut slowest = Duration::ZERO;
             for i in 0..50 {
                 let t = Instant::now();
-                store
-                    .update_local(
-                        &own,
-                        Entity::User,
-                        &format!("w{i}"),
-                        store::time::now_ms(),
-                        |_| {
-                            Ok::<_, store::StoreError>(Draft {
-                                scope: Scope::Public,
-                                deleted: false,
-                                fields: vec![("Username".into(), format!("w{i}"))],
-                                body: String::new(),
-                            })
-                        },
-                    )
-                    .expect("local write");
+                store_put_user(&store, &own, &format!("w{i}"), Scope::Public);
                 slowest = slowest.max(t.elapsed());
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -573,16 +550,7 @@ fn a_hub_is_never_a_trusted_audience_on_either_side() {
     rt.block_on(async {
         let a = InProcess::start("a").await;
         for (id, scope) in [("pub", Scope::Public), ("tru", Scope::Trusted)] {
-            a.store
-                .update_local(&a.key, Entity::User, id, store::time::now_ms(), |_| {
-                    Ok::<_, store::StoreError>(Draft {
-                        scope,
-                        deleted: false,
-                        fields: vec![("Username".into(), id.into())],
-                        body: String::new(),
-                    })
-                })
-                .expect("put");
+            store_put_user(&a.store, &a.key, id, scope);
         }
         let (friend, hub, claims_hub) = (client_key(21), client_key(22), client_key(23));
         a.add_peer("friend", friend.public(), &[], true);
