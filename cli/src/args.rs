@@ -172,6 +172,11 @@ pub struct DoctorArgs {
     /// The app's inbox folder (default: the one written last, else data/wb_inbox if present).
     #[arg(long, value_name = "DIR")]
     pub app_inbox: Option<PathBuf>,
+    /// Look up peers registered without an address at a pkarr relay (pkarr=URL), or not
+    /// (off); with pkarr, also check that this instance's addresses are there [default: the
+    /// running node's, else off; wb.toml: discovery; env: WB_DISCOVERY].
+    #[arg(long, value_name = "off|pkarr=URL")]
+    pub discovery: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +298,12 @@ pub struct NodeFlags {
     /// Dial peers by itself, whatever wb.toml or WB_NODE_AUTO_SYNC say (the default).
     #[arg(long)]
     pub auto_sync: bool,
+    /// Find peers by key without a hub: pkarr=URL publishes this node's signed addresses to
+    /// the pkarr relay at URL and looks up peers registered without an address there; off:
+    /// only wb_peers.txt's addresses and hubs [default: off; wb.toml: discovery; env:
+    /// WB_DISCOVERY].
+    #[arg(long, value_name = "off|pkarr=URL")]
+    pub discovery: Option<String>,
     /// Give up on a session when a peer takes longer than SECS to send or read one
     /// message (each session also ends after 10 minutes; the next one carries on)
     /// [default: 30; wb.toml: node.timeout; env: WB_NODE_TIMEOUT].
@@ -547,6 +558,11 @@ pub enum SyncCommand {
             value_parser = clap::value_parser!(u64).range(1..=3600)
         )]
         timeout: u64,
+        /// Look up a peer registered without an address at a pkarr relay (pkarr=URL), or not
+        /// (off); the running node's own setting when one runs [default: off; wb.toml:
+        /// discovery; env: WB_DISCOVERY].
+        #[arg(long, value_name = "off|pkarr=URL", conflicts_with = "hub")]
+        discovery: Option<String>,
     },
     /// Pull a peer's changes (the WhiteBalloon app's name for `sync now --pull-only`).
     Pull { peer: String },

@@ -118,6 +118,7 @@ pub fn run(cli: Cli) -> Result<Output> {
             pull_only,
             push_only,
             timeout,
+            discovery,
         }) => {
             let deadlines =
                 node::session::Deadlines::per_message(std::time::Duration::from_secs(timeout));
@@ -127,7 +128,13 @@ pub fn run(cli: Cli) -> Result<Output> {
                 _ => node::node::Direction::Both,
             };
             match peer {
-                Some(peer) if !hub => crate::node_cmd::sync_now(&home, &peer, direction, deadlines),
+                Some(peer) if !hub => crate::node_cmd::sync_now_with(
+                    &home,
+                    &peer,
+                    direction,
+                    deadlines,
+                    discovery.as_deref(),
+                ),
                 _ => crate::hub_cmd::sync_hubs(&home, direction, deadlines),
             }
         }

@@ -62,6 +62,17 @@ pub const SPECS: &[Spec] = &[
               instance that is not revoked.",
     },
     Spec {
+        key: "discovery",
+        env: "WB_DISCOVERY",
+        flag: "--discovery",
+        default: Some("\"off\""),
+        example: "",
+        doc: "Find peers by key without a hub: \"pkarr=URL\" publishes this node's addresses \
+              (signed) to the pkarr relay at URL and looks peers without an address up there; \
+              \"off\": only wb_peers.txt's addresses and hubs. For `node run`, `sync now` and \
+              `doctor`.",
+    },
+    Spec {
         key: "node.sync_interval",
         env: "WB_NODE_SYNC_INTERVAL",
         flag: "--sync-interval",
@@ -206,6 +217,7 @@ pub struct Settings {
     pub file_found: bool,
     pub listen: Setting<SocketAddr>,
     pub open: Setting<bool>,
+    pub discovery: Setting<node::discovery::Discovery>,
     pub sync_interval: Setting<u64>,
     pub auto_sync: Setting<bool>,
     pub timeout: Setting<u64>,
@@ -433,6 +445,10 @@ fn addr(raw: &Raw, layer: Layer) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 0.0.0.0:4433)"))
 }
 
+fn discovery(raw: &Raw, layer: Layer) -> Result<node::discovery::Discovery, String> {
+    text(raw, layer)?.parse().map_err(|e| format!("{e}"))
+}
+
 fn log_format(raw: &Raw, layer: Layer) -> Result<String, String> {
     let s = text(raw, layer)?;
     match s.as_str() {
@@ -548,6 +564,20 @@ pub fn resolve(home: &Home, flags: &Flags) -> Result<Settings> {
     resolve_with(home.root(), flags, &|name| std::env::var(name).ok())
 }
 
+/// The discovery a command that dials peers uses (`wb sync now`, `wb doctor`): `flag` (its
+/// `--discovery`, `None` when not given), else `WB_DISCOVERY`, else wb.toml's `discovery`, else
+/// off. The other settings are checked too: a bad wb.toml is an error here as for `node run`.
+pub fn discovery(home: &Home, flag: Option<&str>) -> Result<node::discovery::Discovery> {
+    let flags = Flags {
+        sync: NodeFlags {
+            discovery: flag.map(str::to_string),
+            ..NodeFlags::default()
+        },
+        ..Flags::default()
+    };
+    Ok(resolve(home, &flags)?.discovery.value)
+}
+
 /// [`resolve`] with the environment given (for tests).
 pub fn resolve_with(
     home: &Path,
@@ -575,6 +605,12 @@ pub fn resolve_with(
             SocketAddr::from(([0, 0, 0, 0], 4433)),
         )?,
         open: layers.pick("open", flags.common.open.map(Raw::Bool), &boolean, false)?,
+        discovery: layers.pick(
+            "discovery",
+            text_flag(&flags.sync.discovery),
+            &discovery,
+            node::discovery::Discovery::Off,
+        )?,
         sync_interval: layers.pick(
             "node.sync_interval",
             int_flag(flags.sync.sync_interval),
@@ -697,6 +733,11 @@ impl Settings {
                 &self.listen.source,
             ),
             ("open", json!(self.open.value), &self.open.source),
+            (
+                "discovery",
+                json!(self.discovery.value.to_string()),
+                &self.discovery.source,
+            ),
             (
                 "node.sync_interval",
                 json!(self.sync_interval.value),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use node::discovery::Discovery;
 use protocol::SecretKey;
 use protocol::wire::Role;
 use serde_json::{Value, json};
@@ -94,11 +95,21 @@ struct Context {
 
 pub fn doctor(home: &Home, args: &DoctorArgs) -> Result<Output> {
     let node = crate::running::get();
+    // How peers without an address are looked up: the flag, else the running node's, else the
+    // settings (WB_DISCOVERY, wb.toml). A bad flag is an error before anything is checked.
+    let discovery = match (&args.discovery, &node) {
+        (Some(flag), _) => flag
+            .parse::<Discovery>()
+            .map_err(|e| anyhow::anyhow!("--discovery {flag:?}: {e}"))?,
+        (None, Some(node)) => node.discovery().clone(),
+        (None, None) => crate::config::discovery(home, None).unwrap_or_default(),
+    };
     let mut checks = Vec::new();
     let key = check_keys(home, node.as_ref(), &mut checks);
     let store = check_store(home, key.as_ref(), node.as_ref(), &mut checks);
     let cx = Context { key, store, node };
-    check_peers(home, &cx, args, &mut checks);
+    check_peers(home, &cx, args, &discovery, &mut checks);
+    check_discovery(&cx, args, &discovery, &mut checks);
     check_app(&cx, args, &mut checks);
     // The address `wb node run` would use: the flag, else the settings (WB_LISTEN, wb.toml).
     let listen = match &args.listen {
@@ -319,7 +330,13 @@ fn check_store(
 // Peers, hubs, clocks
 // ---------------------------------------------------------------------------------------------
 
-fn check_peers(home: &Home, cx: &Context, args: &DoctorArgs, checks: &mut Vec<Check>) {
+fn check_peers(
+    home: &Home,
+    cx: &Context,
+    args: &DoctorArgs,
+    discovery: &Discovery,
+    checks: &mut Vec<Check>,
+) {
     let registry = match store::load_peers(home) {
         Ok(r) => r,
         Err(e) => {
@@ -351,8 +368,10 @@ fn check_peers(home: &Home, cx: &Context, args: &DoctorArgs, checks: &mut Vec<Ch
         let mut set = tokio::task::JoinSet::new();
         for (i, peer) in live.iter().enumerate() {
             let (key, peer, registry) = (key.clone(), peer.clone(), registry.clone());
+            let discovery = discovery.clone();
             set.spawn(async move {
-                let result = node::probe::probe(&key, epoch, &peer, &registry, deadline).await;
+                let result =
+                    node::probe::probe(&key, epoch, &peer, &registry, deadline, &discovery).await;
                 (i, result)
             });
         }
@@ -428,6 +447,54 @@ fn check_peers(home: &Home, cx: &Context, args: &DoctorArgs, checks: &mut Vec<Ch
     checks.extend(clocks);
 }
 
+/// With discovery on: does the pkarr relay hold this instance's addresses (which the running
+/// node publishes)? Not checked when discovery is off.
+fn check_discovery(cx: &Context, args: &DoctorArgs, discovery: &Discovery, checks: &mut Vec<Check>) {
+    const CHECK: &str = "discovery";
+    if !discovery.is_on() {
+        return;
+    }
+    let Some(key) = cx.key.clone() else {
+        checks.push(Check::skipped(CHECK, "not checked: no readable key"));
+        return;
+    };
+    let deadline = Duration::from_secs(args.timeout);
+    let lookup = node::discovery::published(&key, discovery, &key.public(), deadline);
+    let result = match (&cx.node, crate::running::runtime()) {
+        (Some(_), Some(rt)) => rt.block_on(lookup),
+        _ => match crate::node_cmd::runtime() {
+            Ok(rt) => rt.block_on(lookup),
+            Err(e) => Err(node::NodeError::Internal(e.to_string())),
+        },
+    };
+    checks.push(match (result, &cx.node) {
+        (Ok(addrs), _) => Check::ok(
+            CHECK,
+            format!(
+                "{discovery}: the relay has this instance's addresses: {}",
+                if addrs.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    addrs.join(", ")
+                }
+            ),
+        ),
+        (Err(e), Some(_)) => Check::problem(
+            CHECK,
+            format!("{discovery}: this instance is not found there: {e}"),
+            "peers cannot find this node by its key: check the node's log for `Failed to publish \
+             to pkarr` (the relay may be down, or unreachable from here)",
+        ),
+        (Err(e), None) => Check::skipped(
+            CHECK,
+            format!(
+                "{discovery}: this instance is not found there ({e}); the running node publishes \
+                 its addresses, and none runs on this home"
+            ),
+        ),
+    });
+}
+
 fn role_word(role: Role) -> &'static str {
     match role {
         Role::Node => "node",
@@ -498,7 +565,7 @@ fn unreachable_fix(e: &node::NodeError, peer: &Peer, home: &Home) -> String {
             "check that its node runs (`wb node run` there), that its address {} is current, and \
              that UDP to that port is not blocked by a firewall",
             if peer.addrs.is_empty() {
-                "(found through a hub)".to_string()
+                "(found through a hub or the pkarr relay)".to_string()
             } else {
                 peer.addrs.join(", ")
             }

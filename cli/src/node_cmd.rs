@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use node::continuous::ContinuousConfig;
+use node::discovery::Discovery;
 use node::node::{Direction, NodeConfig, sync_once_with_hubs};
 use node::session::{Deadlines, Faults};
 use serde_json::json;
@@ -52,6 +53,7 @@ pub fn run(
             open,
             deadlines,
             faults: Faults { cut_after_batches },
+            discovery: settings.discovery.value.clone(),
         };
         let mut node = node::node::start(config, key, store).await?;
         if let Some(interval) = auto_sync {
@@ -187,11 +189,24 @@ async fn wait_for_shutdown() {
     }
 }
 
+/// `wb sync now PEER` (and `sync pull|push`, one hub of `sync now --hub`) with the discovery
+/// of the settings (wb.toml, WB_DISCOVERY), or of the running node.
 pub fn sync_now(
     home: &Home,
     peer_name: &str,
     direction: Direction,
     deadlines: Deadlines,
+) -> Result<Output> {
+    sync_now_with(home, peer_name, direction, deadlines, None)
+}
+
+/// [`sync_now`] with `--discovery` as given (`None`: not given).
+pub fn sync_now_with(
+    home: &Home,
+    peer_name: &str,
+    direction: Direction,
+    deadlines: Deadlines,
+    discovery: Option<&str>,
 ) -> Result<Output> {
     let peers = store::load_peers(home)?;
     let peer = store::find_peer(&peers, peer_name)
@@ -205,6 +220,20 @@ pub fn sync_now(
     let report = match crate::running::get() {
         // A control-socket client's command: sync from the running node's own endpoint.
         Some(node) => {
+            // The node's endpoint is bound with its own discovery: another cannot apply.
+            if let Some(flag) = discovery {
+                let wanted: Discovery = flag
+                    .parse()
+                    .map_err(|e| anyhow!("--discovery {flag:?}: {e}"))?;
+                if &wanted != node.discovery() {
+                    return Err(anyhow!(
+                        "the node running on this home syncs with discovery {}; `--discovery \
+                         {wanted}` applies only to a sync without a running node (restart the \
+                         node with it, or leave the flag out)",
+                        node.discovery()
+                    ));
+                }
+            }
             let runtime = crate::running::runtime()
                 .ok_or_else(|| anyhow!("the running node has no async runtime"))?;
             let report = runtime.block_on(node.sync_with_deadlines(&peer, direction, deadlines))?;
@@ -214,12 +243,13 @@ pub fn sync_now(
             report
         }
         None => {
+            let discovery = crate::config::discovery(home, discovery)?;
             let (key, store) = home.open()?;
             let store = Arc::new(store);
-            // Hubs help find a peer registered without an address, and relay to it; revoked
-            // origins' records are not taken.
+            // Hubs, and discovery when it is on, help find a peer registered without an
+            // address (hubs relay to it too); revoked origins' records are not taken.
             runtime()?.block_on(sync_once_with_hubs(
-                &key, &store, &peer, direction, &peers, deadlines,
+                &key, &store, &peer, direction, &peers, deadlines, &discovery,
             ))?
         }
     };

@@ -98,7 +98,14 @@ pub async fn bind_endpoint_for_hubs(
     key: &SecretKey,
     listen: SocketAddr,
 ) -> Result<Endpoint, NodeError> {
-    bind_endpoint_with_relays(key, listen, RelayMode::Custom(RelayMap::empty())).await
+    bind_endpoint_with_relays(
+        key,
+        listen,
+        RelayMode::Custom(RelayMap::empty()),
+        &crate::discovery::Discovery::Off,
+        false,
+    )
+    .await
 }
 
 /// How a node uses its hubs.

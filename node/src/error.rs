@@ -19,7 +19,8 @@ pub enum NodeError {
         reason: String,
     },
     #[error(
-        "peer {peer} has no address to dial (add one with `wb sync peers add … --addr HOST:PORT`)"
+        "peer {peer} has no address to dial (add one with `wb sync peers add … --addr HOST:PORT`, \
+         or find it by its key through a hub or with `--discovery pkarr=URL`)"
     )]
     NoAddress { peer: String },
     #[error("peer {peer} is unreachable: {reason}")]

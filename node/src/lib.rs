@@ -3,12 +3,14 @@
 //! serving and pulling changes); [`node`] runs the listener (`wb node run`) and one-shot syncs
 //! (`wb sync now`); [`continuous`] keeps a running node's peers up to date by itself;
 //! [`directory`] is a node's side of its hubs (announcements, lookups, relays) and [`hub`] the
-//! hub role (`wb hub run`); [`ticket`] reads and writes tickets (endpoint id and addresses).
+//! hub role (`wb hub run`); [`discovery`] finds peers by key through a pkarr relay, without a
+//! hub; [`ticket`] reads and writes tickets (endpoint id and addresses).
 
 mod accept;
 pub mod app_bridge;
 pub mod continuous;
 pub mod directory;
+pub mod discovery;
 mod error;
 pub mod hub;
 pub mod identity;

@@ -1,7 +1,8 @@
 //! The running node (`wb node run`) and one-shot syncs (`wb sync now`): an iroh endpoint with
 //! the instance key, accepting ALPN `wb-sync/1` from known peers, and dialling peers by the
 //! addresses in `wb_peers.txt`. Works with no internet: no relay, no address lookup, unless
-//! the registry names hubs, whose relays and directories are then used ([`crate::directory`]).
+//! the registry names hubs, whose relays and directories are then used ([`crate::directory`]),
+//! or discovery is on (a pkarr relay, [`crate::discovery`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -23,7 +24,8 @@ use crate::accept::{
     unexpected,
 };
 use crate::continuous::{Continuous, ContinuousConfig, PeerSyncStatus, Shared, changed_store};
-use crate::directory::{HubLink, HubOptions, bind_endpoint_for_hubs, hub_targets};
+use crate::directory::{HubLink, HubOptions, hub_targets};
+use crate::discovery::Discovery;
 use crate::identity::{endpoint_id, iroh_secret_key};
 use crate::metrics::Side;
 use crate::session::{Channel, Deadlines, Faults, PullStats, expect_hello, pull, serve_pull};
@@ -61,21 +63,41 @@ fn transport_config() -> iroh::endpoint::QuicTransportConfig {
 
 /// Binds an endpoint with the instance key: no relay, no address lookup, no port mapping.
 pub async fn bind_endpoint(key: &SecretKey, listen: SocketAddr) -> Result<Endpoint, NodeError> {
-    bind_endpoint_with_relays(key, listen, RelayMode::Disabled).await
+    bind_endpoint_with_relays(key, listen, RelayMode::Disabled, &Discovery::Off, false).await
 }
 
-/// Binds an endpoint with the instance key and `relay_mode`: no address lookup, no port
-/// mapping.
+/// The endpoint of a node or of a one-shot session: with `hubs`, able to use relays added later
+/// (the hubs' relays, [`crate::directory::bind_endpoint_for_hubs`]); with `discovery` on, its
+/// address lookup, publishing our addresses only when `publish` (a running node).
+pub(crate) async fn bind_dialling_endpoint(
+    key: &SecretKey,
+    listen: SocketAddr,
+    hubs: bool,
+    discovery: &Discovery,
+    publish: bool,
+) -> Result<Endpoint, NodeError> {
+    let relay_mode = if hubs {
+        RelayMode::Custom(iroh::RelayMap::empty())
+    } else {
+        RelayMode::Disabled
+    };
+    bind_endpoint_with_relays(key, listen, relay_mode, discovery, publish).await
+}
+
+/// Binds an endpoint with the instance key and `relay_mode`, no port mapping, and no address
+/// lookup but `discovery`'s (publishing with `publish`).
 pub(crate) async fn bind_endpoint_with_relays(
     key: &SecretKey,
     listen: SocketAddr,
     relay_mode: RelayMode,
+    discovery: &Discovery,
+    publish: bool,
 ) -> Result<Endpoint, NodeError> {
     let bind_err = |reason: String| NodeError::Bind {
         addr: listen.to_string(),
         reason,
     };
-    Endpoint::builder(presets::Minimal)
+    let builder = Endpoint::builder(presets::Minimal)
         .transport_config(transport_config())
         .secret_key(iroh_secret_key(key))
         .relay_mode(relay_mode)
@@ -83,7 +105,9 @@ pub(crate) async fn bind_endpoint_with_relays(
         .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
         .clear_ip_transports()
         .bind_addr(listen)
-        .map_err(|e| bind_err(e.to_string()))?
+        .map_err(|e| bind_err(e.to_string()))?;
+    discovery
+        .install(builder, publish)
         .bind()
         .await
         .map_err(|e| bind_err(e.to_string()))
@@ -99,6 +123,9 @@ pub struct NodeConfig {
     /// How long sessions (both ways) may wait on a peer.
     pub deadlines: Deadlines,
     pub faults: Faults,
+    /// Address lookup through a pkarr relay (publishing ours, resolving peers'); off by
+    /// default.
+    pub discovery: Discovery,
 }
 
 /// A running node; dropping it without `shutdown` aborts it.
@@ -122,6 +149,7 @@ pub struct NodeHandle {
     home: Home,
     shared: Arc<Shared>,
     deadlines: Deadlines,
+    discovery: Discovery,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -157,6 +185,11 @@ impl NodeHandle {
         self.deadlines
     }
 
+    /// The address lookup the node's endpoint was bound with.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
     /// Tells the node its store changed (a local edit, an import, a sync run in this process
     /// that brought new records): continuous sync then offers the change to every peer.
     /// Cheap, never blocks; any number of calls in a burst make one round of sessions.
@@ -189,6 +222,7 @@ impl NodeHandle {
             home,
             shared: Arc::new(Shared::new()),
             deadlines: Deadlines::default(),
+            discovery: Discovery::Off,
         }
     }
 
@@ -300,7 +334,8 @@ pub async fn start(
 /// Starts a node on an opened home, using the hubs of its registry (`Hub: yes`) as `hubs` says:
 /// with hubs, the endpoint can use their relays, looks peers up in their directories and
 /// announces its addresses to them (module [`crate::directory`]). Hubs added to the registry
-/// later are used after a restart.
+/// later are used after a restart. With `config.discovery` on, the node also publishes its
+/// addresses to a pkarr relay and looks peers up there ([`crate::discovery`]).
 pub async fn start_with_hubs(
     config: NodeConfig,
     key: SecretKey,
@@ -308,11 +343,14 @@ pub async fn start_with_hubs(
     hubs: HubOptions,
 ) -> Result<RunningNode, NodeError> {
     let targets = hub_targets(&store::load_peers(&config.home)?).await;
-    let endpoint = if targets.is_empty() {
-        bind_endpoint(&key, config.listen).await?
-    } else {
-        bind_endpoint_for_hubs(&key, config.listen).await?
-    };
+    let endpoint = bind_dialling_endpoint(
+        &key,
+        config.listen,
+        !targets.is_empty(),
+        &config.discovery,
+        true,
+    )
+    .await?;
     let hub_link = crate::directory::attach(&endpoint, &key, targets, hubs).await?;
     let addrs = endpoint.bound_sockets();
     let shared = Arc::new(Shared::new());
@@ -340,6 +378,7 @@ pub async fn start_with_hubs(
             home: config.home,
             shared,
             deadlines: config.deadlines,
+            discovery: config.discovery,
         },
         continuous: None,
         _hubs: hub_link,
@@ -615,12 +654,22 @@ pub async fn sync_once(
     peer: &Peer,
     direction: Direction,
 ) -> Result<SyncReport, NodeError> {
-    sync_once_with_hubs(key, store, peer, direction, &[], Deadlines::default()).await
+    sync_once_with_hubs(
+        key,
+        store,
+        peer,
+        direction,
+        &[],
+        Deadlines::default(),
+        &Discovery::Off,
+    )
+    .await
 }
 
 /// [`sync_once`] with the instance's registry: its hubs (entries marked `Hub: yes`) give the
 /// one-shot endpoint their relays and directories, so a peer registered without an address is
-/// found; records of the origins it revokes are not taken.
+/// found; records of the origins it revokes are not taken. With `discovery` on, a peer is also
+/// looked up at the pkarr relay (the one-shot endpoint publishes nothing).
 pub async fn sync_once_with_hubs(
     key: &SecretKey,
     store: &Arc<Store>,
@@ -628,10 +677,12 @@ pub async fn sync_once_with_hubs(
     direction: Direction,
     registry: &[Peer],
     deadlines: Deadlines,
+    discovery: &Discovery,
 ) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result = sync_inner(key, store, peer, direction, registry, deadlines).await;
+        let result =
+            sync_inner(key, store, peer, direction, registry, deadlines, discovery).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e)),
@@ -645,12 +696,14 @@ pub async fn sync_once_with_hubs(
 
 /// The endpoint of a one-shot session with `peer` (a sync, a doctor's probe): bound on the
 /// unspecified address of the family its addresses use, with the registry's other hubs (the
-/// hub being dialled is dialled like any peer; the others help find it) as targets to attach.
+/// hub being dialled is dialled like any peer; the others help find it) as targets to attach,
+/// and `discovery`'s lookup (resolving only: the running node publishes, not this endpoint).
 pub(crate) async fn one_shot_endpoint(
     key: &SecretKey,
     peer: &Peer,
     registry: &[Peer],
     addrs: &[SocketAddr],
+    discovery: &Discovery,
 ) -> Result<(Endpoint, Vec<crate::directory::HubTarget>), NodeError> {
     let unspecified: SocketAddr = if !addrs.is_empty() && addrs.iter().all(SocketAddr::is_ipv6) {
         ([0u16; 8], 0).into()
@@ -663,11 +716,8 @@ pub(crate) async fn one_shot_endpoint(
         .cloned()
         .collect();
     let targets = hub_targets(&others).await;
-    let endpoint = if targets.is_empty() {
-        bind_endpoint(key, unspecified).await?
-    } else {
-        bind_endpoint_for_hubs(key, unspecified).await?
-    };
+    let endpoint =
+        bind_dialling_endpoint(key, unspecified, !targets.is_empty(), discovery, false).await?;
     Ok((endpoint, targets))
 }
 
@@ -678,9 +728,10 @@ async fn sync_inner(
     direction: Direction,
     registry: &[Peer],
     deadlines: Deadlines,
+    discovery: &Discovery,
 ) -> Result<SyncReport, NodeError> {
     let addrs = resolve(peer).await?;
-    let (endpoint, targets) = one_shot_endpoint(key, peer, registry, &addrs).await?;
+    let (endpoint, targets) = one_shot_endpoint(key, peer, registry, &addrs, discovery).await?;
     let options = HubOptions {
         announce: false,
         ..HubOptions::default()

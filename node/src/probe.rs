@@ -13,6 +13,7 @@ use store::{Peer, time};
 
 use crate::NodeError;
 use crate::directory::HubOptions;
+use crate::discovery::Discovery;
 use crate::identity::endpoint_id;
 use crate::node::{connection_error, resolve};
 use crate::session::{Channel, Deadlines, expect_hello_at};
@@ -37,16 +38,19 @@ pub struct Probe {
 
 /// Dials `peer` with `key` and exchanges `Hello`s, all within `deadline`. `epoch` is what our
 /// `Hello` says (the peer uses it only when we offer records, which a probe never does).
-/// `registry`'s hubs (other than `peer`) help find a peer without an address.
+/// `registry`'s hubs (other than `peer`) help find a peer without an address, and so does
+/// `discovery` when it is on.
 pub async fn probe(
     key: &SecretKey,
     epoch: [u8; 16],
     peer: &Peer,
     registry: &[Peer],
     deadline: Duration,
+    discovery: &Discovery,
 ) -> Result<Probe, NodeError> {
     let addrs = resolve(peer).await?;
-    let (endpoint, targets) = crate::node::one_shot_endpoint(key, peer, registry, &addrs).await?;
+    let (endpoint, targets) =
+        crate::node::one_shot_endpoint(key, peer, registry, &addrs, discovery).await?;
     let options = HubOptions {
         announce: false,
         ..HubOptions::default()

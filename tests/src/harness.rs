@@ -839,6 +839,7 @@ impl InProcess {
                 open: false,
                 deadlines,
                 faults: node::session::Faults::default(),
+                discovery: node::discovery::Discovery::Off,
             },
             self.key.clone(),
             self.store.clone(),

@@ -341,6 +341,7 @@ fn two_instances_without_direct_addresses_sync_through_the_hub_relay() {
                 open: false,
                 deadlines: node::session::Deadlines::default(),
                 faults: Faults::default(),
+                discovery: node::discovery::Discovery::Off,
             },
             key_a.clone(),
             Arc::new(store_a),

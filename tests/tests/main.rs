@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod continuous;
 mod control;
+mod discovery;
 mod docs;
 mod doctor;
 mod hostile;

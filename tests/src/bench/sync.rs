@@ -356,6 +356,7 @@ fn source(
         open: false,
         deadlines: node::session::Deadlines::default(),
         faults: Faults::default(),
+        discovery: node::discovery::Discovery::Off,
     };
     let node = rt.block_on(node::node::start(config, key.clone(), store.clone()))?;
     Ok(Source {
