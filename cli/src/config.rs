@@ -445,7 +445,7 @@ fn addr(raw: &Raw, layer: Layer) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 0.0.0.0:4433)"))
 }
 
-fn discovery(raw: &Raw, layer: Layer) -> Result<node::discovery::Discovery, String> {
+fn discovery_value(raw: &Raw, layer: Layer) -> Result<node::discovery::Discovery, String> {
     text(raw, layer)?.parse().map_err(|e| format!("{e}"))
 }
 
@@ -608,7 +608,7 @@ pub fn resolve_with(
         discovery: layers.pick(
             "discovery",
             text_flag(&flags.sync.discovery),
-            &discovery,
+            &discovery_value,
             node::discovery::Discovery::Off,
         )?,
         sync_interval: layers.pick(

@@ -449,7 +449,12 @@ fn check_peers(
 
 /// With discovery on: does the pkarr relay hold this instance's addresses (which the running
 /// node publishes)? Not checked when discovery is off.
-fn check_discovery(cx: &Context, args: &DoctorArgs, discovery: &Discovery, checks: &mut Vec<Check>) {
+fn check_discovery(
+    cx: &Context,
+    args: &DoctorArgs,
+    discovery: &Discovery,
+    checks: &mut Vec<Check>,
+) {
     const CHECK: &str = "discovery";
     if !discovery.is_on() {
         return;
@@ -459,7 +464,8 @@ fn check_discovery(cx: &Context, args: &DoctorArgs, discovery: &Discovery, check
         return;
     };
     let deadline = Duration::from_secs(args.timeout);
-    let lookup = node::discovery::published(&key, discovery, &key.public(), deadline);
+    let me = key.public();
+    let lookup = node::discovery::published(&key, discovery, &me, deadline);
     let result = match (&cx.node, crate::running::runtime()) {
         (Some(_), Some(rt)) => rt.block_on(lookup),
         _ => match crate::node_cmd::runtime() {

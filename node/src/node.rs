@@ -681,8 +681,7 @@ pub async fn sync_once_with_hubs(
 ) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result =
-            sync_inner(key, store, peer, direction, registry, deadlines, discovery).await;
+        let result = sync_inner(key, store, peer, direction, registry, deadlines, discovery).await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e)),

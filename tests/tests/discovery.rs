@@ -166,7 +166,10 @@ fn two_instances_known_only_by_key_sync_through_a_pkarr_relay() {
     put_user(&b, "b-pub", "public");
     let (ka, kb) = (a.public_key(), b.public_key());
 
-    let node_a = a.start_node_with("127.0.0.1:0", &["--discovery", &discovery, "--no-auto-sync"]);
+    let node_a = a.start_node_with(
+        "127.0.0.1:0",
+        &["--discovery", &discovery, "--no-auto-sync"],
+    );
     let published = relay.wait_for_packet(&a);
     assert!(
         published.contains(&node_a.addr()),
@@ -277,7 +280,12 @@ fn a_bad_discovery_value_is_a_clear_error() {
     let t = TestHome::initialized();
     let other = TestHome::initialized();
     link(&t, "t", &other, "other", false);
-    for bad in ["bogus", "pkarr=", "pkarr=ftp://relay.example/pkarr", "dht=x"] {
+    for bad in [
+        "bogus",
+        "pkarr=",
+        "pkarr=ftp://relay.example/pkarr",
+        "dht=x",
+    ] {
         let error = t.fail(["node", "run", "--listen", "127.0.0.1:0", "--discovery", bad]);
         assert!(
             error.contains(&format!("--discovery {bad:?}"))
@@ -307,8 +315,11 @@ fn a_bad_discovery_value_is_a_clear_error() {
         run.stderr.contains("WB_DISCOVERY=\"pkarr=nope\"") && run.stderr.contains("bad URL"),
         "{run}"
     );
-    std::fs::write(t.home().join("wb.toml"), "open = false\ndiscovery = \"mdns\"\n")
-        .expect("write wb.toml");
+    std::fs::write(
+        t.home().join("wb.toml"),
+        "open = false\ndiscovery = \"mdns\"\n",
+    )
+    .expect("write wb.toml");
     let error = t.fail(["node", "run", "--listen", "127.0.0.1:0"]);
     assert!(
         error.contains("wb.toml:2:13: bad value for `discovery`")
