@@ -225,7 +225,7 @@ pub fn sync_now_with(
                 let wanted: Discovery = flag
                     .parse()
                     .map_err(|e| anyhow!("--discovery {flag:?}: {e}"))?;
-                if &wanted != node.discovery() {
+                if wanted != *node.discovery() {
                     return Err(anyhow!(
                         "the node running on this home syncs with discovery {}; `--discovery \
                          {wanted}` applies only to a sync without a running node (restart the \
