@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod harness;
+pub mod partition;
 pub mod pty;

@@ -13,6 +13,7 @@ mod doctor;
 mod hostile;
 mod hub;
 mod metrics;
+mod partition;
 mod peers;
 mod prune;
 mod revocation;
