@@ -181,7 +181,9 @@ impl<'a> LocalBatch<'a> {
         // Narrowing who may see a live record (scope, or a request turned draft) first signs a
         // withdrawal: a tombstone carrying the widest scope the record ever had, one version
         // below the new record. Parties that may no longer see the record get the tombstone and
-        // delete their copy; the others get the newer record (§4).
+        // delete their copy; the others get the newer record (§4). A tombstone counts with its
+        // scope: a record deleted while public and written again as trusted is withdrawn from
+        // the untrusted, who may have missed the deletion and still hold the public version.
         if let Some((_, existing)) = &current {
             let new_scope = if draft.deleted {
                 existing.effective_scope()
@@ -193,7 +195,7 @@ impl<'a> LocalBatch<'a> {
                 };
                 probe.effective_scope()
             };
-            if !existing.deleted && new_scope < existing.effective_scope() {
+            if !(existing.deleted && draft.deleted) && new_scope < existing.effective_scope() {
                 let mut withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
                 let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| store.err(e))? {
                     Some(v) => Some(

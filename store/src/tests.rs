@@ -632,3 +632,63 @@ fn sealed_batches_check_and_apply_like_records() {
         Some("456".into())
     );
 }
+
+/// A record deleted while public and written again with a narrower scope (partition run, seed
+/// 117 of `WB_TEST_PARTITION_SEEDS`): a peer that held the public version and missed the
+/// deletion must still be told, so those who may not see the new version get a withdrawal.
+#[test]
+fn a_deleted_public_record_written_again_narrower_is_withdrawn_from_the_others() {
+    let (_dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[7; 32]);
+    let peer = SecretKey::from_bytes(&[8; 32]).public();
+    let write = |now: u64, scope: Scope, deleted: bool| {
+        store
+            .update_local(&key, Entity::User, "u4", now, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope,
+                    deleted,
+                    fields: if deleted {
+                        vec![]
+                    } else {
+                        vec![("Username".into(), "u4".into())]
+                    },
+                    body: String::new(),
+                })
+            })
+            .expect("write")
+    };
+    write(NOW, Scope::Public, false);
+    // The peer pulled this far: it holds the public version.
+    let seen = store.last_seq().expect("seq");
+    write(NOW + 1, Scope::Public, true);
+    let untrusted_gets = || {
+        store
+            .outgoing(
+                &key.public(),
+                Some(&peer),
+                Audience { trusted: false },
+                seen,
+                100,
+                1000,
+            )
+            .expect("outgoing")
+            .records
+    };
+    // Written again as trusted, then narrowed once more to private: each time, an untrusted
+    // peer gets a withdrawal carrying the widest scope the record had.
+    for (now, scope) in [(NOW + 2, Scope::Trusted), (NOW + 3, Scope::Private)] {
+        write(now, scope, false);
+        let sent = untrusted_gets();
+        assert_eq!(
+            sent.len(),
+            1,
+            "an untrusted peer gets a withdrawal: {sent:?}"
+        );
+        assert!(
+            sent[0].deleted && sent[0].fields.is_empty(),
+            "{:?}",
+            sent[0]
+        );
+        assert_eq!(sent[0].scope, Scope::Public, "the widest scope it had");
+    }
+}
