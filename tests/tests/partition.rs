@@ -7,26 +7,20 @@
 //!
 //! ```text
 //! WB_TEST_PARTITION_SEEDS=1-200 WB_TEST_PARTITION_LONG=1 \
-//!     cargo test --release -p wb-tests --test integration -- partition --nocapture
-//! WB_TEST_PARTITION_SEEDS=37 cargo test -p wb-tests --test integration -- partition --nocapture
+//!     cargo test --release -p wb-tests --test integration -- partitioned --nocapture
+//! WB_TEST_PARTITION_SEEDS=117 WB_TEST_PARTITION_LONG=1 cargo test -p wb-tests --test integration -- partitioned --nocapture
 //! ```
 
 use wb_tests::partition::{Plan, run, seeds_from_env};
 
 /// The seeds CI runs (a few seconds each).
-const CI_SEEDS: &[u64] = &[1, 2, 3];
+const CI_SEEDS: &[u64] = &[1, 2];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitioned_instances_converge_after_the_heal_and_never_leak() {
-    let seeds = seeds_from_env(CI_SEEDS).unwrap_or_else(|e| panic!("{e}"));
-    let plan = if std::env::var_os("WB_TEST_PARTITION_LONG").is_some() {
-        Plan::LONG
-    } else {
-        Plan::SHORT
-    };
+/// Runs `seeds` under `plan`, printing each outcome; fails naming the seeds that failed.
+async fn run_seeds(seeds: &[u64], plan: &Plan) {
     let mut failed = Vec::new();
-    for seed in seeds {
-        match run(seed, &plan).await {
+    for &seed in seeds {
+        match run(seed, plan).await {
             Ok(outcome) => eprintln!("partition {outcome}"),
             Err(e) => {
                 eprintln!("partition FAILED {e}");
@@ -38,6 +32,25 @@ async fn partitioned_instances_converge_after_the_heal_and_never_leak() {
         failed.is_empty(),
         "partition seeds that failed: {failed:?} (re-run one with WB_TEST_PARTITION_SEEDS=<seed>)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_instances_converge_after_the_heal_and_never_leak() {
+    let seeds = seeds_from_env(CI_SEEDS).unwrap_or_else(|e| panic!("{e}"));
+    let plan = if std::env::var_os("WB_TEST_PARTITION_LONG").is_some() {
+        Plan::LONG
+    } else {
+        Plan::SHORT
+    };
+    run_seeds(&seeds, &plan).await;
+}
+
+/// The long-mode seed that found a leak: a record deleted while public and written again
+/// trusted got no withdrawal, so an instance that missed the deletion kept the public version
+/// (fixed in `store::local`; its deterministic test is in `store/src/tests.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_seed_117_deleted_then_narrowed_is_withdrawn_everywhere() {
+    run_seeds(&[117], &Plan::LONG).await;
 }
 
 /// The oracle itself finds what it is there to find: a missing version, a different winner, a
