@@ -99,7 +99,8 @@ fn the_oracle_reports_every_kind_of_divergence() {
         Vec::<String>::new()
     );
 
-    let wrong: [(&str, Box<dyn Fn(&mut BTreeMap<Key, Held>)>); 5] = [
+    type Spoil<'a> = Box<dyn Fn(&mut BTreeMap<Key, Held>) + 'a>;
+    let wrong: [(&str, Spoil<'_>); 5] = [
         (
             "missing",
             Box::new(|h| {

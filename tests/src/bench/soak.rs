@@ -101,9 +101,11 @@ struct Sample {
     records: Option<u64>,
 }
 
+type Series = (&'static str, fn(&Sample) -> Option<f64>, f64);
+
 /// The series a soak watches: name, how to read it from a sample, the absolute allowance for
 /// its change over the second half.
-const SERIES: &[(&str, fn(&Sample) -> Option<f64>, f64)] = &[
+const SERIES: &[Series] = &[
     ("rss_mb", |s| Some(s.rss_bytes as f64 / MB), 2.0),
     ("fds", |s| Some(s.fds as f64), 1.0),
     ("threads", |s| Some(s.threads as f64), 1.0),
@@ -111,9 +113,15 @@ const SERIES: &[(&str, fn(&Sample) -> Option<f64>, f64)] = &[
 ];
 
 pub fn run(args: &SoakArgs, json_out: bool) -> Result<()> {
-    if !(args.minutes > 0.0) || args.sample_s == 0 || !(args.ops_per_s > 0.0) || args.keys == 0 {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.minutes) || args.sample_s == 0 || !positive(args.ops_per_s) || args.keys == 0
+    {
         return Err("--minutes, --sample-s, --ops-per-s and --keys must be above 0".into());
     }
+    let duration = Duration::try_from_secs_f64(args.minutes * 60.0)
+        .map_err(|e| format!("--minutes {}: {e}", args.minutes))?;
+    let op_gap = Duration::try_from_secs_f64(1.0 / args.ops_per_s)
+        .map_err(|e| format!("--ops-per-s {}: {e}", args.ops_per_s))?;
     let tmp = work_dir("wb-bench-soak-", args.dir.as_deref())?;
     let root = tmp.path();
     let clock = Instant::now();
@@ -140,9 +148,7 @@ pub fn run(args: &SoakArgs, json_out: bool) -> Result<()> {
 
     let mut rng = Rng::new(args.seed);
     let mut churn = Churn::new(args.keys);
-    let duration = Duration::from_secs_f64(args.minutes * 60.0);
     let period = Duration::from_secs(args.sample_s);
-    let op_gap = Duration::from_secs_f64(1.0 / args.ops_per_s);
     let started = Instant::now();
     let mut times: Vec<f64> = Vec::new();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); procs.len()];
