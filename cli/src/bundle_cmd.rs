@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport, VerifiedDir};
 use store::{Home, ListFilter, Peer, time};
 
-use crate::commands::{Output, init, open};
+use crate::identity_cmd::init;
+use crate::open::open;
+use crate::render::Output;
 
 /// `sync status` counts a peer's pending changes exactly over at most this many log entries.
 const BEHIND_SCAN_MAX: usize = 10_000;
@@ -53,8 +55,8 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
         }
     };
     let report = bundles::export(
-        &inst.store,
-        &inst.key,
+        inst.store(),
+        inst.key(),
         dir,
         &ExportOptions {
             include_trusted,
@@ -119,7 +121,7 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {
     // Inside a node for a control-socket client, stderr is the node's log, not the client's.
-    if crate::control::client_tty().is_some() || !std::io::stderr().is_terminal() {
+    if crate::prompt::client_tty().is_some() || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
@@ -305,30 +307,30 @@ pub fn init_from(
 pub fn status(home: &Home) -> Result<Output> {
     let inst = open(home)?;
     // One pass over the store: live records by scope, and the log's entries (tombstones too).
-    let all = inst.store.list(&ListFilter {
+    let all = inst.store().list(&ListFilter {
         include_deleted: true,
         ..Default::default()
     })?;
     let live = || all.iter().filter(|r| !r.deleted);
     let count = |s: Scope| live().filter(|r| r.scope == s).count();
-    let local = inst.key.public();
+    let local = inst.key().public();
     let from_others = live().filter(|r| r.origin != local).count();
     let peers = store::load_peers(home)?;
-    let conflicts = inst.store.conflicts()?.len();
+    let conflicts = inst.store().conflicts()?.len();
     // Shareable changes in the change log (one live entry per record key). Unsigned records
     // (taken from an app bundle before adoption) never leave, so they are not waiting to.
     let outbox = all
         .iter()
         .filter(|r| r.scope != Scope::Private && r.signature.is_some())
         .count();
-    let imports = inst.store.imported_bundles()?;
-    let counters = inst.store.counters()?;
-    let last_seq = inst.store.last_seq()?;
-    let epoch = inst.store.epoch().0;
+    let imports = inst.store().imported_bundles()?;
+    let counters = inst.store().counters()?;
+    let last_seq = inst.store().last_seq()?;
+    let epoch = inst.store().epoch().0;
     let mut peers_json: Vec<Value> = Vec::new();
     let mut peer_lines: Vec<String> = Vec::new();
     for p in &peers {
-        let st = inst.store.peer_state(&p.public_key)?;
+        let st = inst.store().peer_state(&p.public_key)?;
         // How many of our changes the peer would receive from its last cursor: counted exactly
         // (what a pull would send it) over up to BEHIND_SCAN_MAX log entries, else the number
         // of log entries after its cursor (an upper bound). Unknown until it pulled once.
@@ -338,7 +340,7 @@ pub fn status(home: &Home) -> Result<Output> {
                 let audience = protocol::Audience {
                     trusted: p.trusted && !p.revoked,
                 };
-                let pending = inst.store.outgoing(
+                let pending = inst.store().outgoing(
                     &local,
                     Some(&p.public_key),
                     audience,
@@ -462,7 +464,7 @@ pub fn status(home: &Home) -> Result<Output> {
 
 pub fn conflicts(home: &Home) -> Result<Output> {
     let inst = open(home)?;
-    let list = inst.store.conflicts()?;
+    let list = inst.store().conflicts()?;
     let mut text = String::new();
     for c in &list {
         let origin = protocol::PublicKey::parse(&c.origin)

@@ -12,6 +12,7 @@ mod error;
 pub mod format;
 pub mod home;
 pub mod hub;
+pub mod instance;
 mod leaving;
 mod local;
 pub mod peers;
@@ -24,6 +25,7 @@ pub use db::{
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome, ReplaceStep};
 pub use hub::{DirectoryEntry, Holding};
+pub use instance::{Instance, InstanceError};
 pub use local::LocalBatch;
 pub use peers::{
     AppPeersFile, Peer, RegistryCache, add_peer, app_peers_file, find_peer, load_peers,
