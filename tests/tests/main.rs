@@ -7,6 +7,7 @@ mod bundles;
 mod cli;
 mod config;
 mod continuous;
+mod digests;
 mod control;
 mod docs;
 mod doctor;
