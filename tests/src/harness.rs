@@ -1022,8 +1022,9 @@ pub async fn raw_push(
 
 /// The convergence oracle (issue 12): whether `a` and `b` hold what each offers the other,
 /// by their state digests (`store::digest::between`), with the trust each has in the other.
-/// `Err` lists the differences. Reads both stores read-only: call it while their nodes are
-/// stopped (a running node holds its store).
+/// `Err` lists the differences. Opens both stores (for writing, so a store left by a killed
+/// process is repaired first): call it while their nodes are stopped (a running node holds its
+/// store).
 pub fn digests_equal(
     a: &TestHome,
     b: &TestHome,
@@ -1031,7 +1032,7 @@ pub fn digests_equal(
     b_trusts_a: bool,
 ) -> Result<(), String> {
     let read = |t: &TestHome| {
-        store::Store::open_read_only(&t.path("store.redb"))
+        store::Store::open(&t.path("store.redb"))
             .and_then(|s| s.digests())
             .unwrap_or_else(|e| panic!("digests of {}: {e}", t.home().display()))
     };

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use node::node::{Direction, sync_once};
 use node::session::{Channel, expect_hello_at};
+use protocol::Scope;
 use protocol::wire::{
     DIGEST_ENTRIES_MAX, Digest, DigestClass, DigestEntry, Message, Role, SYNC_ALPN, capability,
 };
-use protocol::{Audience, Scope};
 use serde_json::Value;
 use wb_tests::harness::{
     InProcess, TestHome, digests_between, digests_equal, link, put_user, raw_connect, runtime,
@@ -45,7 +45,7 @@ fn two_instances_show_in_sync_and_which_origin_differs() {
     put_user(&a, "1", "public");
     put_user(&b, "2", "public");
     let node_b = b.start_node();
-    a.set_peer_addr("b", node_b.addr);
+    a.set_peer_addr("b", node_b.addr());
     assert_eq!(digest_status(&a, "b"), Value::Null, "never compared yet");
     a.sync_now("b", &[]);
     assert_eq!(state(&a, "b"), "in_sync", "{}", digest_status(&a, "b"));
@@ -75,12 +75,15 @@ fn two_instances_show_in_sync_and_which_origin_differs() {
         "{d}"
     );
     let text = a.ok(["sync", "status"]);
-    assert!(text.contains("public: offered here 2, it holds 1"), "{text}");
+    assert!(
+        text.contains("public: offered here 2, it holds 1"),
+        "{text}"
+    );
     assert_eq!(state(&b, "a"), "differs");
     a.sync_now("b", &[]);
     assert_eq!(state(&a, "b"), "in_sync", "{}", digest_status(&a, "b"));
     assert_eq!(state(&b, "a"), "in_sync", "{}", digest_status(&b, "a"));
-    drop(node_b);
+    node_b.stop();
     digests_equal(&a, &b, false, false).expect("the oracle agrees");
 }
 
@@ -99,15 +102,16 @@ fn trusted_and_untrusted_peers_see_different_digests_and_both_reach_in_sync() {
     put_user(&a, "3", "public");
     put_user(&a, "3", "trusted");
     let (node_t, node_u) = (t.start_node(), u.start_node());
-    a.set_peer_addr("t", node_t.addr);
-    a.set_peer_addr("u", node_u.addr);
+    a.set_peer_addr("t", node_t.addr());
+    a.set_peer_addr("u", node_u.addr());
     a.sync_now("t", &[]);
     a.sync_now("u", &[]);
     assert_eq!(state(&a, "t"), "in_sync", "{}", digest_status(&a, "t"));
     assert_eq!(state(&a, "u"), "in_sync", "{}", digest_status(&a, "u"));
     assert_eq!(state(&t, "a"), "in_sync", "{}", digest_status(&t, "a"));
     assert_eq!(state(&u, "a"), "in_sync", "{}", digest_status(&u, "a"));
-    drop((node_t, node_u));
+    node_t.stop();
+    node_u.stop();
     digests_equal(&a, &t, true, true).expect("a and t");
     digests_equal(&a, &u, false, false).expect("a and u");
     let digests = |home: &TestHome| {
@@ -128,7 +132,10 @@ fn trusted_and_untrusted_peers_see_different_digests_and_both_reach_in_sync() {
     // The untrusted peer's store holds nothing of our trusted class.
     let du = digests(&u);
     assert_eq!(du.held(&own, DigestClass::Trusted), Digest::default());
-    assert_eq!(digests(&t).held(&own, DigestClass::Trusted), to_t[&(own, DigestClass::Trusted)]);
+    assert_eq!(
+        digests(&t).held(&own, DigestClass::Trusted),
+        to_t[&(own, DigestClass::Trusted)]
+    );
 }
 
 /// A relayed origin is compared: a's records reach c through b; c, pushing only, sees that b
@@ -142,8 +149,8 @@ fn a_relayed_origin_is_compared() {
     link(&b, "b", &c, "c", false);
     put_user(&a, "1", "public");
     let node_b = b.start_node();
-    a.set_peer_addr("b", node_b.addr);
-    c.set_peer_addr("b", node_b.addr);
+    a.set_peer_addr("b", node_b.addr());
+    c.set_peer_addr("b", node_b.addr());
     a.sync_now("b", &[]);
     c.sync_now("b", &[]);
     assert_eq!(state(&c, "b"), "in_sync", "{}", digest_status(&c, "b"));
@@ -163,7 +170,7 @@ fn a_relayed_origin_is_compared() {
     );
     c.sync_now("b", &[]);
     assert_eq!(state(&c, "b"), "in_sync", "{}", digest_status(&c, "b"));
-    drop(node_b);
+    node_b.stop();
     digests_equal(&c, &b, false, false).expect("c and b");
 }
 
@@ -184,9 +191,13 @@ fn an_oversized_digests_message_is_refused() {
         let (endpoint, conn) = raw_connect(&hostile, &a.public(), a.addr(), SYNC_ALPN).await;
         let (send, recv) = conn.open_bi().await.expect("open a stream");
         let mut ch = Channel::new("raw".into(), send, recv);
-        ch.send(&Message::hello_with([9; 16], Role::Node, &[capability::DIGESTS]))
-            .await
-            .expect("send Hello");
+        ch.send(&Message::hello_with(
+            [9; 16],
+            Role::Node,
+            &[capability::DIGESTS],
+        ))
+        .await
+        .expect("send Hello");
         let hello = expect_hello_at(&mut ch).await.expect("Hello back");
         assert!(hello.digests, "a node names the digests capability");
         let entry = DigestEntry {
@@ -206,7 +217,10 @@ fn an_oversized_digests_message_is_refused() {
             .await
             .expect("the node closes the connection");
         let text = closed.to_string();
-        assert!(text.contains("not a wb-sync message") || text.contains("Digests"), "{text}");
+        assert!(
+            text.contains("not a wb-sync message") || text.contains("Digests"),
+            "{text}"
+        );
         endpoint.close().await;
         let state = a.store.peer_state(&hostile.public()).expect("state");
         assert_eq!(state.digests, None);
@@ -234,6 +248,5 @@ fn an_oversized_digests_message_is_refused() {
         );
         digests_between(&da, &a.public(), false, &dg, &good.public(), false)
             .expect("in sync by the oracle");
-        let _ = Audience { trusted: false };
     });
 }
