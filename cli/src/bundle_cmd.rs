@@ -329,8 +329,10 @@ pub fn status(home: &Home) -> Result<Output> {
     let epoch = inst.store().epoch().0;
     let mut peers_json: Vec<Value> = Vec::new();
     let mut peer_lines: Vec<String> = Vec::new();
+    let digests = inst.store().digests()?;
     for p in &peers {
         let st = inst.store().peer_state(&p.public_key)?;
+        let (digests_json, digests_line) = digest_state(&digests, &local, p, &st, &peers);
         // How many of our changes the peer would receive from its last cursor: counted exactly
         // (what a pull would send it) over up to BEHIND_SCAN_MAX log entries, else the number
         // of log entries after its cursor (an upper bound). Unknown until it pulled once.
@@ -370,6 +372,7 @@ pub fn status(home: &Home) -> Result<Output> {
             "received": st.received,
             "sent": st.sent,
             "behind": behind,
+            "digests": digests_json,
         }));
         let flags = [
             p.trusted.then_some("trusted"),
@@ -402,6 +405,7 @@ pub fn status(home: &Home) -> Result<Output> {
             ));
         }
         peer_lines.push(line);
+        peer_lines.push(format!("    digests: {digests_line}"));
     }
     let filtered = all
         .iter()
@@ -460,6 +464,99 @@ pub fn status(home: &Home) -> Result<Output> {
         }
     }
     Ok(Output::new(text, j))
+}
+
+/// What the last comparison of state digests with `peer` says (issue 12): `in_sync` when all
+/// digests were equal and ours have not changed since; `changed_here` when they were equal
+/// but ours changed since; `differs` (which origins and classes, counts on each side);
+/// `incomplete` when a side had more classes than a message holds. JSON `null`: never compared.
+fn digest_state(
+    ours: &store::StoreDigests,
+    local: &protocol::PublicKey,
+    peer: &Peer,
+    st: &store::PeerState,
+    peers: &[Peer],
+) -> (Value, String) {
+    let Some(outcome) = &st.digests else {
+        return (Value::Null, "never compared".into());
+    };
+    let at = protocol::time::format_timestamp(outcome.at_ms);
+    let changed_here = store::digest::fingerprint(ours, local, &peer.public_key, outcome.trusted)
+        != outcome.fingerprint;
+    let state = if outcome.differences_total > 0 {
+        "differs"
+    } else if !outcome.complete {
+        "incomplete"
+    } else if changed_here {
+        "changed_here"
+    } else {
+        "in_sync"
+    };
+    let origin_name = |origin: &str| -> (String, String) {
+        match protocol::PublicKey::parse(origin) {
+            Ok(k) if k == *local => (k.key_id(), "this instance".into()),
+            Ok(k) => (
+                k.key_id(),
+                peers
+                    .iter()
+                    .find(|p| p.public_key == k)
+                    .map_or_else(|| "not in the registry".into(), |p| p.name.clone()),
+            ),
+            Err(_) => (origin.to_string(), "unknown".into()),
+        }
+    };
+    let differences: Vec<Value> = outcome
+        .differences
+        .iter()
+        .map(|d| {
+            let (key_id, name) = origin_name(&d.origin);
+            json!({
+                "origin": key_id,
+                "origin_name": name,
+                "class": d.class,
+                "direction": d.direction,
+                "offered": d.offered,
+                "held": d.held,
+            })
+        })
+        .collect();
+    let j = json!({
+        "state": state,
+        "compared_at": at,
+        "changed_here": changed_here,
+        "complete": outcome.complete,
+        "differences_total": outcome.differences_total,
+        "differences": differences,
+    });
+    let mut text = match state {
+        "in_sync" => format!("in sync (compared {at})"),
+        "changed_here" => format!("in sync at {at}; changed here since"),
+        "incomplete" => format!("not compared in full at {at} (too many origins)"),
+        _ => format!(
+            "differ at {at}{}:",
+            if changed_here {
+                ", changed here since"
+            } else {
+                ""
+            }
+        ),
+    };
+    for d in outcome.differences.iter().take(10) {
+        let (key_id, name) = origin_name(&d.origin);
+        let (offered, held) = if d.direction == "incoming" {
+            ("it offers", "held here")
+        } else {
+            ("offered here", "it holds")
+        };
+        text.push_str(&format!(
+            " {key_id} ({name}) {}: {offered} {}, {held} {};",
+            d.class, d.offered, d.held
+        ));
+    }
+    if outcome.differences_total > 10 {
+        text.push_str(&format!(" … {} in all", outcome.differences_total));
+    }
+    (j, text.trim_end_matches(';').to_string())
 }
 
 pub fn conflicts(home: &Home) -> Result<Output> {

@@ -8,6 +8,7 @@
 mod accept;
 pub mod app_bridge;
 pub mod continuous;
+mod digests;
 pub mod directory;
 mod error;
 pub mod hub;

@@ -316,6 +316,8 @@ pub struct PeerHello {
     pub time_ms: Option<u64>,
     /// It asks for its own records back ([`capability::OWN_RECORDS`]).
     pub own: bool,
+    /// It compares state digests at the end of a session ([`capability::DIGESTS`]).
+    pub digests: bool,
 }
 
 /// [`expect_hello`], with the peer's clock.
@@ -345,6 +347,7 @@ pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
                 role,
                 time_ms: protocol::wire::hello_time(&capabilities),
                 own: capabilities.iter().any(|c| c == capability::OWN_RECORDS),
+                digests: capabilities.iter().any(|c| c == capability::DIGESTS),
             })
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),

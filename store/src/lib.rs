@@ -8,6 +8,7 @@ pub mod app;
 pub mod backup;
 pub mod bundles;
 pub mod db;
+pub mod digest;
 mod error;
 pub mod format;
 pub mod home;
@@ -22,6 +23,7 @@ pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,
 };
+pub use digest::{DigestDifference, DigestOutcome, Kind as DigestKind, PeerDigests, StoreDigests};
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome, ReplaceStep};
 pub use hub::{DirectoryEntry, Holding};
@@ -34,6 +36,8 @@ pub use peers::{
 
 #[cfg(test)]
 mod backup_tests;
+#[cfg(test)]
+mod digest_tests;
 #[cfg(test)]
 mod prune_tests;
 #[cfg(test)]

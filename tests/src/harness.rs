@@ -1019,3 +1019,46 @@ pub async fn raw_push(
     endpoint.close().await;
     role
 }
+
+/// The convergence oracle (issue 12): whether `a` and `b` hold what each offers the other,
+/// by their state digests (`store::digest::between`), with the trust each has in the other.
+/// `Err` lists the differences. Opens both stores (for writing, so a store left by a killed
+/// process is repaired first): call it while their nodes are stopped (a running node holds its
+/// store).
+pub fn digests_equal(
+    a: &TestHome,
+    b: &TestHome,
+    a_trusts_b: bool,
+    b_trusts_a: bool,
+) -> Result<(), String> {
+    let read = |t: &TestHome| {
+        store::Store::open(&t.path("store.redb"))
+            .and_then(|s| s.digests())
+            .unwrap_or_else(|e| panic!("digests of {}: {e}", t.home().display()))
+    };
+    digests_between(
+        &read(a),
+        &a.public_key(),
+        a_trusts_b,
+        &read(b),
+        &b.public_key(),
+        b_trusts_a,
+    )
+}
+
+/// [`digests_equal`] over digests already read (in-process stores: `store.digests()`).
+pub fn digests_between(
+    a: &store::StoreDigests,
+    a_key: &protocol::PublicKey,
+    a_trusts_b: bool,
+    b: &store::StoreDigests,
+    b_key: &protocol::PublicKey,
+    b_trusts_a: bool,
+) -> Result<(), String> {
+    let outcome = store::digest::between(a, a_key, a_trusts_b, b, b_key, b_trusts_a);
+    if outcome.differences_total == 0 {
+        Ok(())
+    } else {
+        Err(format!("{:?}", outcome.differences))
+    }
+}
