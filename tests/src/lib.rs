@@ -3,5 +3,6 @@
 //! [`harness`] runs the real `wb` binary in temporary directories (ripgrep's `TestCommand`).
 
 pub mod app;
+pub mod crash;
 pub mod harness;
 pub mod pty;

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod continuous;
 mod control;
+mod crash;
 mod docs;
 mod doctor;
 mod hostile;
