@@ -177,6 +177,8 @@ pub struct Snapshot {
     /// Its key and its former keys: the origins of its own records.
     pub own: BTreeSet<PublicKey>,
     pub records: BTreeMap<Key, Held>,
+    /// The public withdrawals of its own records narrowed since (what peers hold instead).
+    pub withdrawals: BTreeMap<Key, Held>,
     /// Change-log problems: keys logged twice, log entries ≠ records, sequences beyond the last.
     pub duplicated: Vec<String>,
 }
@@ -188,9 +190,16 @@ impl Snapshot {
     }
 
     /// The public records of `origin` (tombstones included): what any peer may hold of them.
+    /// A record of ours narrowed since counts as its public withdrawal.
     pub fn public_of(&self, origin: &PublicKey) -> BTreeMap<(String, String), (Version, [u8; 32])> {
         self.of_origin(origin)
-            .filter(|(_, h)| h.scope == Scope::Public)
+            .filter_map(|(k, h)| {
+                if h.scope == Scope::Public {
+                    Some((k, h))
+                } else {
+                    self.withdrawals.get_key_value(k)
+                }
+            })
             .map(|(k, h)| ((k.1.clone(), k.2.clone()), (h.version, h.hash)))
             .collect()
     }
@@ -238,9 +247,24 @@ pub fn inspect(t: &TestHome) -> Result<Snapshot, String> {
         .collect();
     own.insert(key.public());
     let mut records = BTreeMap::new();
+    let mut withdrawals = BTreeMap::new();
     let mut duplicated = Vec::new();
     for r in &all {
         let k = (r.origin, r.entity.to_string(), r.id.clone());
+        if r.scope != Scope::Public && own.contains(&r.origin) {
+            let key = protocol::RecordKey {
+                origin: r.origin,
+                entity: r.entity.clone(),
+                id: r.id.clone(),
+            };
+            if let Some(w) = store
+                .withdrawal(&key)
+                .map_err(|e| format!("read a withdrawal: {e}"))?
+                .filter(|w| w.scope == Scope::Public)
+            {
+                withdrawals.insert(k.clone(), Held::of(&w));
+            }
+        }
         if records.insert(k.clone(), Held::of(r)).is_some() {
             duplicated.push(format!("record {k:?} listed twice"));
         }
@@ -289,6 +313,7 @@ pub fn inspect(t: &TestHome) -> Result<Snapshot, String> {
         key: key.public(),
         own,
         records,
+        withdrawals,
         duplicated,
     })
 }
@@ -754,10 +779,10 @@ fn push(o: &mut Outcome, rng: &mut Rng) -> Result<(), String> {
     let a = home_with(rng, 2_000, 6_000);
     let b = home_with(rng, 0, 300);
     link(&a, "a", &b, "b", false);
+    let (before_a, before_b) = (inspect(&a)?, inspect(&b)?);
     let node_b = b.start_node();
     let addr = node_b.addr();
     a.set_peer_addr("b", addr);
-    let (before_a, before_b) = (inspect(&a)?, inspect(&b)?);
     // The receiving node is the writer: it is killed, and the push with it (it would only
     // notice at its idle timeout).
     let node_b = Mutex::new(Some(node_b));
@@ -816,6 +841,7 @@ fn continuous(o: &mut Outcome, rng: &mut Rng) -> Result<(), String> {
     let a = home_with(rng, 1_000, 4_000);
     let b = home_with(rng, 500, 2_000);
     let kill_a = rng.coin();
+    let puts = rng.range(5, 40);
     let (ka, kb) = (a.public_key(), b.public_key());
     link(&a, "a", &b, "b", false);
     let (before_a, before_b) = (inspect(&a)?, inspect(&b)?);
@@ -838,7 +864,7 @@ fn continuous(o: &mut Outcome, rng: &mut Rng) -> Result<(), String> {
         let bin = crate::harness::wb_bin().to_path_buf();
         std::thread::spawn(move || {
             let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
+            while i < puts && !stop.load(Ordering::Relaxed) {
                 let on_a = i % 2 == 0;
                 let id = format!("put{i:04}");
                 let ok = Command::new(&bin)
@@ -876,11 +902,10 @@ fn continuous(o: &mut Outcome, rng: &mut Rng) -> Result<(), String> {
     };
     let (node_a, node_b) = match o.delay {
         None => {
-            // The calibration run: how long the two nodes take to converge.
+            // The calibration run: how long the puts and the two nodes take to converge.
+            let _ = writer.join();
             let took = wait_converged(CONVERGE_DEADLINE);
             o.ran = took.unwrap_or(CONVERGE_DEADLINE);
-            stop.store(true, Ordering::Relaxed);
-            let _ = writer.join();
             (Some(node_a), Some(node_b))
         }
         Some(delay) => {
