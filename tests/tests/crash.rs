@@ -4,8 +4,9 @@
 
 use wb_tests::crash::{self, CrashPath};
 
-/// Seeds per path in CI (the calibration run comes on top).
-const CI_SEEDS: std::ops::Range<u64> = 1..3;
+/// Seeds per path in CI: one killed case, on top of the unkilled calibration run, which is
+/// checked the same way (the nine paths take about two minutes on two cores).
+const CI_SEEDS: std::ops::Range<u64> = 1..2;
 
 fn matrix(path: CrashPath) {
     let calibration = crash::calibrate(path);
