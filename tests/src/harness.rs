@@ -692,7 +692,18 @@ pub fn count(report: &Value, key: &str) -> u64 {
 /// Writes `n` public user records `u00000`… straight into `t`'s store, signed with its key, in
 /// batches of 1,000 (10,000 CLI calls would take minutes). Returns them.
 pub fn bulk_public_users(t: &TestHome, n: usize) -> Vec<protocol::Record> {
-    use protocol::{Entity, Record, Scope, Version};
+    bulk_users(t, n, |_| (protocol::Scope::Public, false))
+}
+
+/// Writes `n` user records `u00000`… straight into `t`'s store, signed with its key, in
+/// batches of 1,000; `kind(i)` gives record `i`'s scope and whether it is a tombstone (no
+/// fields). Returns them.
+pub fn bulk_users(
+    t: &TestHome,
+    n: usize,
+    kind: impl Fn(usize) -> (protocol::Scope, bool),
+) -> Vec<protocol::Record> {
+    use protocol::{Entity, Record, Version};
     let (key, store) = store::Home::new(t.home())
         .open()
         .expect("open the home's store");
@@ -702,17 +713,23 @@ pub fn bulk_public_users(t: &TestHome, n: usize) -> Vec<protocol::Record> {
         let batch: Vec<Record> = (start..n.min(start + 1_000))
             .map(|i| {
                 let id = format!("u{i:05}");
+                let (scope, deleted) = kind(i);
+                let fields = if deleted {
+                    Vec::new()
+                } else {
+                    vec![
+                        ("Username".into(), id.clone()),
+                        ("Bio".into(), format!("bulk record number {i}")),
+                    ]
+                };
                 let mut r = Record {
                     origin: key.public(),
                     entity: Entity::User,
-                    id: id.clone(),
+                    id,
                     version: Version::new(now, u32::try_from(i).expect("small")),
-                    scope: Scope::Public,
-                    deleted: false,
-                    fields: vec![
-                        ("Username".into(), id),
-                        ("Bio".into(), format!("bulk record number {i}")),
-                    ],
+                    scope,
+                    deleted,
+                    fields,
                     body: String::new(),
                     signature: None,
                 };

@@ -9,6 +9,7 @@ mod config;
 mod continuous;
 mod control;
 mod digests;
+mod crash;
 mod docs;
 mod doctor;
 mod hostile;

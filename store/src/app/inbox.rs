@@ -328,6 +328,7 @@ pub fn write_inbox(
         if let Ok(canonical) = std::fs::canonicalize(dir) {
             report.dir = canonical.display().to_string();
         }
+        crate::bundles::mark_pending(dir, &own)?;
         let mut files = RecordFiles::new(dir, existing);
         let mut write =
             |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
@@ -419,6 +420,7 @@ pub fn write_inbox(
         if !report.unchanged {
             write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
         }
+        crate::bundles::clear_pending(dir)?;
         maps.note_inbox_digest(&report.manifest_digest)?;
         maps.set_state_json(
             STATE_INBOX,

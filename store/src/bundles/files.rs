@@ -120,6 +120,46 @@ pub(crate) fn write_signed(
     Ok(bytes)
 }
 
+/// The marker of an export in progress (`wb sync export`, the app's inbox): written into the
+/// folder, naming this instance's key, before the first record file, and removed once
+/// `bundle.sig` is written. An export killed in between leaves it, and the folder's files (new
+/// ones no manifest lists, a first export without `bundle.sig`, temporaries) are then this
+/// instance's to redo: [`check_export_dir`] accepts the folder, the next export replaces or
+/// removes them. Hidden and not a bundle file, so imports never see it.
+pub(crate) const PENDING_FILE: &str = ".wb-export-pending";
+
+/// The temporary name [`write_if_changed`] writes a record file under before renaming it.
+const TMP_SUFFIX: &str = ".sync.tmp";
+
+fn pending_text(local: &PublicKey) -> String {
+    format!(
+        "wb export in progress; the next export into this folder finishes it\nKey: {}\n",
+        local.to_base64()
+    )
+}
+
+/// Marks `dir` (which exists) as holding an export of `local` in progress (see [`PENDING_FILE`]).
+pub(crate) fn mark_pending(dir: &Path, local: &PublicKey) -> Result<()> {
+    write_if_changed(&dir.join(PENDING_FILE), pending_text(local).as_bytes()).map(|_| ())
+}
+
+/// Ends what [`mark_pending`] began: the export in `dir` is whole.
+pub(crate) fn clear_pending(dir: &Path) -> Result<()> {
+    let path = dir.join(PENDING_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BundleError::Write { path, source }),
+    }
+}
+
+/// Whether `dir` holds the marker of an export of `local` cut short.
+fn cut_export_of(dir: &Path, local: &PublicKey) -> bool {
+    let expected = pending_text(local);
+    read_inside(dir, PENDING_FILE, expected.len() + 1)
+        .is_ok_and(|bytes| bytes == expected.as_bytes())
+}
+
 /// Writes a file that did not exist: create, write, close. Should the file exist after all, it
 /// is replaced only if its bytes differ, atomically; a file left torn by a failed write is
 /// removed.
@@ -214,6 +254,10 @@ pub(crate) fn check_export_dir(
     let Some(first) = files.first() else {
         return Ok(files);
     };
+    // An export of ours killed mid-way: whatever it left is ours to redo.
+    if cut_export_of(dir, local) {
+        return Ok(files);
+    }
     let refuse = |file: &str, why: String| BundleError::NotOurExport {
         dir: dir.to_path_buf(),
         file: file.to_string(),
@@ -482,7 +526,9 @@ fn header_lines(bytes: &[u8]) -> Option<Vec<&str>> {
 pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
     let mut removed = 0;
     for rel in leftover {
-        let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
+        let bundle_file = rel.ends_with(SUFFIX)
+            || rel.ends_with(TMP_SUFFIX)
+            || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
         if rel != key_file && bundle_file && rel != MANIFEST_FILE {
             let path = dir.join(&rel);
             fs::remove_file(&path).map_err(|source| BundleError::Write { path, source })?;

@@ -24,7 +24,7 @@ use crate::leaving::{Rule, Withheld};
 
 mod files;
 
-pub(crate) use files::{RecordFiles, check_export_dir, write_signed};
+pub(crate) use files::{RecordFiles, check_export_dir, clear_pending, mark_pending, write_signed};
 use files::{read_inside, walk_bundle_files};
 use sha2::{Digest, Sha256};
 
@@ -222,6 +222,7 @@ pub fn export(
             source,
         })?;
     }
+    mark_pending(dir, &key.public())?;
     let mut files = RecordFiles::new(dir, existing);
     let mut done = 0u64;
     store.scan(
@@ -290,6 +291,7 @@ pub fn export(
     report.files = sealed.files;
     report.removed = sealed.removed;
     report.bytes += write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
+    clear_pending(dir)?;
     Ok(report)
 }
 

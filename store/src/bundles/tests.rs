@@ -133,6 +133,66 @@ fn re_export_restores_torn_files_removes_stale_ones_and_keeps_the_rest() {
     assert_eq!(verified.records.len(), 60);
 }
 
+/// An export killed mid-way (found by the crash matrix): a first one leaves record files and no
+/// `bundle.sig`, a re-export leaves new files no manifest lists and temporaries. The marker it
+/// wrote first lets the next export into the folder finish the job, and it goes away with it;
+/// without the marker such a folder is still refused.
+#[test]
+fn an_export_killed_mid_way_is_finished_by_the_next_one() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[7; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    let reference = tmp.path().join("reference");
+    export(&store, &key, &reference, &opts, &mut |_, _| {}).expect("export");
+
+    for over_previous in [false, true] {
+        let dir = tmp.path().join(format!("cut-{over_previous}"));
+        if over_previous {
+            export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+            fs::remove_file(dir.join("users/user_1.sync.txt")).expect("unlist one");
+        } else {
+            fs::create_dir_all(&dir).expect("dir");
+        }
+        // What the kill left: the marker, a new file, a torn one, a temporary.
+        mark_pending(&dir, &key.public()).expect("mark");
+        fs::create_dir_all(dir.join("users")).expect("users");
+        fs::write(dir.join("users/user_new.sync.txt"), "Entity: us").expect("torn");
+        fs::write(dir.join("users/user_2.sync.tmp"), "Entity: user\n").expect("tmp");
+        fs::write(dir.join("users/user_1.sync.txt"), "Entity: user\nID: 1\n").expect("new");
+
+        // Without the marker the folder is refused, untouched.
+        fs::rename(dir.join(files::PENDING_FILE), tmp.path().join("aside")).expect("aside");
+        let before = tree(&dir);
+        let err = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect_err("refused");
+        assert!(matches!(err, BundleError::NotOurExport { .. }), "{err}");
+        assert_eq!(tree(&dir), before);
+        fs::rename(tmp.path().join("aside"), dir.join(files::PENDING_FILE)).expect("back");
+
+        export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("the next export finishes");
+        assert!(!dir.join(files::PENDING_FILE).exists(), "{over_previous}");
+        assert!(!dir.join("users/user_new.sync.txt").exists());
+        assert!(!dir.join("users/user_2.sync.tmp").exists());
+        let (got, want) = (tree(&dir), tree(&reference));
+        let rel = |t: &BTreeMap<PathBuf, Vec<u8>>, root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+            t.iter()
+                .filter(|(p, _)| !p.ends_with(SIGNATURE_FILE))
+                .map(|(p, b)| {
+                    (
+                        p.strip_prefix(root).expect("inside").to_path_buf(),
+                        b.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(rel(&got, &dir), rel(&want, &reference), "{over_previous}");
+        verify_dir(&dir, None).expect("the bundle verifies");
+    }
+}
+
 /// Every file under `dir`, with its bytes.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
