@@ -168,10 +168,12 @@ fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String 
 /// [`BundleError::NotOurExport`] before anything is written. A re-export replaces that export's
 /// files and removes those no longer part of it; nothing else in `dir` is touched.
 ///
-/// The store is read as a stream, never listed whole: first its comments (kept, since requests
-/// render their public comments into their body), then every other record, whose file is
-/// written as soon as it is decoded; comment files go last, once it is known which requests
-/// stay home (their comments stay home too).
+/// The store is read as a stream, never listed whole, and no record is kept: first its
+/// comments (those rendered into request bodies are sorted on disk by request, [`Spill`]),
+/// then every other record, whose file is written as soon as it is decoded, each request
+/// taking its comments from the sorted ones; comment files go last, read from the store again.
+/// The manifest's lines are sorted on disk too, and the manifest is signed as it is read back
+/// ([`write_signed`]): memory does not grow with the store.
 pub fn export(
     store: &Store,
     key: &SecretKey,
