@@ -169,6 +169,7 @@ impl ManifestDraft {
     }
 
     /// A draft holding `text`: for manifests made in memory.
+    #[cfg(test)]
     pub(crate) fn from_text(dir: &Path, text: &str) -> Result<Self> {
         let mut draft = Self::create(dir)?;
         draft.append(text.as_bytes())?;

@@ -24,7 +24,7 @@ use crate::leaving::{Rule, Withheld};
 mod files;
 mod spill;
 
-pub(crate) use files::{ManifestDraft, RecordFiles, check_export_dir, write_signed};
+pub(crate) use files::{RecordFiles, check_export_dir, write_signed};
 use files::{read_inside, walk_bundle_files};
 use sha2::{Digest, Sha256};
 use spill::Spill;
@@ -942,23 +942,55 @@ pub fn import_with(
         listed: protocol::bundle::ListedPaths::default(),
     };
     // The second pass: each batch of records, exactly as the first pass checked them, without
-    // the revoked origins' records.
+    // the revoked origins' records. Files are read, hashed and parsed on a helper thread while
+    // this one applies the batch before (one batch in flight): the store's writes and the
+    // parsing share the cores.
     let mut revoked_origin = 0u64;
     let mut second_pass = |sink: &mut dyn FnMut(&CheckedBatch) -> Result<()>| -> Result<()> {
-        let mut pending: Vec<Record> = Vec::new();
-        let mut flush = |pending: &mut Vec<Record>| -> Result<()> {
-            let mut batch = CheckedBatch::checked_earlier(std::mem::take(pending));
-            revoked_origin += batch.retain(|r| !revoked.contains(&r.origin)) as u64;
-            sink(&batch)
-        };
-        for_each_file(&signed, Pass::Apply, &mut |_, records| {
-            pending.extend(records);
-            if pending.len() >= PASS_BATCH_RECORDS {
+        let (batches, received) = std::sync::mpsc::sync_channel::<CheckedBatch>(1);
+        let (signed, revoked) = (&signed, &revoked);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || -> Result<u64> {
+                let mut skipped = 0u64;
+                let mut pending: Vec<Record> = Vec::new();
+                let mut flush = |pending: &mut Vec<Record>| -> Result<()> {
+                    let mut batch = CheckedBatch::checked_earlier(std::mem::take(pending));
+                    skipped += batch.retain(|r| !revoked.contains(&r.origin)) as u64;
+                    // Refused only once the applying side stopped, on an error it reports.
+                    batches.send(batch).map_err(|_| BundleError::Read {
+                        path: MANIFEST_FILE.into(),
+                        source: std::io::Error::other("the import stopped"),
+                    })
+                };
+                for_each_file(signed, Pass::Apply, &mut |_, records| {
+                    pending.extend(records);
+                    if pending.len() >= PASS_BATCH_RECORDS {
+                        flush(&mut pending)?;
+                    }
+                    Ok(())
+                })?;
                 flush(&mut pending)?;
+                Ok(skipped)
+            });
+            let mut failed = None;
+            for batch in received.iter() {
+                if let Err(e) = sink(&batch) {
+                    failed = Some(e);
+                    break;
+                }
             }
-            Ok(())
-        })?;
-        flush(&mut pending)
+            drop(received);
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match failed {
+                Some(e) => Err(e),
+                None => {
+                    revoked_origin = read?;
+                    Ok(())
+                }
+            }
+        })
     };
     let planned = {
         let read_only;

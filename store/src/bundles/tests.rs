@@ -4,7 +4,7 @@ use protocol::Version;
 use protocol::bundle::{BundleSignature, Manifest, SIGNATURE_FILE};
 use sha2::{Digest, Sha256};
 
-use super::files::{SUFFIX, bundle_files};
+use super::files::{ManifestDraft, SUFFIX, bundle_files};
 use super::*;
 use crate::ListFilter;
 
