@@ -196,6 +196,9 @@ fn read_entry(reader: &mut impl Read) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
     Ok(Some((key, value)))
 }
 
+/// A run's next entry: (key, run, value), smallest first.
+type Head = Reverse<(Vec<u8>, usize, Vec<u8>)>;
+
 enum Source {
     Memory {
         buf: Vec<u8>,
@@ -204,7 +207,7 @@ enum Source {
     Runs {
         readers: Vec<BufReader<fs::File>>,
         /// The next entry of each run not yet used up; ties go to the earlier run (stable).
-        heads: BinaryHeap<Reverse<(Vec<u8>, usize, Vec<u8>)>>,
+        heads: BinaryHeap<Head>,
     },
 }
 
