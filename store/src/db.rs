@@ -1954,9 +1954,10 @@ impl Applying<'_> {
 pub(crate) struct Planning<'a> {
     store: &'a Store,
     tx: ReadTransaction,
-    /// Versions planned earlier, as the write transaction would see them. Holds every record
-    /// that would replace another: a dry run's memory grows with the bundle.
-    overlay: HashMap<Vec<u8>, Record>,
+    /// Versions planned earlier, as the write transaction would see them, by 16 bytes of the
+    /// SHA-256 of their key: what [`decide`] needs of each (about 90 bytes a record that would
+    /// be written, where whole records took about a kilobyte).
+    overlay: HashMap<[u8; 16], Planned>,
     pub(crate) report: ApplyReport,
 }
 
@@ -1971,17 +1972,33 @@ impl Planning<'_> {
                 continue;
             }
             let kb = key_bytes(&incoming.key());
-            let current = match self.overlay.get(&kb) {
-                Some(r) => Some(r.clone()),
-                None => match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
-                    Some(v) => Some(store.decode_value(v.value())?.1),
-                    None => None,
-                },
+            let short: [u8; 16] = {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(&kb);
+                let mut short = [0u8; 16];
+                short.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+                short
             };
-            let decision = decide(current.as_ref(), incoming);
+            let decision = match self.overlay.get(&short) {
+                Some(planned) => decide_over(Some(Current::Planned(planned)), incoming),
+                None => {
+                    let held = match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
+                        Some(v) => Some(store.decode_value(v.value())?.1),
+                        None => None,
+                    };
+                    decide(held.as_ref(), incoming)
+                }
+            };
             self.report.count(&decision);
             if decision.replaces() {
-                self.overlay.insert(kb, incoming.clone());
+                let planned = Planned {
+                    version: incoming.version,
+                    content_hash: match &decision {
+                        Decision::Conflict { winner, .. } => *winner,
+                        _ => incoming.content_hash(),
+                    },
+                    signed: incoming.signature.is_some(),
+                };
+                self.overlay.insert(short, planned);
             }
         }
         Ok(())
@@ -2192,17 +2209,60 @@ impl Decision {
 
 /// The §5 rules, in one place: used by both [`Store::apply_checked`] and [`Store::plan`].
 fn decide(current: Option<&Record>, incoming: &Record) -> Decision {
+    decide_over(current.map(Current::Record), incoming)
+}
+
+/// What [`decide`] needs of the version held: the record, or what a dry run keeps of a version
+/// it planned ([`Planned`]).
+#[derive(Clone, Copy)]
+enum Current<'a> {
+    Record(&'a Record),
+    Planned(&'a Planned),
+}
+
+impl Current<'_> {
+    fn version(&self) -> Version {
+        match self {
+            Self::Record(r) => r.version,
+            Self::Planned(p) => p.version,
+        }
+    }
+
+    fn content_hash(&self) -> [u8; 32] {
+        match self {
+            Self::Record(r) => r.content_hash(),
+            Self::Planned(p) => p.content_hash,
+        }
+    }
+
+    fn signed(&self) -> bool {
+        match self {
+            Self::Record(r) => r.signature.is_some(),
+            Self::Planned(p) => p.signed,
+        }
+    }
+}
+
+/// A version a dry run planned to write: what a later copy of the same key is decided against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned {
+    version: Version,
+    content_hash: [u8; 32],
+    signed: bool,
+}
+
+fn decide_over(current: Option<Current<'_>>, incoming: &Record) -> Decision {
     let Some(existing) = current else {
         return Decision::New;
     };
-    match incoming.version.cmp(&existing.version) {
+    match incoming.version.cmp(&existing.version()) {
         std::cmp::Ordering::Greater => Decision::Updated,
         std::cmp::Ordering::Less => Decision::Stale,
         std::cmp::Ordering::Equal => {
             let (ours, theirs) = (existing.content_hash(), incoming.content_hash());
             if ours == theirs {
                 Decision::Unchanged {
-                    upgrade: existing.signature.is_none() && incoming.signature.is_some(),
+                    upgrade: !existing.signed() && incoming.signature.is_some(),
                 }
             } else if theirs > ours {
                 Decision::Conflict {
