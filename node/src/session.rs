@@ -505,13 +505,13 @@ async fn serve_batches(
     };
     let mut sent = 0u64;
     let mut batches_sent = 0u64;
-    let mut reading = read(after);
-    loop {
-        let step = reading
+    let mut reading = Some(read(after));
+    while let Some(step) = reading.take() {
+        let step = step
             .await
             .map_err(|e| NodeError::Internal(e.to_string()))??;
         if !step.done {
-            reading = read(step.last_seq);
+            reading = Some(read(step.last_seq));
         }
         for message in &step.messages {
             ch.send(message).await?;
@@ -523,10 +523,8 @@ async fn serve_batches(
             }
         }
         sent += step.records;
-        if step.done {
-            return Ok(sent);
-        }
     }
+    Ok(sent)
 }
 
 /// Whom a pull is served to.
