@@ -697,7 +697,10 @@ fn batches_applied_together_equal_one_by_one_in_one_commit() {
         together.counters().expect("counters"),
         one_by_one.counters().expect("counters")
     );
-    assert_eq!(together.cursor(&peer).expect("cursor"), cursor(3).map(|c| c.1));
+    assert_eq!(
+        together.cursor(&peer).expect("cursor"),
+        cursor(3).map(|c| c.1)
+    );
 
     // A bad signature in the second batch: its index counts the first batch's records.
     let mut bad = batches[1].clone();
