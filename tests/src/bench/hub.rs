@@ -2,8 +2,9 @@
 //! 20), N instances each publish R public records (default 1,000); a `wb hub run --open` and
 //! the real `wb sync now --hub` of every instance, all at once, in rounds (the first pushes and
 //! pulls, the next ones pull) until every instance holds all N × R records. Reported: the time
-//! until then, the rounds it took, every sync's wall time and peak memory, and the hub's peak
-//! memory (VmHWM of the hub process).
+//! until then (and per instance), the rounds it took, every sync's wall time and peak memory,
+//! and the hub's peak memory (VmHWM of the hub process; also per instance) and CPU time. The
+//! instances are real `wb` processes, all N at once (`--instances 100` runs 100).
 //!
 //! Baseline, measured in the same run: verifying and applying the same N × R records into one
 //! fresh store in-process, on all cores: what each instance must at least do to hold
