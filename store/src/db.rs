@@ -956,13 +956,35 @@ impl Store {
     /// without opening a write transaction. Records are stored as the sealed bytes that were
     /// checked; sequence numbers and counters are read and written once per batch.
     pub fn apply_checked(&self, batch: &CheckedBatch, opts: &ApplyOptions) -> Result<ApplyReport> {
-        if opts.all_or_nothing
-            && let Some((index, key, reason)) = batch.first_rejection()
-        {
-            return Err(StoreError::BatchRejected { index, key, reason });
+        self.apply_checked_all(&[batch], opts)
+    }
+
+    /// Applies checked batches in order in one transaction, as [`Store::apply_checked`] applies
+    /// one (records indexed across the batches, as if they were one), with one commit: the
+    /// cursor and provenance of `opts` are written once. With `all_or_nothing` and a rejected
+    /// record, returns the first rejection without opening a write transaction.
+    pub fn apply_checked_all(
+        &self,
+        batches: &[&CheckedBatch],
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport> {
+        if opts.all_or_nothing {
+            let mut before = 0;
+            for batch in batches {
+                if let Some((index, key, reason)) = batch.first_rejection() {
+                    return Err(StoreError::BatchRejected {
+                        index: before + index,
+                        key,
+                        reason,
+                    });
+                }
+                before += batch.len();
+            }
         }
         let mut applying = self.begin_apply(opts)?;
-        applying.apply(batch)?;
+        for batch in batches {
+            applying.apply(batch)?;
+        }
         applying.commit()
     }
 
