@@ -9,7 +9,8 @@ use store::app::{AdoptOptions, AdoptReport, InboxOptions, InboxReport};
 use store::bundles::VerifiedBundle;
 use store::{Home, time};
 
-use crate::commands::{Output, open};
+use crate::open::open;
+use crate::render::Output;
 
 pub fn import(home: &Home, dir: &Path, allow_contact: bool, dry_run: bool) -> Result<Output> {
     let bundle = store::bundles::verify_dir(dir, None)
@@ -39,7 +40,7 @@ pub(crate) fn adopt_bundle(
         }
     }
     let inst = open(home)?;
-    let report = store::app::adopt(&inst.store, &inst.key, bundle, &label, opts)?;
+    let report = store::app::adopt(inst.store(), inst.key(), bundle, &label, opts)?;
     Ok(adopt_output(&report))
 }
 
@@ -128,8 +129,8 @@ pub(crate) fn adopt_output(r: &AdoptReport) -> Output {
 pub fn export(home: &Home, dir: &Path) -> Result<Output> {
     let inst = open(home)?;
     let report = store::app::write_inbox(
-        &inst.store,
-        &inst.key,
+        inst.store(),
+        inst.key(),
         dir,
         &InboxOptions::for_home(home, time::now_ms())?,
     )?;
@@ -178,7 +179,7 @@ fn inbox_text(r: &InboxReport) -> String {
 
 pub fn status(home: &Home) -> Result<Output> {
     let inst = open(home)?;
-    let status = inst.store.app_status()?;
+    let status = inst.store().app_status()?;
     let when = protocol::time::format_timestamp;
     let mut text = String::new();
     match &status.snapshot {
@@ -196,11 +197,11 @@ pub fn status(home: &Home) -> Result<Output> {
         None => text.push_str("last snapshot adopted: none (wb app import, or wb node run --app-snapshot)"),
     }
     // Changes of other origins the store received since the last inbox.
-    let last_seq = inst.store.last_seq()?;
-    let own = inst.key.public();
+    let last_seq = inst.store().last_seq()?;
+    let own = inst.key().public();
     let pending = match &status.inbox {
         Some(i) => {
-            let changes = inst.store.changes_since(i.last_seq, CHANGES_SCAN_MAX)?;
+            let changes = inst.store().changes_since(i.last_seq, CHANGES_SCAN_MAX)?;
             Some(changes.iter().filter(|c| c.record.origin != own).count() as u64)
         }
         None => None,

@@ -11,15 +11,16 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use store::{Home, time};
 
-use crate::commands::{Output, confirm};
+use crate::prompt::confirm;
+use crate::render::Output;
 
 const KEY_NOTE: &str = "The instance key is not in the backup: keep keys/id_ed25519 and \
                         keys/id_ed25519.pub safe separately (one small file pair); a restore \
                         needs them in the home.";
 
 pub fn backup(home: &Home, file: &Path) -> Result<Output> {
-    let inst = crate::commands::open(home)?;
-    let report = inst.store.backup_to(file, time::now_ms())?;
+    let inst = crate::open::open(home)?;
+    let report = inst.store().backup_to(file, time::now_ms())?;
     let text = format!(
         "backup written to {}: {} ({} bytes), {} records ({} of this instance), store format \
          {}, in {} ms\n{KEY_NOTE}",

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport, VerifiedDir};
 use store::{Home, ListFilter, Peer, time};
 
-use crate::commands::{Output, init, open};
+use crate::identity_cmd::init;
+use crate::open::open;
+use crate::render::Output;
 
 /// `sync status` counts a peer's pending changes exactly over at most this many log entries.
 const BEHIND_SCAN_MAX: usize = 10_000;
@@ -53,8 +55,8 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
         }
     };
     let report = bundles::export(
-        &inst.store,
-        &inst.key,
+        inst.store(),
+        inst.key(),
         dir,
         &ExportOptions {
             include_trusted,
@@ -119,7 +121,7 @@ pub fn export(home: &Home, dir: &Path, for_peer: Option<&str>) -> Result<Output>
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {
     // Inside a node for a control-socket client, stderr is the node's log, not the client's.
-    if crate::control::client_tty().is_some() || !std::io::stderr().is_terminal() {
+    if crate::prompt::client_tty().is_some() || !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
@@ -305,30 +307,32 @@ pub fn init_from(
 pub fn status(home: &Home) -> Result<Output> {
     let inst = open(home)?;
     // One pass over the store: live records by scope, and the log's entries (tombstones too).
-    let all = inst.store.list(&ListFilter {
+    let all = inst.store().list(&ListFilter {
         include_deleted: true,
         ..Default::default()
     })?;
     let live = || all.iter().filter(|r| !r.deleted);
     let count = |s: Scope| live().filter(|r| r.scope == s).count();
-    let local = inst.key.public();
+    let local = inst.key().public();
     let from_others = live().filter(|r| r.origin != local).count();
     let peers = store::load_peers(home)?;
-    let conflicts = inst.store.conflicts()?.len();
+    let conflicts = inst.store().conflicts()?.len();
     // Shareable changes in the change log (one live entry per record key). Unsigned records
     // (taken from an app bundle before adoption) never leave, so they are not waiting to.
     let outbox = all
         .iter()
         .filter(|r| r.scope != Scope::Private && r.signature.is_some())
         .count();
-    let imports = inst.store.imported_bundles()?;
-    let counters = inst.store.counters()?;
-    let last_seq = inst.store.last_seq()?;
-    let epoch = inst.store.epoch().0;
+    let imports = inst.store().imported_bundles()?;
+    let counters = inst.store().counters()?;
+    let last_seq = inst.store().last_seq()?;
+    let epoch = inst.store().epoch().0;
     let mut peers_json: Vec<Value> = Vec::new();
     let mut peer_lines: Vec<String> = Vec::new();
+    let digests = inst.store().digests()?;
     for p in &peers {
-        let st = inst.store.peer_state(&p.public_key)?;
+        let st = inst.store().peer_state(&p.public_key)?;
+        let (digests_json, digests_line) = digest_state(&digests, &local, p, &st, &peers);
         // How many of our changes the peer would receive from its last cursor: counted exactly
         // (what a pull would send it) over up to BEHIND_SCAN_MAX log entries, else the number
         // of log entries after its cursor (an upper bound). Unknown until it pulled once.
@@ -338,7 +342,7 @@ pub fn status(home: &Home) -> Result<Output> {
                 let audience = protocol::Audience {
                     trusted: p.trusted && !p.revoked,
                 };
-                let pending = inst.store.outgoing(
+                let pending = inst.store().outgoing(
                     &local,
                     Some(&p.public_key),
                     audience,
@@ -368,6 +372,7 @@ pub fn status(home: &Home) -> Result<Output> {
             "received": st.received,
             "sent": st.sent,
             "behind": behind,
+            "digests": digests_json,
         }));
         let flags = [
             p.trusted.then_some("trusted"),
@@ -400,6 +405,7 @@ pub fn status(home: &Home) -> Result<Output> {
             ));
         }
         peer_lines.push(line);
+        peer_lines.push(format!("    digests: {digests_line}"));
     }
     let filtered = all
         .iter()
@@ -460,9 +466,102 @@ pub fn status(home: &Home) -> Result<Output> {
     Ok(Output::new(text, j))
 }
 
+/// What the last comparison of state digests with `peer` says (issue 12): `in_sync` when all
+/// digests were equal and ours have not changed since; `changed_here` when they were equal
+/// but ours changed since; `differs` (which origins and classes, counts on each side);
+/// `incomplete` when a side had more classes than a message holds. JSON `null`: never compared.
+fn digest_state(
+    ours: &store::StoreDigests,
+    local: &protocol::PublicKey,
+    peer: &Peer,
+    st: &store::PeerState,
+    peers: &[Peer],
+) -> (Value, String) {
+    let Some(outcome) = &st.digests else {
+        return (Value::Null, "never compared".into());
+    };
+    let at = protocol::time::format_timestamp(outcome.at_ms);
+    let changed_here = store::digest::fingerprint(ours, local, &peer.public_key, outcome.trusted)
+        != outcome.fingerprint;
+    let state = if outcome.differences_total > 0 {
+        "differs"
+    } else if !outcome.complete {
+        "incomplete"
+    } else if changed_here {
+        "changed_here"
+    } else {
+        "in_sync"
+    };
+    let origin_name = |origin: &str| -> (String, String) {
+        match protocol::PublicKey::parse(origin) {
+            Ok(k) if k == *local => (k.key_id(), "this instance".into()),
+            Ok(k) => (
+                k.key_id(),
+                peers
+                    .iter()
+                    .find(|p| p.public_key == k)
+                    .map_or_else(|| "not in the registry".into(), |p| p.name.clone()),
+            ),
+            Err(_) => (origin.to_string(), "unknown".into()),
+        }
+    };
+    let differences: Vec<Value> = outcome
+        .differences
+        .iter()
+        .map(|d| {
+            let (key_id, name) = origin_name(&d.origin);
+            json!({
+                "origin": key_id,
+                "origin_name": name,
+                "class": d.class,
+                "direction": d.direction,
+                "offered": d.offered,
+                "held": d.held,
+            })
+        })
+        .collect();
+    let j = json!({
+        "state": state,
+        "compared_at": at,
+        "changed_here": changed_here,
+        "complete": outcome.complete,
+        "differences_total": outcome.differences_total,
+        "differences": differences,
+    });
+    let mut text = match state {
+        "in_sync" => format!("in sync (compared {at})"),
+        "changed_here" => format!("in sync at {at}; changed here since"),
+        "incomplete" => format!("not compared in full at {at} (too many origins)"),
+        _ => format!(
+            "differ at {at}{}:",
+            if changed_here {
+                ", changed here since"
+            } else {
+                ""
+            }
+        ),
+    };
+    for d in outcome.differences.iter().take(10) {
+        let (key_id, name) = origin_name(&d.origin);
+        let (offered, held) = if d.direction == "incoming" {
+            ("it offers", "held here")
+        } else {
+            ("offered here", "it holds")
+        };
+        text.push_str(&format!(
+            " {key_id} ({name}) {}: {offered} {}, {held} {};",
+            d.class, d.offered, d.held
+        ));
+    }
+    if outcome.differences_total > 10 {
+        text.push_str(&format!(" … {} in all", outcome.differences_total));
+    }
+    (j, text.trim_end_matches(';').to_string())
+}
+
 pub fn conflicts(home: &Home) -> Result<Output> {
     let inst = open(home)?;
-    let list = inst.store.conflicts()?;
+    let list = inst.store().conflicts()?;
     let mut text = String::new();
     for c in &list {
         let origin = protocol::PublicKey::parse(&c.origin)

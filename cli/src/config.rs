@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use store::Home;
 
 use crate::args::{AppBridgeArgs, CommonFlags, NodeFlags, RelayFlags};
-use crate::commands::Output;
+use crate::render::Output;
 
 /// The settings file's name in the home.
 pub const FILE_NAME: &str = "wb.toml";

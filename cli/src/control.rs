@@ -12,7 +12,6 @@
 //! question instead, the client asks it on its own terminal and, on "yes", sends the command
 //! again with `--yes`.
 
-use std::cell::Cell;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -48,22 +47,6 @@ struct Request {
     /// Whether the client can ask its operator a question.
     stdin_tty: bool,
 }
-
-thread_local! {
-    /// Set while a command runs for a control client: whether that client has a terminal.
-    static CLIENT_TTY: Cell<Option<bool>> = const { Cell::new(None) };
-}
-
-/// `Some(client has a terminal)` while running a command for a control client, else `None`.
-pub(crate) fn client_tty() -> Option<bool> {
-    CLIENT_TTY.with(Cell::get)
-}
-
-/// The node cannot ask the client's operator; the client asks this question and repeats the
-/// command with `--yes` if the answer is yes.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct NeedsAnswer(pub String);
 
 /// Commands that run in the node's own process never go through the socket.
 /// Nor do those that read no store: `config show` reports this process's environment.
@@ -155,7 +138,7 @@ fn call(mut stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {
             return Ok(reply);
         };
         // The node needs an answer: ask here, then send the command again, confirmed.
-        if !crate::commands::ask_terminal(question)? {
+        if !crate::prompt::ask_terminal(question)? {
             bail!("cancelled; nothing changed");
         }
         request.argv.push("--yes".into());
@@ -227,6 +210,9 @@ fn exchange(stream: &mut UnixStream, request: &Request) -> Result<Reply> {
     serde_json::from_slice(&buf).context("the running node sent a reply wb cannot read")
 }
 
+/// Runs one parsed command in this process (`commands::run`).
+pub type RunCommand = fn(Cli) -> Result<crate::render::Output>;
+
 /// Serves the control socket of a running node until the task is dropped.
 pub struct Server {
     path: PathBuf,
@@ -236,7 +222,15 @@ pub struct Server {
 impl Server {
     /// Binds `<home>/node.sock` (owner-only) and answers clients. The node holds the store, so
     /// no other node runs on this home and a socket file left behind by a killed one is stale.
-    pub fn start(home: &Home, on_change: Arc<dyn Fn() + Send + Sync>) -> Result<Self> {
+    ///
+    /// `run` runs one command (`commands::run`, given by the caller so that this module does
+    /// not import the dispatcher that imports it); `on_change` is called after a command that
+    /// may have written.
+    pub fn start(
+        home: &Home,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+        run: RunCommand,
+    ) -> Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let path = socket_path(home);
         match std::fs::remove_file(&path) {
@@ -270,7 +264,7 @@ impl Server {
                     let Ok(_permit) = limit.acquire_owned().await else {
                         return;
                     };
-                    if let Err(e) = serve_one(stream, &home, on_change).await {
+                    if let Err(e) = serve_one(stream, &home, on_change, run).await {
                         warn!("control socket: {e:#}");
                     }
                 });
@@ -290,6 +284,7 @@ async fn serve_one(
     mut stream: tokio::net::UnixStream,
     home: &Home,
     on_change: Arc<dyn Fn() + Send + Sync>,
+    run: RunCommand,
 ) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let peer = stream
@@ -317,7 +312,7 @@ async fn serve_one(
             let (tx, rx) = tokio::sync::oneshot::channel();
             // A plain thread: commands may block (and `sync now` waits on the node's runtime).
             std::thread::spawn(move || {
-                let _ = tx.send(execute(request, &home, on_change));
+                let _ = tx.send(execute(request, &home, on_change, run));
             });
             rx.await
                 .unwrap_or_else(|_| Reply::error(&anyhow::anyhow!("the command crashed")))
@@ -331,7 +326,12 @@ async fn serve_one(
 }
 
 /// Runs one client's command as `wb` would, on this node's home.
-fn execute(request: Request, home: &Home, on_change: Arc<dyn Fn() + Send + Sync>) -> Reply {
+fn execute(
+    request: Request,
+    home: &Home,
+    on_change: Arc<dyn Fn() + Send + Sync>,
+    run: RunCommand,
+) -> Reply {
     let args = std::iter::once("wb".to_string()).chain(request.argv);
     let mut cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -343,14 +343,14 @@ fn execute(request: Request, home: &Home, on_change: Arc<dyn Fn() + Send + Sync>
     let json = cli.json;
     let writes = !read_only(&cli.command);
     info!(command = %describe(&cli.command), "control: running a command for a local client");
-    CLIENT_TTY.with(|c| c.set(Some(request.stdin_tty)));
-    let result = crate::commands::run(cli);
-    CLIENT_TTY.with(|c| c.set(None));
+    let result = crate::prompt::for_client(request.stdin_tty, || run(cli));
     if result.is_ok() && writes {
         on_change();
     }
     match result {
-        Err(e) if e.downcast_ref::<NeedsAnswer>().is_some() => Reply::ask(e.to_string()),
+        Err(e) if e.downcast_ref::<crate::prompt::NeedsAnswer>().is_some() => {
+            Reply::ask(e.to_string())
+        }
         other => Reply::render(other, json),
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use store::{Home, Peer, Store, StoreError};
 
 use crate::args::DoctorArgs;
-use crate::commands::Output;
+use crate::render::Output;
 
 /// A clock further off than this from a peer's is a problem (peers refuse versions dated more
 /// than 10 minutes ahead; well before that, "last sync" ages and logs stop making sense).

@@ -19,9 +19,14 @@ use serde_json::{Value, json};
 use store::{Home, ListFilter, Peer};
 
 use crate::args::HubCommand;
-use crate::commands::Output;
+use crate::render::Output;
 
-pub fn run(home: &Home, cmd: HubCommand, json_out: bool) -> Result<Output> {
+pub fn run(
+    home: &Home,
+    cmd: HubCommand,
+    json_out: bool,
+    run_command: crate::control::RunCommand,
+) -> Result<Output> {
     match cmd {
         HubCommand::Run { common, relay } => {
             let flags = crate::config::Flags {
@@ -31,7 +36,7 @@ pub fn run(home: &Home, cmd: HubCommand, json_out: bool) -> Result<Output> {
             };
             let settings = crate::config::resolve(home, &flags)?;
             crate::config::init_logging(&settings);
-            run_hub(home, &settings, json_out)
+            run_hub(home, &settings, json_out, run_command)
         }
         HubCommand::Allow { key, name } => allow(home, &key, name),
         HubCommand::Revoke { key } => revoke(home, &key),
@@ -48,7 +53,12 @@ fn ensure_home(home: &Home) -> Result<()> {
     Ok(())
 }
 
-fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> Result<Output> {
+fn run_hub(
+    home: &Home,
+    settings: &crate::config::Settings,
+    json_out: bool,
+    run_command: crate::control::RunCommand,
+) -> Result<Output> {
     let listen = settings.listen.value;
     let open = settings.open.value;
     let relay_listen = settings.relay_listen.value;
@@ -96,7 +106,7 @@ fn run_hub(home: &Home, settings: &crate::config::Settings, json_out: bool) -> R
             crate::node_cmd::start_metrics(metrics, node::metrics::Role::Hub, &hub.handle())
                 .await?;
         // `wb hub status` and the other commands on this home now run inside the hub.
-        let control = crate::control::Server::start(home, Arc::new(|| {}))?;
+        let control = crate::control::Server::start(home, Arc::new(|| {}), run_command)?;
         let addrs: Vec<String> = hub.addrs().iter().map(ToString::to_string).collect();
         let id = node::identity::endpoint_id(&hub.id())?.to_string();
         let ready = if json_out {
@@ -261,15 +271,15 @@ fn list(home: &Home) -> Result<Output> {
 }
 
 fn status(home: &Home) -> Result<Output> {
-    let inst = crate::commands::open(home)?;
-    let me = inst.key.public();
+    let inst = crate::open::open(home)?;
+    let me = inst.key().public();
     let peers = store::load_peers(home)?;
-    let mut directory = inst.store.directory()?;
+    let mut directory = inst.store().directory()?;
     // Expired entries (no longer given out, dropped by the running hub) are not shown.
     let now = store::time::now_ms();
     directory.retain(|_, e| !e.expired(now));
-    let holdings = inst.store.holdings()?;
-    let states = inst.store.peer_states()?;
+    let holdings = inst.store().holdings()?;
+    let states = inst.store().peer_states()?;
     let mut keys: BTreeSet<PublicKey> = peers.iter().map(|p| p.public_key).collect();
     keys.extend(directory.keys().copied());
     keys.extend(holdings.keys().copied());

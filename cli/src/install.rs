@@ -8,7 +8,7 @@ use clap::CommandFactory;
 use serde_json::json;
 
 use crate::args::Cli;
-use crate::commands::Output;
+use crate::render::Output;
 
 /// The completion script for `shell`, as text (`--json`: `{"shell", "script"}`).
 pub fn completions(shell: clap_complete::Shell) -> Result<Output> {

@@ -11,8 +11,8 @@ use node::session::{Deadlines, Faults};
 use serde_json::json;
 use store::Home;
 
-use crate::commands::Output;
 use crate::config::Settings;
+use crate::render::Output;
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -29,6 +29,7 @@ pub fn run(
     settings: &Settings,
     cut_after_batches: Option<u64>,
     json: bool,
+    run_command: crate::control::RunCommand,
 ) -> Result<Output> {
     let listen = settings.listen.value;
     let open = settings.open.value;
@@ -69,8 +70,11 @@ pub fn run(
         record_addrs(node.handle()).await;
         // Other `wb` commands on this home now reach the node through its control socket.
         let handle = node.handle();
-        let control =
-            crate::control::Server::start(home, Arc::new(move || handle.local_changed()))?;
+        let control = crate::control::Server::start(
+            home,
+            Arc::new(move || handle.local_changed()),
+            run_command,
+        )?;
         // The app beside this instance: adopt its snapshots, write its inbox (§14).
         let snapshot = settings.app_snapshot.value.clone();
         let inbox = settings.app_inbox.value.clone();

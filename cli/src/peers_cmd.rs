@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use store::{Home, Peer, StoreError};
 
 use crate::args::PeersCommand;
-use crate::commands::Output;
+use crate::render::Output;
 
 pub fn run(home: &Home, cmd: PeersCommand) -> Result<Output> {
     require_home(home)?;

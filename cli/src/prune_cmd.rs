@@ -15,7 +15,9 @@ use protocol::PublicKey;
 use serde_json::json;
 use store::{Home, PruneReport, Store, StoreError, time};
 
-use crate::commands::{Output, confirm, record_origins};
+use crate::open::record_origins;
+use crate::prompt::confirm;
+use crate::render::Output;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -73,8 +75,8 @@ pub fn prune(
 /// read-only when only reading so that a refusal leaves the store file exactly as it was.
 fn open(home: &Home, read_only: bool) -> Result<(protocol::SecretKey, Arc<Store>)> {
     if crate::running::get().is_some() || !read_only {
-        let inst = crate::commands::open(home)?;
-        return Ok((inst.key, inst.store));
+        let inst = crate::open::open(home)?;
+        return Ok((inst.key().clone(), inst.store().clone()));
     }
     let (key, store) = home.open_read_only()?;
     Ok((key, Arc::new(store)))

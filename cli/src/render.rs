@@ -5,9 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use protocol::{PublicKey, Record};
 use serde::{Deserialize, Serialize};
-
-use crate::commands::Output;
+use serde_json::{Value, json};
 
 /// A finished command: its exit status and the lines for stdout and stderr.
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,4 +95,69 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     msg.replace('\n', " ")
+}
+
+/// What a command prints: text for people, one JSON document for scripts, warnings on stderr.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub text: String,
+    pub json: Value,
+    pub warnings: Vec<String>,
+    /// The command ran and found something wrong (`wb doctor`): exit status 1, output printed.
+    pub failed: bool,
+}
+
+impl Output {
+    pub(crate) fn new(text: impl Into<String>, json: Value) -> Self {
+        Self {
+            text: text.into(),
+            json,
+            warnings: Vec::new(),
+            failed: false,
+        }
+    }
+}
+
+pub(crate) fn identity_json(key: &PublicKey, name: Option<&str>) -> Result<Value> {
+    Ok(json!({
+        "name": name,
+        "endpoint_id": node::identity::endpoint_id(key)?.to_string(),
+        "key_id": key.key_id(),
+        "public_key": key.to_base64(),
+        // The endpoint id alone; `wb id` adds the node's addresses (see `ticket`).
+        "ticket": node::ticket::encode(key, &[])?,
+    }))
+}
+
+pub(crate) fn identity_text(j: &Value) -> String {
+    let s = |k: &str| j[k].as_str().unwrap_or("(none)").to_string();
+    format!(
+        "name:        {}\nendpoint id: {}\nkey id:      {}\npublic key:  {}\nticket:      {}",
+        s("name"),
+        s("endpoint_id"),
+        s("key_id"),
+        s("public_key"),
+        s("ticket")
+    )
+}
+
+pub fn record_json(r: &Record, local: &PublicKey) -> Value {
+    let fields: serde_json::Map<String, Value> = r
+        .fields
+        .iter()
+        .map(|(n, v)| (n.clone(), json!(v)))
+        .collect();
+    json!({
+        "origin": r.origin.to_base64(),
+        "entity": r.entity.as_str(),
+        "id": r.id,
+        "version": r.version.to_string(),
+        "scope": r.scope.as_str(),
+        "deleted": r.deleted,
+        "fields": fields,
+        "body": r.body,
+        "origin_key_id": r.origin.key_id(),
+        "local": r.origin == *local,
+        "signed": r.signature.is_some(),
+    })
 }

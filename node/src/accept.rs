@@ -14,7 +14,7 @@ use store::Store;
 use crate::NodeError;
 use crate::metrics::Side;
 use crate::node::record_session;
-use crate::session::{Channel, Deadlines, PullStats, expect_hello};
+use crate::session::{Channel, Deadlines, PullStats, expect_hello_at};
 
 /// `Pull`s and `Offer`s one session may make: a dialer makes one of each. More would let one
 /// connection cost a store read and write per tiny frame.
@@ -26,40 +26,44 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// deadline and answers with ours, as `role` (asking for our own records back with `ask_own`:
 /// see `Store::recovering_from`); the session then runs under `deadlines`. `name` is the peer
 /// as logs and errors show it. Returns the channel, the peer's epoch, the role its `Hello`
-/// claims and whether it asks for its own records back.
+/// claims, whether it asks for its own records back and whether both sides compare state
+/// digests (a node names [`capability::DIGESTS`]; a hub does not).
 pub(crate) async fn accept_hello(
     conn: &Connection,
     name: &str,
     store: &Store,
     (role, ask_own): (Role, bool),
     deadlines: Deadlines,
-) -> Result<(Channel, [u8; 16], Role, bool), NodeError> {
+) -> Result<(Channel, [u8; 16], Role, bool, bool), NodeError> {
     let hello = async {
         let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
             peer: name.to_string(),
             reason: e.to_string(),
         })?;
         let mut ch = Channel::with_deadlines(name.to_string(), send, recv, deadlines);
-        let (peer_epoch, peer_role, peer_own) = expect_hello(&mut ch).await?;
-        Ok::<_, NodeError>((ch, peer_epoch, peer_role, peer_own))
+        let hello = expect_hello_at(&mut ch).await?;
+        Ok::<_, NodeError>((ch, hello))
     };
-    let (mut ch, peer_epoch, peer_role, peer_own) = tokio::time::timeout(deadlines.message, hello)
+    let (mut ch, peer) = tokio::time::timeout(deadlines.message, hello)
         .await
         .map_err(|_| NodeError::Timeout {
             peer: name.to_string(),
             step: "waiting for Hello".into(),
             limit: format!("{} s per message", deadlines.message.as_secs_f64()),
         })??;
-    let capabilities: &[&str] = if ask_own {
-        &[capability::OWN_RECORDS]
-    } else {
-        &[]
-    };
+    let mut capabilities: Vec<&str> = Vec::new();
+    if ask_own {
+        capabilities.push(capability::OWN_RECORDS);
+    }
+    let digests = role == Role::Node;
+    if digests {
+        capabilities.push(capability::DIGESTS);
+    }
     ch.send(
-        &Message::hello_with(store.epoch().0, role, capabilities).with_time(store::time::now_ms()),
+        &Message::hello_with(store.epoch().0, role, &capabilities).with_time(store::time::now_ms()),
     )
     .await?;
-    Ok((ch, peer_epoch, peer_role, peer_own))
+    Ok((ch, peer.epoch, peer.role, peer.own, digests && peer.digests))
 }
 
 /// Answers a message the session does not expect (best effort) and returns the error that

@@ -536,7 +536,7 @@ impl HubSync {
         name: &str,
     ) -> Result<(), NodeError> {
         // A hub never lost records of its own; a restored node gets its public ones back here.
-        let (mut ch, peer_epoch, _, return_own) = accept_hello(
+        let (mut ch, peer_epoch, _, return_own, _) = accept_hello(
             conn,
             name,
             &self.store,

@@ -9,6 +9,7 @@
 mod accept;
 pub mod app_bridge;
 pub mod continuous;
+mod digests;
 pub mod directory;
 pub mod discovery;
 mod error;

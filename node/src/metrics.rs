@@ -104,6 +104,8 @@ struct StoreMetrics {
     peer_records_behind: Family<PeerLabels, Gauge>,
     /// 1 when the last session with the peer failed, else 0
     peer_failing: Family<PeerLabels, Gauge>,
+    /// Tokio tasks alive in the process (the runtime's count), for leak watching
+    runtime_tasks: Gauge,
 }
 
 /// A hub's own series, read from its store at each scrape.
@@ -252,6 +254,11 @@ impl Exporter {
         m.store_records.set(gauge(self.store.record_count()?));
         let bytes = std::fs::metadata(self.store.path()).map_or(0, |meta| meta.len());
         m.store_bytes.set(gauge(bytes));
+        // The scrape runs on one of the runtime's blocking threads, so it sees the runtime.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            m.runtime_tasks
+                .set(gauge(runtime.metrics().num_alive_tasks() as u64));
+        }
 
         let peers = store::load_peers(&self.home)?;
         let states = self.store.peer_states()?;

@@ -28,7 +28,7 @@ use crate::directory::{HubLink, HubOptions, hub_targets};
 use crate::discovery::Discovery;
 use crate::identity::{endpoint_id, iroh_secret_key};
 use crate::metrics::Side;
-use crate::session::{Channel, Deadlines, Faults, PullStats, expect_hello, pull, serve_pull};
+use crate::session::{Channel, Deadlines, Faults, PullStats, expect_hello_at, pull, serve_pull};
 
 /// How long dialling a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -471,7 +471,7 @@ impl SyncHandler {
             }
             None => false,
         };
-        let (mut ch, peer_epoch, peer_role, return_own) = accept_hello(
+        let (mut ch, peer_epoch, peer_role, return_own, digests) = accept_hello(
             conn,
             &name,
             &self.store,
@@ -487,8 +487,14 @@ impl SyncHandler {
         let mut received = PullStats::default();
         let mut sent = 0;
         let mut requests = 0;
+        let mut compared = false;
+        let kinds: &[&'static str] = if digests {
+            &["Pull", "Offer", "Digests", "Bye"]
+        } else {
+            &["Pull", "Offer", "Bye"]
+        };
         loop {
-            let message = ch.recv_of(&["Pull", "Offer", "Bye"]).await?;
+            let message = ch.recv_of(kinds).await?;
             if matches!(message, Some(Message::Pull { .. } | Message::Offer)) {
                 requests += 1;
                 if requests > REQUESTS_PER_SESSION_MAX {
@@ -539,6 +545,22 @@ impl SyncHandler {
                         self.shared.changed(Some(remote));
                     }
                     received.add(stats);
+                }
+                Some(message @ Message::Digests { .. }) if !compared => {
+                    compared = true;
+                    let Some(first) = crate::digests::first(message) else {
+                        break;
+                    };
+                    crate::digests::answer(
+                        &mut ch,
+                        &self.store,
+                        self.key.public(),
+                        remote,
+                        audience.trusted,
+                        first,
+                        known.is_some(),
+                    )
+                    .await?;
                 }
                 Some(Message::Bye) | None => break,
                 Some(other) => return Err(unexpected(&mut ch, &other).await),
@@ -833,21 +855,26 @@ async fn session(
     let ask_own = tokio::task::spawn_blocking(move || s.recovering_from(&peer_key))
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
-    let capabilities: &[&str] = if ask_own {
-        &[protocol::wire::capability::OWN_RECORDS]
-    } else {
-        &[]
-    };
+    let mut capabilities = vec![protocol::wire::capability::DIGESTS];
+    if ask_own {
+        capabilities.push(protocol::wire::capability::OWN_RECORDS);
+    }
     ch.send(
-        &Message::hello_with(store.epoch().0, Role::Node, capabilities).with_time(time::now_ms()),
+        &Message::hello_with(store.epoch().0, Role::Node, &capabilities).with_time(time::now_ms()),
     )
     .await?;
-    let (peer_epoch, _, return_own) = match expect_hello(&mut ch).await {
+    let hello = match expect_hello_at(&mut ch).await {
         Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {
             let e = conn.closed().await;
             return Err(connection_error(&name, &e));
         }
         other => other?,
+    };
+    let (peer_epoch, return_own) = (hello.epoch, hello.own);
+    let audience = Audience {
+        // Hubs are never trusted (§4): enforced here, on the sender, whatever the registry
+        // says; the hub checks again.
+        trusted: peer.trusted && !peer.revoked && !peer.hub,
     };
     let mut report = SyncReport::default();
     if direction != Direction::PushOnly {
@@ -875,11 +902,6 @@ async fn session(
                 });
             }
         };
-        let audience = Audience {
-            // Hubs are never trusted (§4): enforced here, on the sender, whatever the registry
-            // says; the hub checks again.
-            trusted: peer.trusted && !peer.revoked && !peer.hub,
-        };
         crate::withdraw::settle_trust(store, key, peer.public_key, audience, cursor).await?;
         report.sent = serve_pull(
             &mut ch,
@@ -891,6 +913,16 @@ async fn session(
             true,
             return_own,
             Faults::default(),
+        )
+        .await?;
+    }
+    if hello.digests {
+        crate::digests::exchange(
+            &mut ch,
+            store,
+            key.public(),
+            peer.public_key,
+            audience.trusted,
         )
         .await?;
     }

@@ -316,6 +316,8 @@ pub struct PeerHello {
     pub time_ms: Option<u64>,
     /// It asks for its own records back ([`capability::OWN_RECORDS`]).
     pub own: bool,
+    /// It compares state digests at the end of a session ([`capability::DIGESTS`]).
+    pub digests: bool,
 }
 
 /// [`expect_hello`], with the peer's clock.
@@ -345,6 +347,7 @@ pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
                 role,
                 time_ms: protocol::wire::hello_time(&capabilities),
                 own: capabilities.iter().any(|c| c == capability::OWN_RECORDS),
+                digests: capabilities.iter().any(|c| c == capability::DIGESTS),
             })
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),
@@ -376,6 +379,16 @@ impl PullStats {
             conflicts: other.conflicts,
             ..ApplyReport::default()
         });
+    }
+
+    /// Adds what the applier did (its `received` and `rejected` by the checks aside).
+    fn add_applied(&mut self, applied: &PullStats) {
+        self.new += applied.new;
+        self.updated += applied.updated;
+        self.unchanged += applied.unchanged;
+        self.stale += applied.stale;
+        self.conflicts += applied.conflicts;
+        self.rejected += applied.rejected;
     }
 
     /// Adds what applying one batch did.
@@ -476,7 +489,9 @@ pub async fn serve_pull(
     served
 }
 
-/// Sends our changes after log sequence `after` in batches until the end of the log.
+/// Sends our changes after log sequence `after` in batches until the end of the log. The next
+/// step is read from the store (on a blocking thread) while this one is sent, so at most two
+/// steps are held.
 #[allow(clippy::too_many_arguments)]
 async fn serve_batches(
     ch: &mut Channel,
@@ -484,16 +499,23 @@ async fn serve_batches(
     me: PublicKey,
     to: Receiver,
     epoch: [u8; 16],
-    mut after: u64,
+    after: u64,
     faults: Faults,
 ) -> Result<u64, NodeError> {
+    let read = |after: u64| {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || next_batches(&s, &me, &to, epoch, after))
+    };
     let mut sent = 0u64;
     let mut batches_sent = 0u64;
-    loop {
-        let s = store.clone();
-        let step = tokio::task::spawn_blocking(move || next_batches(&s, &me, &to, epoch, after))
+    let mut reading = Some(read(after));
+    while let Some(step) = reading.take() {
+        let step = step
             .await
             .map_err(|e| NodeError::Internal(e.to_string()))??;
+        if !step.done {
+            reading = Some(read(step.last_seq));
+        }
         for message in &step.messages {
             ch.send(message).await?;
             batches_sent += 1;
@@ -504,11 +526,8 @@ async fn serve_batches(
             }
         }
         sent += step.records;
-        after = step.last_seq;
-        if step.done {
-            return Ok(sent);
-        }
     }
+    Ok(sent)
 }
 
 /// Whom a pull is served to.
@@ -597,9 +616,19 @@ pub async fn request_pull(
     Ok(cursor)
 }
 
+/// Checked batches waiting for the applier at most, while the next ones are received and
+/// checked: with the group being applied, what a pull holds is bounded by
+/// `(CHECKED_QUEUE + BATCHES_PER_COMMIT_MAX + 2)` batches of at most `BATCH_RECORDS_MAX`
+/// records.
+pub const CHECKED_QUEUE: usize = 4;
+/// Checked batches applied in one transaction at most: when the store falls behind the checks,
+/// the batches waiting are written together (one commit, the last one's cursor) instead of one
+/// commit each.
+pub const BATCHES_PER_COMMIT_MAX: usize = 8;
+
 /// Pulls `peer`'s changes into our store: sends our cursor for it, verifies each batch (on all
-/// cores), and applies it together with the new cursor in one transaction. Records of a
-/// `revoked` origin (our registry's) are rejected, whoever relays them.
+/// cores), and applies the batches in order, each transaction with the cursor of its last
+/// batch. Records of a `revoked` origin (our registry's) are rejected, whoever relays them.
 pub async fn pull(
     ch: &mut Channel,
     store: &Arc<Store>,
@@ -614,30 +643,82 @@ pub async fn pull(
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
     let mut stats = PullStats::default();
-    let mut applying = None;
     let new_opts = || {
         let mut opts = ApplyOptions::new(format!("peer {}", peer.key_id()), now_ms());
         opts.revoked = revoked.clone();
         opts
     };
+    let (queue, waiting) = tokio::sync::mpsc::channel(CHECKED_QUEUE);
+    let s = store.clone();
+    let applier = tokio::task::spawn_blocking(move || apply_queued(&s, waiting));
     let from = (peer, own);
-    let result = pull_batches(ch, store, from, start, &new_opts, &mut stats, &mut applying).await;
-    // Whatever happened, the batch being applied finishes first: it is one transaction, and
-    // the caller may look at the store (or pull again) as soon as this returns.
-    let last = finish_apply(applying).await;
-    result?;
-    if let Some(report) = last? {
-        stats.add_report(&report);
+    let result = pull_batches(ch, from, start, &new_opts, &mut stats, queue).await;
+    // Whatever happened, what was checked is applied first (the queue closed with
+    // `pull_batches`): each group is one transaction, and the caller may look at the store (or
+    // pull again) as soon as this returns.
+    let applied = applier
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+    match (result, applied) {
+        // The applier stopped on an error: that is why the queue closed.
+        (Err(Stopped::Applier), Err(e)) => return Err(e.into()),
+        (Err(Stopped::Applier), Ok(_)) => {
+            return Err(NodeError::Internal("the applier stopped early".into()));
+        }
+        (Err(Stopped::Session(e)), _) => return Err(e),
+        (Ok(()), applied) => stats.add_applied(&applied?),
     }
     Ok(stats)
 }
 
-/// A batch being applied on a blocking thread.
-type Applying = tokio::task::JoinHandle<Result<ApplyReport, store::StoreError>>;
+/// A checked batch on its way to the applier, with the options (cursor included) it is
+/// applied with.
+type Checked = (CheckedBatch, ApplyOptions);
 
-/// The pull loop, pipelined: while one batch is applied (on a blocking thread, one
-/// transaction with its cursor), the next one is received and checked (on all cores). Batches
-/// are still applied one at a time and in order, so the cursor only moves past applied batches.
+/// Why the pull loop stopped early.
+enum Stopped {
+    /// The session failed (the peer, the network, a record that does not decode).
+    Session(NodeError),
+    /// The applier is gone: it failed, and says why.
+    Applier,
+}
+
+impl From<NodeError> for Stopped {
+    fn from(e: NodeError) -> Self {
+        Stopped::Session(e)
+    }
+}
+
+/// Applies checked batches in order as they come, until the queue closes: each time, the
+/// batches waiting (at most [`BATCHES_PER_COMMIT_MAX`]) in one transaction with the last one's
+/// options (its cursor). Blocking. Returns the counts of everything applied.
+fn apply_queued(
+    store: &Store,
+    mut waiting: tokio::sync::mpsc::Receiver<Checked>,
+) -> Result<PullStats, store::StoreError> {
+    let mut stats = PullStats::default();
+    let mut group: Vec<Checked> = Vec::with_capacity(BATCHES_PER_COMMIT_MAX);
+    while let Some(first) = waiting.blocking_recv() {
+        group.push(first);
+        while group.len() < BATCHES_PER_COMMIT_MAX {
+            match waiting.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        if let Some((_, opts)) = group.last() {
+            let batches: Vec<&CheckedBatch> = group.iter().map(|(b, _)| b).collect();
+            stats.add_report(&store.apply_checked_all(&batches, opts)?);
+        }
+        group.clear();
+    }
+    Ok(stats)
+}
+
+/// The pull loop, pipelined: each batch is checked (on all cores) while the next one is
+/// received, and handed to the applier ([`apply_queued`], on a blocking thread), which writes
+/// the batches in order while the next ones are checked. The cursor only moves with applied
+/// batches.
 ///
 /// A batch with a record rejected only for now (dated beyond the clock-skew guard) is applied,
 /// but the stored cursor stays where it was before that batch, for the rest of this pull: the
@@ -645,36 +726,34 @@ type Applying = tokio::task::JoinHandle<Result<ApplyReport, store::StoreError>>;
 /// skipping it for good.
 async fn pull_batches(
     ch: &mut Channel,
-    store: &Arc<Store>,
     (peer, own): (PublicKey, Option<PublicKey>),
     start: Cursor,
     new_opts: &impl Fn() -> ApplyOptions,
     stats: &mut PullStats,
-    applying: &mut Option<Applying>,
-) -> Result<(), NodeError> {
+    queue: tokio::sync::mpsc::Sender<Checked>,
+) -> Result<(), Stopped> {
     // The cursor everything before is settled up to; held once a record must be fetched again.
     let mut settled = start;
     let mut held = false;
-    loop {
-        let (records, next, done) = match ch.expect("Batch").await? {
-            Message::Batch {
-                records,
-                next,
-                done,
-            } => (records, next, done),
-            other => return Err(ch.protocol(format!("expected Batch, got {}", other.kind()))),
-        };
+    let mut incoming = Some(expect_batch(ch).await?);
+    while let Some((records, next, done)) = incoming.take() {
         stats.received += records.len() as u64;
         let mut opts = new_opts();
         opts.cursor = Some((peer, next));
-        let (checked, opts, rejected) = tokio::task::spawn_blocking(move || {
+        let checking = tokio::task::spawn_blocking(move || {
             check_batch(records, &peer, own.as_ref(), &opts)
                 .map(|(checked, rejected)| (checked, opts, rejected))
-        })
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))?
-        .map_err(|e| ch.protocol(e))?;
-        let mut opts = opts;
+        });
+        // The next batch is received while this one is checked.
+        let (checked, received) = if done {
+            (checking.await, None)
+        } else {
+            let (checked, received) = tokio::join!(checking, expect_batch(ch));
+            (checked, Some(received))
+        };
+        let (checked, mut opts, rejected) = checked
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+            .map_err(|e| ch.protocol(e))?;
         held |= checked.has_future_dated();
         if held {
             opts.cursor = Some((peer, settled));
@@ -682,33 +761,31 @@ async fn pull_batches(
             settled = next;
         }
         stats.rejected += rejected;
-        if checked.is_empty() && !done {
-            // Nothing to write but the cursor: it rides with the next batch that brings
-            // records, or the last one. A flood of empty batches costs no commit.
-            continue;
+        // An empty batch brings nothing to write but the cursor: it rides with the next batch
+        // that brings records, or the last one. A flood of empty batches costs no commit.
+        if !checked.is_empty() || done {
+            queue
+                .send((checked, opts))
+                .await
+                .map_err(|_| Stopped::Applier)?;
         }
-        if let Some(report) = finish_apply(applying.take()).await? {
-            stats.add_report(&report);
-        }
-        let s = store.clone();
-        *applying = Some(tokio::task::spawn_blocking(move || {
-            s.apply_checked(&checked, &opts)
-        }));
-        if done {
-            return Ok(());
-        }
+        incoming = match received {
+            Some(received) => Some(received?),
+            None => None,
+        };
     }
+    Ok(())
 }
 
-/// Waits for a batch being applied, if any; its report.
-async fn finish_apply(applying: Option<Applying>) -> Result<Option<ApplyReport>, NodeError> {
-    match applying {
-        None => Ok(None),
-        Some(handle) => Ok(Some(
-            handle
-                .await
-                .map_err(|e| NodeError::Internal(e.to_string()))??,
-        )),
+/// The next `Batch`: its records, the cursor that covers it, and whether it is the last.
+async fn expect_batch(ch: &mut Channel) -> Result<(Vec<Vec<u8>>, Cursor, bool), NodeError> {
+    match ch.expect("Batch").await? {
+        Message::Batch {
+            records,
+            next,
+            done,
+        } => Ok((records, next, done)),
+        other => Err(ch.protocol(format!("expected Batch, got {}", other.kind()))),
     }
 }
 

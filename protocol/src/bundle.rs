@@ -401,6 +401,39 @@ impl BundleSignature {
         }
     }
 
+    /// [`BundleSignature::sign`] over a manifest too large to hold: `manifest` hands its bytes
+    /// to its argument in pieces (it reads them from a file) and is called twice, as Ed25519
+    /// hashes the message twice. The two readings must hash alike, or the manifest changed
+    /// while it was signed and nothing is signed (an error of kind `InvalidData`).
+    pub fn sign_stream(
+        key: &SecretKey,
+        signed_at_ms: u64,
+        manifest: impl Fn(&mut dyn FnMut(&[u8])) -> std::io::Result<()>,
+    ) -> std::io::Result<Self> {
+        let digests: std::cell::RefCell<Vec<[u8; 32]>> = std::cell::RefCell::new(Vec::new());
+        let signature = key.sign_stream(|feed| {
+            let mut digest = Sha256::new();
+            manifest(&mut |piece| {
+                digest.update(piece);
+                feed(piece);
+            })?;
+            digests.borrow_mut().push(digest.finalize().into());
+            Ok(())
+        })?;
+        match digests.into_inner().as_slice() {
+            [first, second] if first == second => Ok(Self {
+                public_key: key.public(),
+                manifest_digest: *first,
+                signed_at: format_timestamp(signed_at_ms),
+                signature,
+            }),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the manifest changed while it was being signed",
+            )),
+        }
+    }
+
     /// The key id of the signer (first 16 hex digits of SHA-256 of its key).
     pub fn key_id(&self) -> String {
         self.public_key.key_id()
@@ -715,6 +748,44 @@ mod tests {
         assert_eq!(parsed, manifest);
         assert_eq!(Manifest::parse(b"\n"), Ok(Manifest::default()));
         assert_eq!(Manifest::default().to_text(), "\n");
+    }
+
+    #[test]
+    fn a_streamed_signature_file_equals_the_one_shot_one() {
+        let key = SecretKey::from_bytes(&[11; 32]);
+        let files: Vec<(String, Vec<u8>)> = (0..500)
+            .map(|i| {
+                (
+                    format!("users/user_{i}.sync.txt"),
+                    format!("user {i}").into_bytes(),
+                )
+            })
+            .collect();
+        let manifest = Manifest::from_files(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())))
+            .expect("manifest");
+        let text = manifest.to_text();
+        let one_shot = BundleSignature::sign(text.as_bytes(), &key, 1_762_178_709_000);
+        for chunk in [1, 7, 64, 4096, text.len()] {
+            let streamed = BundleSignature::sign_stream(&key, 1_762_178_709_000, |feed| {
+                text.as_bytes().chunks(chunk).for_each(&mut *feed);
+                Ok(())
+            })
+            .expect("signs");
+            assert_eq!(streamed, one_shot, "pieces of {chunk} bytes");
+            assert_eq!(streamed.to_text(), one_shot.to_text());
+            assert!(verify_bundle(streamed.to_text().as_bytes(), text.as_bytes()).is_ok());
+        }
+        // A manifest that reads differently the second time is not signed.
+        let reads = std::cell::Cell::new(0);
+        let changed = BundleSignature::sign_stream(&key, 0, |feed| {
+            reads.set(reads.get() + 1);
+            feed(text.as_bytes());
+            if reads.get() == 2 {
+                feed(b"one more line");
+            }
+            Ok(())
+        });
+        assert!(matches!(changed, Err(e) if e.kind() == std::io::ErrorKind::InvalidData));
     }
 
     #[test]

@@ -235,6 +235,39 @@ impl SecretKey {
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.0.sign(message).to_bytes())
     }
+
+    /// The Ed25519 signature [`SecretKey::sign`] makes, over a message too large to hold:
+    /// `message` hands the message to its argument in pieces of any size, and is called twice
+    /// (Ed25519 hashes the message twice); both calls must give the same bytes, or the
+    /// signature is worthless (a check that the message did not change meanwhile, such as
+    /// comparing a digest of each call, is the caller's). The first error `message` returns
+    /// (it reads the message from a file) stops the signing and is returned.
+    pub fn sign_stream(
+        &self,
+        message: impl Fn(&mut dyn FnMut(&[u8])) -> std::io::Result<()>,
+    ) -> std::io::Result<Signature> {
+        use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign_byupdate};
+
+        let failed: RefCell<Option<std::io::Error>> = RefCell::new(None);
+        let expanded = ExpandedSecretKey::from(&self.0.to_bytes());
+        let signed = raw_sign_byupdate::<sha2::Sha512, _>(
+            &expanded,
+            |hasher| {
+                message(&mut |piece| hasher.update(piece)).map_err(|e| {
+                    failed.replace(Some(e));
+                    ed25519_dalek::SignatureError::new()
+                })
+            },
+            &self.0.verifying_key(),
+        );
+        match (signed, failed.into_inner()) {
+            (_, Some(e)) => Err(e),
+            (Ok(signature), None) => Ok(Signature(signature.to_bytes())),
+            // Only the closure fails, and it records why; kept for a future dalek that fails
+            // on its own.
+            (Err(e), None) => Err(std::io::Error::other(format!("Ed25519 signing: {e}"))),
+        }
+    }
 }
 
 impl fmt::Debug for SecretKey {
@@ -283,6 +316,43 @@ mod tests {
                 proptest::prop_assert!(!verify_streamed(&key, &bad, &sig, chunk));
             }
         }
+
+        #[test]
+        fn streamed_signing_equals_one_shot_signing(
+            seed in proptest::prelude::any::<[u8; 32]>(),
+            message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2_000),
+            chunk in 1usize..300,
+        ) {
+            let sk = SecretKey::from_bytes(&seed);
+            let calls = std::cell::Cell::new(0);
+            let streamed = sk.sign_stream(|feed| {
+                calls.set(calls.get() + 1);
+                for piece in message.chunks(chunk) {
+                    feed(piece);
+                }
+                Ok(())
+            });
+            proptest::prop_assert_eq!(calls.get(), 2);
+            let streamed = streamed.map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(streamed, sk.sign(&message));
+            proptest::prop_assert!(sk.public().verify(&message, &streamed));
+        }
+    }
+
+    #[test]
+    fn streamed_signing_returns_the_readers_error() {
+        let sk = SecretKey::from_bytes(&[5; 32]);
+        let calls = std::cell::Cell::new(0);
+        let signed = sk.sign_stream(|feed| {
+            calls.set(calls.get() + 1);
+            feed(b"first half");
+            Err(std::io::Error::other("disk went away"))
+        });
+        match signed {
+            Err(e) => assert_eq!(e.to_string(), "disk went away"),
+            Ok(sig) => panic!("signed despite the error: {sig:?}"),
+        }
+        assert_eq!(calls.get(), 1, "the first error stops the signing");
     }
 
     #[test]

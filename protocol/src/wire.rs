@@ -14,8 +14,15 @@
 //!   Offer ──────────────────────────────►                   (if the dialer pushes)
 //!          ◄───────────────────────────── Pull{cursor}
 //!   Batch{records, next, done} … ───────►
+//!   Digests{offer} ─────────────────────►                   (if both name `digests`)
+//!          ◄───────────────────────────── Digests{offer, held}
+//!   Digests{held} ──────────────────────►
 //!   Bye ────────────────────────────────►
 //! ```
+//!
+//! `Digests` (issue 12): state digests of what each side offers the other and holds of what
+//! the other offers, compared by both (`store::digest`). Sent only when both `Hello`s name
+//! [`capability::DIGESTS`], so older peers never see one.
 //!
 //! Either side may send `Error` and close instead.
 
@@ -42,6 +49,11 @@ pub const HELLO_LIST_MAX: usize = 64;
 /// `Hello`, `Pull`, `Offer`, `Bye` or `Error` is small, so a receiver refuses a larger one
 /// from its length prefix, before buffering it.
 pub const SMALL_FRAME_MAX: usize = 64 * 1024;
+/// Entries in each list of a `Digests` message at most (one per origin and class), checked
+/// while decoding. A store holding more classes sends the first ones and says `more`.
+pub const DIGEST_ENTRIES_MAX: usize = 4_096;
+/// Largest `Digests` frame: two full lists of entries (about 75 bytes each) fit.
+pub const DIGESTS_FRAME_MAX: usize = 1024 * 1024;
 
 /// The `Hello` capability that carries the sender's wall clock, `time=<ms since 1970>`: a dialer
 /// compares it with its own clock around the exchange (`wb doctor`). Peers that do not send it
@@ -121,10 +133,58 @@ pub enum Message {
         code: u32,
         message: String,
     },
+    /// State digests (see the module documentation): `offer` describes what the sender would
+    /// send the receiver (per origin and class), `held` what the sender holds of the classes
+    /// the receiver offers or may see. `trusted`: the sender offers its trusted class.
+    Digests {
+        trusted: bool,
+        #[serde(deserialize_with = "bounded::digest_entries")]
+        offer: Vec<DigestEntry>,
+        #[serde(deserialize_with = "bounded::digest_entries")]
+        held: Vec<DigestEntry>,
+        /// The sender had more entries than [`DIGEST_ENTRIES_MAX`]: the comparison is partial.
+        more: bool,
+    },
+}
+
+/// Which records of an origin a digest covers: those of public, or of trusted, scope (in the
+/// form they leave the sender: a record sent as its withdrawal counts as that withdrawal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DigestClass {
+    Public,
+    Trusted,
+}
+
+impl DigestClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestClass::Public => "public",
+            DigestClass::Trusted => "trusted",
+        }
+    }
+}
+
+/// An order-independent digest of a set of records: how many, and the sum modulo 2^256 of a
+/// domain-separated SHA-256 of each record's signing bytes (its key, version and content).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest {
+    pub count: u64,
+    /// Little-endian 256-bit sum.
+    pub sum: [u8; 32],
+}
+
+/// One origin's class in a `Digests` message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    pub origin: [u8; 32],
+    pub class: DigestClass,
+    pub digest: Digest,
 }
 
 /// Capabilities a `Hello` may name.
 pub mod capability {
+    /// "Let us compare state digests at the end of the session" (`Message::Digests`).
+    pub const DIGESTS: &str = "digests";
     /// "Send me my own records too": the sender's store was restored from a backup and gets
     /// back from its peers what it signed after the backup (a receiver otherwise never sends a
     /// peer its own records). Only records whose origin is the sender itself are added.
@@ -199,6 +259,8 @@ impl Message {
     pub fn frame_limit(kind: &str) -> usize {
         if kind == "Batch" {
             MAX_FRAME_LEN
+        } else if kind == "Digests" {
+            DIGESTS_FRAME_MAX
         } else {
             SMALL_FRAME_MAX
         }
@@ -215,6 +277,7 @@ impl Message {
             3 => Some("Batch"),
             4 => Some("Bye"),
             5 => Some("Error"),
+            6 => Some("Digests"),
             _ => None,
         }
     }
@@ -228,6 +291,7 @@ impl Message {
             Message::Batch { .. } => "Batch",
             Message::Bye => "Bye",
             Message::Error { .. } => "Error",
+            Message::Digests { .. } => "Digests",
         }
     }
 }
@@ -240,7 +304,7 @@ mod bounded {
 
     use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
 
-    use super::{BATCH_RECORDS_MAX, HELLO_LIST_MAX};
+    use super::{BATCH_RECORDS_MAX, DIGEST_ENTRIES_MAX, DigestEntry, HELLO_LIST_MAX};
 
     struct Bounded<T> {
         max: usize,
@@ -285,6 +349,12 @@ mod bounded {
 
     pub(super) fn batch_records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
         seq(d, BATCH_RECORDS_MAX, "records")
+    }
+
+    pub(super) fn digest_entries<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<DigestEntry>, D::Error> {
+        seq(d, DIGEST_ENTRIES_MAX, "digest entries")
     }
 
     pub(super) fn hello_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -354,6 +424,19 @@ mod tests {
                 done: true,
             },
             Message::Bye,
+            Message::Digests {
+                trusted: false,
+                offer: vec![DigestEntry {
+                    origin: [3; 32],
+                    class: DigestClass::Public,
+                    digest: Digest {
+                        count: 2,
+                        sum: [4; 32],
+                    },
+                }],
+                held: Vec::new(),
+                more: true,
+            },
             Message::Error {
                 code: code::REVOKED,
                 message: "revoked".into(),
@@ -388,7 +471,7 @@ mod tests {
             assert_eq!(Message::peek_kind(&bytes), Some(m.kind()));
         }
         assert_eq!(Message::peek_kind(&[]), None);
-        assert_eq!(Message::peek_kind(&[6]), None);
+        assert_eq!(Message::peek_kind(&[7]), None);
     }
 
     /// Issue 11, item 2: a batch of more records than a sender may put in one is refused
@@ -415,6 +498,35 @@ mod tests {
         let ok = hello(HELLO_LIST_MAX);
         assert_eq!(Message::decode(&ok.encode().expect("encodes")), Ok(ok));
         assert!(Message::decode(&hello(HELLO_LIST_MAX + 1).encode().expect("encodes")).is_err());
+    }
+
+    /// Issue 12: a `Digests` message with more entries than a sender may put in one is
+    /// refused while decoding, and its frame limit holds two full lists.
+    #[test]
+    fn digest_lists_over_their_bound_are_refused_while_decoding() {
+        let entry = DigestEntry {
+            origin: [9; 32],
+            class: DigestClass::Trusted,
+            digest: Digest {
+                count: u64::MAX,
+                sum: [0xff; 32],
+            },
+        };
+        let digests = |offer: usize, held: usize| Message::Digests {
+            trusted: true,
+            offer: vec![entry; offer],
+            held: vec![entry; held],
+            more: false,
+        };
+        let ok = digests(DIGEST_ENTRIES_MAX, DIGEST_ENTRIES_MAX);
+        let bytes = ok.encode().expect("encodes");
+        assert!(bytes.len() <= DIGESTS_FRAME_MAX, "{} bytes", bytes.len());
+        assert_eq!(Message::peek_kind(&bytes), Some("Digests"));
+        assert_eq!(Message::decode(&bytes), Ok(ok));
+        for (offer, held) in [(DIGEST_ENTRIES_MAX + 1, 0), (0, DIGEST_ENTRIES_MAX + 1)] {
+            let over = digests(offer, held).encode().expect("encodes");
+            assert!(Message::decode(&over).is_err());
+        }
     }
 
     proptest! {

@@ -54,6 +54,8 @@ macro_rules! known_tables {
             CURSORS,
             PEER_STATE,
             CONTACT_ALLOWED,
+            crate::digest::DIGESTS,
+            crate::digest::COMMENT_INDEX,
             crate::hub::DIRECTORY,
             crate::app::IDS,
             crate::app::IDS_REV,

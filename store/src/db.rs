@@ -19,6 +19,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{COMMENT_INDEX, Digesting, Env};
 use crate::error::{Rejection, Result, StoreError};
 use crate::format::{Found, STORE_FORMAT};
 use crate::home::random_bytes;
@@ -239,6 +240,9 @@ pub struct PeerState {
     /// completed while asking for our own records back. Until it equals ours, we ask again.
     #[serde(default)]
     pub recovered_epoch: Option<[u8; 16]>,
+    /// The last comparison of state digests with this peer (`digest`), if any.
+    #[serde(default)]
+    pub digests: Option<crate::digest::DigestOutcome>,
 }
 
 /// One live change-log entry.
@@ -393,6 +397,7 @@ impl Store {
         let db = builder().create(path).map_err(|e| db_open_err(path, e))?;
         crate::format::migrate(&db, path)?;
         let store = Self::init_meta(db, path)?;
+        store.ensure_digests()?;
         Ok(store)
     }
 
@@ -403,7 +408,9 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| db_open_err(path, e))?;
-        Self::init_meta(db, path)
+        let store = Self::init_meta(db, path)?;
+        store.ensure_digests()?;
+        Ok(store)
     }
 
     /// Opens an existing store; a missing file is an error.
@@ -416,7 +423,9 @@ impl Store {
         crate::format::refuse_newer(path)?;
         let db = builder().open(path).map_err(|e| db_open_err(path, e))?;
         crate::format::migrate(&db, path)?;
-        Self::init_meta(db, path)
+        let store = Self::init_meta(db, path)?;
+        store.ensure_digests()?;
+        Ok(store)
     }
 
     /// Opens an existing store read-only: reads work, writes fail, and the file is left exactly
@@ -633,6 +642,8 @@ impl Store {
             meta.insert(META_INSTANCE_KEY, key.as_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
+        // What leaves depends on whose store this is: the digests are computed again.
+        self.rebuild_digests(&tx)?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -803,6 +814,9 @@ impl Store {
             meta.insert(META_FORMER_KEYS, bytes.as_slice())
                 .map_err(|e| self.err(e))?;
         }
+        // A new instance key and former keys change what leaves: one scan, in the same
+        // transaction (key replacement is rare).
+        self.rebuild_digests(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(live.len() as u64)
     }
@@ -814,7 +828,7 @@ impl Store {
         self.read_former_keys(&meta)
     }
 
-    fn read_former_keys(
+    pub(crate) fn read_former_keys(
         &self,
         meta: &impl ReadableTable<&'static str, &'static [u8]>,
     ) -> Result<Vec<PublicKey>> {
@@ -942,13 +956,35 @@ impl Store {
     /// without opening a write transaction. Records are stored as the sealed bytes that were
     /// checked; sequence numbers and counters are read and written once per batch.
     pub fn apply_checked(&self, batch: &CheckedBatch, opts: &ApplyOptions) -> Result<ApplyReport> {
-        if opts.all_or_nothing
-            && let Some((index, key, reason)) = batch.first_rejection()
-        {
-            return Err(StoreError::BatchRejected { index, key, reason });
+        self.apply_checked_all(&[batch], opts)
+    }
+
+    /// Applies checked batches in order in one transaction, as [`Store::apply_checked`] applies
+    /// one (records indexed across the batches, as if they were one), with one commit: the
+    /// cursor and provenance of `opts` are written once. With `all_or_nothing` and a rejected
+    /// record, returns the first rejection without opening a write transaction.
+    pub fn apply_checked_all(
+        &self,
+        batches: &[&CheckedBatch],
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport> {
+        if opts.all_or_nothing {
+            let mut before = 0;
+            for batch in batches {
+                if let Some((index, key, reason)) = batch.first_rejection() {
+                    return Err(StoreError::BatchRejected {
+                        index: before + index,
+                        key,
+                        reason,
+                    });
+                }
+                before += batch.len();
+            }
         }
         let mut applying = self.begin_apply(opts)?;
-        applying.apply(batch)?;
+        for batch in batches {
+            applying.apply(batch)?;
+        }
         applying.commit()
     }
 
@@ -959,13 +995,17 @@ impl Store {
         let tx = self.write_tx()?;
         // Our own records coming back (a restored store recovering them): the clock never
         // stays below a version we signed, so no new version can fall under one.
-        let (first_seq, own) = {
+        let (first_seq, own, digesting) = {
             let meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let own = meta
                 .get(META_INSTANCE_KEY)
                 .map_err(|e| self.err(e))?
                 .map(|v| v.value().to_vec());
-            (self.next_seq(&meta)?, own)
+            (
+                self.next_seq(&meta)?,
+                own,
+                Digesting::with_meta(self, &meta)?,
+            )
         };
         Ok(Applying {
             store: self,
@@ -979,6 +1019,7 @@ impl Store {
             applied: 0,
             own,
             own_newest: Version::ZERO,
+            digesting,
         })
     }
 
@@ -1382,7 +1423,7 @@ impl Store {
             let mut cursors = tx.open_table(CURSORS).map_err(|e| self.err(e))?;
             let mut states = tx.open_table(PEER_STATE).map_err(|e| self.err(e))?;
             let victims = self.prunable(&records, bounds, |_| true)?;
-            self.remove_pruned(&mut records, &mut log, &mut withdrawals, &victims)?;
+            self.remove_pruned(&tx, &mut records, &mut log, &mut withdrawals, &victims)?;
             let mut report = PruneReport::counting(&victims);
             let conflict_keys = self.keys_in(&conflicts, bounds)?;
             for k in &conflict_keys {
@@ -1446,7 +1487,7 @@ impl Store {
             let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
             let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
             let victims = self.prunable(&records, all, select)?;
-            self.remove_pruned(&mut records, &mut log, &mut withdrawals, &victims)?;
+            self.remove_pruned(&tx, &mut records, &mut log, &mut withdrawals, &victims)?;
             PruneReport::counting(&victims)
         };
         tx.commit().map_err(|e| self.err(e))?;
@@ -1498,19 +1539,42 @@ impl Store {
 
     fn remove_pruned(
         &self,
+        tx: &WriteTransaction,
         records: &mut redb::Table<&[u8], &[u8]>,
         log: &mut redb::Table<u64, &[u8]>,
         withdrawals: &mut redb::Table<&[u8], &[u8]>,
         victims: &[Pruned],
     ) -> Result<()> {
-        for v in victims {
-            records.remove(v.key.as_slice()).map_err(|e| self.err(e))?;
-            log.remove(v.seq).map_err(|e| self.err(e))?;
-            withdrawals
-                .remove(v.key.as_slice())
-                .map_err(|e| self.err(e))?;
+        let mut digesting = Digesting::begin(self, tx)?;
+        {
+            let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
+            let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+            for v in victims {
+                let old = match records.get(v.key.as_slice()).map_err(|e| self.err(e))? {
+                    Some(value) => Some(self.decode_value(value.value())?.1),
+                    None => None,
+                };
+                let env = Env {
+                    records: &*records,
+                    withdrawals: &*withdrawals,
+                    allowed: Some(&allowed),
+                };
+                let comments =
+                    digesting.before(self, &env, &mut index, &v.key, old.as_ref(), None)?;
+                records.remove(v.key.as_slice()).map_err(|e| self.err(e))?;
+                log.remove(v.seq).map_err(|e| self.err(e))?;
+                withdrawals
+                    .remove(v.key.as_slice())
+                    .map_err(|e| self.err(e))?;
+                let env = Env {
+                    records: &*records,
+                    withdrawals: &*withdrawals,
+                    allowed: Some(&allowed),
+                };
+                digesting.after(self, &env, &mut index, &v.key, None, None, comments)?;
+            }
         }
-        Ok(())
+        digesting.write(self, tx)
     }
 
     /// Settles what `peer` is owed before we serve it a pull (`cursor` is the one it sent;
@@ -1568,6 +1632,9 @@ impl Store {
                 let mut log = tx.open_table(LOG).map_err(|e| self.err(e))?;
                 let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
                 let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
+                let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
+                let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+                let mut digesting = Digesting::with_meta(self, &meta)?;
                 let start = me.as_bytes().to_vec();
                 let mut end = start.clone();
                 end.push(0xff);
@@ -1591,6 +1658,19 @@ impl Store {
                     .and_then(|v| version_from_bytes(v.value()))
                     .unwrap_or(Version::ZERO);
                 for (kb, seq, record) in targets {
+                    let env = Env {
+                        records: &records,
+                        withdrawals: &withdrawals,
+                        allowed: Some(&allowed),
+                    };
+                    let comments = digesting.before(
+                        self,
+                        &env,
+                        &mut index,
+                        &kb,
+                        Some(&record),
+                        Some(&record),
+                    )?;
                     let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| self.err(e))? {
                         Some(v) => Some(
                             Record::from_sealed_bytes(v.value())
@@ -1620,8 +1700,17 @@ impl Store {
                     };
                     again.sign(key)?;
                     self.write_record(&mut records, &mut log, &mut meta, &kb, Some(seq), &again)?;
+                    let env = Env {
+                        records: &records,
+                        withdrawals: &withdrawals,
+                        allowed: Some(&allowed),
+                    };
+                    digesting.after(self, &env, &mut index, &kb, Some(&again), None, comments)?;
                     moved += 1;
                 }
+                drop((records, log, meta, withdrawals, allowed, index));
+                digesting.write(self, &tx)?;
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
                 meta.insert(META_CLOCK, version_bytes(clock).as_slice())
                     .map_err(|e| self.err(e))?;
                 let last = meta
@@ -1701,6 +1790,8 @@ pub(crate) struct Applying<'a> {
     /// The store's instance key, and the newest version of ours applied (see `commit`).
     own: Option<Vec<u8>>,
     own_newest: Version,
+    /// The digests' deltas (`digest`), written at commit.
+    digesting: Digesting,
 }
 
 impl Applying<'_> {
@@ -1720,6 +1811,15 @@ impl Applying<'_> {
         let mut records = self.tx.open_table(RECORDS).map_err(|e| store.err(e))?;
         let mut log = self.tx.open_table(LOG).map_err(|e| store.err(e))?;
         let mut conflicts = self.tx.open_table(CONFLICTS).map_err(|e| store.err(e))?;
+        let withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
+        let allowed = self
+            .tx
+            .open_table(CONTACT_ALLOWED)
+            .map_err(|e| store.err(e))?;
+        let mut comment_index = self
+            .tx
+            .open_table(COMMENT_INDEX)
+            .map_err(|e| store.err(e))?;
         for ((incoming, verdict), sealed) in
             batch.records.iter().zip(&batch.verdicts).zip(&batch.sealed)
         {
@@ -1765,8 +1865,39 @@ impl Applying<'_> {
             }
             if decision.replaces() {
                 let old_seq = current.as_ref().map(|(seq, _)| *seq);
+                let env = Env {
+                    records: &records,
+                    withdrawals: &withdrawals,
+                    allowed: Some(&allowed),
+                };
+                let comments = self.digesting.before(
+                    store,
+                    &env,
+                    &mut comment_index,
+                    &kb,
+                    current.as_ref().map(|(_, r)| r),
+                    Some(incoming),
+                )?;
                 store.put_sealed(&mut records, &mut log, &kb, old_seq, self.seq, sealed)?;
                 self.seq += 1;
+                let env = Env {
+                    records: &records,
+                    withdrawals: &withdrawals,
+                    allowed: Some(&allowed),
+                };
+                // The sealed bytes are the signing bytes, then the signature flag and
+                // signature (`Record::to_sealed_bytes`).
+                let tail = if incoming.signature.is_some() { 65 } else { 1 };
+                let signing = sealed.get(..sealed.len().saturating_sub(tail));
+                self.digesting.after(
+                    store,
+                    &env,
+                    &mut comment_index,
+                    &kb,
+                    Some(incoming),
+                    signing,
+                    comments,
+                )?;
                 if let Some((_, current)) = &current
                     && widens_request(current, incoming)
                 {
@@ -1790,8 +1921,10 @@ impl Applying<'_> {
             seq,
             widened,
             own_newest,
+            digesting,
             ..
         } = self;
+        digesting.write(store, &tx)?;
         {
             let mut records = tx.open_table(RECORDS).map_err(|e| store.err(e))?;
             let mut log = tx.open_table(LOG).map_err(|e| store.err(e))?;
@@ -1843,9 +1976,10 @@ impl Applying<'_> {
 pub(crate) struct Planning<'a> {
     store: &'a Store,
     tx: ReadTransaction,
-    /// Versions planned earlier, as the write transaction would see them. Holds every record
-    /// that would replace another: a dry run's memory grows with the bundle.
-    overlay: HashMap<Vec<u8>, Record>,
+    /// Versions planned earlier, as the write transaction would see them, by 16 bytes of the
+    /// SHA-256 of their key: what [`decide`] needs of each (about 90 bytes a record that would
+    /// be written, where whole records took about a kilobyte).
+    overlay: HashMap<[u8; 16], Planned>,
     pub(crate) report: ApplyReport,
 }
 
@@ -1860,17 +1994,33 @@ impl Planning<'_> {
                 continue;
             }
             let kb = key_bytes(&incoming.key());
-            let current = match self.overlay.get(&kb) {
-                Some(r) => Some(r.clone()),
-                None => match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
-                    Some(v) => Some(store.decode_value(v.value())?.1),
-                    None => None,
-                },
+            let short: [u8; 16] = {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(&kb);
+                let mut short = [0u8; 16];
+                short.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+                short
             };
-            let decision = decide(current.as_ref(), incoming);
+            let decision = match self.overlay.get(&short) {
+                Some(planned) => decide_over(Some(Current::Planned(planned)), incoming),
+                None => {
+                    let held = match records.get(kb.as_slice()).map_err(|e| store.err(e))? {
+                        Some(v) => Some(store.decode_value(v.value())?.1),
+                        None => None,
+                    };
+                    decide(held.as_ref(), incoming)
+                }
+            };
             self.report.count(&decision);
             if decision.replaces() {
-                self.overlay.insert(kb, incoming.clone());
+                let planned = Planned {
+                    version: incoming.version,
+                    content_hash: match &decision {
+                        Decision::Conflict { winner, .. } => *winner,
+                        _ => incoming.content_hash(),
+                    },
+                    signed: incoming.signature.is_some(),
+                };
+                self.overlay.insert(short, planned);
             }
         }
         Ok(())
@@ -2081,17 +2231,60 @@ impl Decision {
 
 /// The §5 rules, in one place: used by both [`Store::apply_checked`] and [`Store::plan`].
 fn decide(current: Option<&Record>, incoming: &Record) -> Decision {
+    decide_over(current.map(Current::Record), incoming)
+}
+
+/// What [`decide`] needs of the version held: the record, or what a dry run keeps of a version
+/// it planned ([`Planned`]).
+#[derive(Clone, Copy)]
+enum Current<'a> {
+    Record(&'a Record),
+    Planned(&'a Planned),
+}
+
+impl Current<'_> {
+    fn version(&self) -> Version {
+        match self {
+            Self::Record(r) => r.version,
+            Self::Planned(p) => p.version,
+        }
+    }
+
+    fn content_hash(&self) -> [u8; 32] {
+        match self {
+            Self::Record(r) => r.content_hash(),
+            Self::Planned(p) => p.content_hash,
+        }
+    }
+
+    fn signed(&self) -> bool {
+        match self {
+            Self::Record(r) => r.signature.is_some(),
+            Self::Planned(p) => p.signed,
+        }
+    }
+}
+
+/// A version a dry run planned to write: what a later copy of the same key is decided against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned {
+    version: Version,
+    content_hash: [u8; 32],
+    signed: bool,
+}
+
+fn decide_over(current: Option<Current<'_>>, incoming: &Record) -> Decision {
     let Some(existing) = current else {
         return Decision::New;
     };
-    match incoming.version.cmp(&existing.version) {
+    match incoming.version.cmp(&existing.version()) {
         std::cmp::Ordering::Greater => Decision::Updated,
         std::cmp::Ordering::Less => Decision::Stale,
         std::cmp::Ordering::Equal => {
             let (ours, theirs) = (existing.content_hash(), incoming.content_hash());
             if ours == theirs {
                 Decision::Unchanged {
-                    upgrade: existing.signature.is_none() && incoming.signature.is_some(),
+                    upgrade: !existing.signed() && incoming.signature.is_some(),
                 }
             } else if theirs > ours {
                 Decision::Conflict {

@@ -78,7 +78,7 @@ impl Rule {
 
     /// The part of the rule that reads nothing but the record: `protocol::may_receive` (and,
     /// for a peer owed them, trusted withdrawals), on behalf of the key that signed it.
-    fn by_scope(&self, r: &Record) -> bool {
+    pub(crate) fn by_scope(&self, r: &Record) -> bool {
         let sender = sent_on_behalf_of(r, &self.sender, &self.former);
         may_receive(r, sender, self.audience) || (self.owed && may_receive_withdrawal(r, sender))
     }

@@ -8,10 +8,12 @@ pub mod app;
 pub mod backup;
 pub mod bundles;
 pub mod db;
+pub mod digest;
 mod error;
 pub mod format;
 pub mod home;
 pub mod hub;
+pub mod instance;
 mod leaving;
 mod local;
 pub mod peers;
@@ -21,9 +23,11 @@ pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,
 };
+pub use digest::{DigestDifference, DigestOutcome, Kind as DigestKind, PeerDigests, StoreDigests};
 pub use error::{Rejection, Result, StoreError};
 pub use home::{Home, InitOutcome, ReplaceStep};
 pub use hub::{DirectoryEntry, Holding};
+pub use instance::{Instance, InstanceError};
 pub use local::LocalBatch;
 pub use peers::{
     AppPeersFile, Peer, RegistryCache, add_peer, app_peers_file, find_peer, load_peers,
@@ -32,6 +36,8 @@ pub use peers::{
 
 #[cfg(test)]
 mod backup_tests;
+#[cfg(test)]
+mod digest_tests;
 #[cfg(test)]
 mod prune_tests;
 #[cfg(test)]

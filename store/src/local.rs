@@ -11,6 +11,7 @@ use crate::db::{
     Store, WITHDRAWALS, bump, counter, key_bytes, version_bytes, version_from_bytes,
     widens_request,
 };
+use crate::digest::{COMMENT_INDEX, Digesting, Env};
 use crate::error::{Result, StoreError};
 
 /// Local writes inside one open write transaction (see [`Store::local_batch`]).
@@ -30,6 +31,8 @@ pub struct LocalBatch<'a> {
     discard: bool,
     /// Writes may keep `Contact-*` values in records that leave (`--allow-contact`).
     allow_contact: bool,
+    /// The digests' deltas (`digest`), written before the commit.
+    digesting: Digesting,
 }
 
 impl std::fmt::Debug for LocalBatch<'_> {
@@ -68,21 +71,37 @@ impl Store {
     ) -> Result<T, E> {
         let tx = self.write_tx()?;
         let (out, written) = {
+            let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let digesting = Digesting::with_meta(self, &meta)?;
             let mut batch = LocalBatch {
                 store: self,
                 tx: &tx,
                 key,
                 records: tx.open_table(RECORDS).map_err(|e| self.err(e))?,
                 log: tx.open_table(LOG).map_err(|e| self.err(e))?,
-                meta: tx.open_table(META).map_err(|e| self.err(e))?,
+                meta,
                 counters: tx.open_table(COUNTERS).map_err(|e| self.err(e))?,
                 written: 0,
                 touched: false,
                 discard: false,
                 allow_contact: false,
+                digesting,
             };
             let out = work(&mut batch)?;
-            (out, (batch.written > 0 || batch.touched) && !batch.discard)
+            let written = (batch.written > 0 || batch.touched) && !batch.discard;
+            let LocalBatch {
+                records,
+                log,
+                meta,
+                counters,
+                digesting,
+                ..
+            } = batch;
+            drop((records, log, meta, counters));
+            if written {
+                digesting.write(self, &tx)?;
+            }
+            (out, written)
         };
         // Nothing written: no commit (dropping the transaction aborts it), so a no-op leaves
         // the file as it was.
@@ -178,10 +197,13 @@ impl<'a> LocalBatch<'a> {
             .as_ref()
             .map_or(clock, |(_, r)| r.version.max(clock));
         let mut version = Version::next_after(floor, now_ms);
+        let mut withdrawal: Option<Vec<u8>> = None;
         // Narrowing who may see a live record (scope, or a request turned draft) first signs a
         // withdrawal: a tombstone carrying the widest scope the record ever had, one version
         // below the new record. Parties that may no longer see the record get the tombstone and
-        // delete their copy; the others get the newer record (§4).
+        // delete their copy; the others get the newer record (§4). A tombstone counts with its
+        // scope: a record deleted while public and written again as trusted is withdrawn from
+        // the untrusted, who may have missed the deletion and still hold the public version.
         if let Some((_, existing)) = &current {
             let new_scope = if draft.deleted {
                 existing.effective_scope()
@@ -193,8 +215,8 @@ impl<'a> LocalBatch<'a> {
                 };
                 probe.effective_scope()
             };
-            if !existing.deleted && new_scope < existing.effective_scope() {
-                let mut withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
+            if !(existing.deleted && draft.deleted) && new_scope < existing.effective_scope() {
+                let withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
                 let earlier = match withdrawals.get(kb.as_slice()).map_err(|e| store.err(e))? {
                     Some(v) => Some(
                         Record::from_sealed_bytes(v.value())
@@ -213,9 +235,9 @@ impl<'a> LocalBatch<'a> {
                     ..existing.clone()
                 };
                 tombstone.sign(self.key).map_err(StoreError::from)?;
-                withdrawals
-                    .insert(kb.as_slice(), tombstone.to_sealed_bytes().as_slice())
-                    .map_err(|e| store.err(e))?;
+                // Written with the record, below: the digests take out what the record
+                // contributed with its earlier withdrawal first.
+                withdrawal = Some(tombstone.to_sealed_bytes());
                 version = Version::next_after(version, now_ms);
             }
         }
@@ -243,11 +265,35 @@ impl<'a> LocalBatch<'a> {
             }
             .into());
         }
+        record.sign(self.key).map_err(StoreError::from)?;
         {
+            let mut withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
             let mut allowed = self
                 .tx
                 .open_table(CONTACT_ALLOWED)
                 .map_err(|e| store.err(e))?;
+            let mut index = self
+                .tx
+                .open_table(COMMENT_INDEX)
+                .map_err(|e| store.err(e))?;
+            let env = Env {
+                records: &self.records,
+                withdrawals: &withdrawals,
+                allowed: Some(&allowed),
+            };
+            let comments = self.digesting.before(
+                store,
+                &env,
+                &mut index,
+                &kb,
+                current.as_ref().map(|(_, r)| r),
+                Some(&record),
+            )?;
+            if let Some(sealed) = &withdrawal {
+                withdrawals
+                    .insert(kb.as_slice(), sealed.as_slice())
+                    .map_err(|e| store.err(e))?;
+            }
             if !contact.is_empty() && self.allow_contact {
                 allowed
                     .insert(kb.as_slice(), [].as_slice())
@@ -255,20 +301,26 @@ impl<'a> LocalBatch<'a> {
             } else {
                 allowed.remove(kb.as_slice()).map_err(|e| store.err(e))?;
             }
+            self.meta
+                .insert(META_CLOCK, version_bytes(version).as_slice())
+                .map_err(|e| store.err(e))?;
+            let old_seq = current.as_ref().map(|(seq, _)| *seq);
+            store.write_record(
+                &mut self.records,
+                &mut self.log,
+                &mut self.meta,
+                &kb,
+                old_seq,
+                &record,
+            )?;
+            let env = Env {
+                records: &self.records,
+                withdrawals: &withdrawals,
+                allowed: Some(&allowed),
+            };
+            self.digesting
+                .after(store, &env, &mut index, &kb, Some(&record), None, comments)?;
         }
-        record.sign(self.key).map_err(StoreError::from)?;
-        self.meta
-            .insert(META_CLOCK, version_bytes(version).as_slice())
-            .map_err(|e| store.err(e))?;
-        let old_seq = current.as_ref().map(|(seq, _)| *seq);
-        store.write_record(
-            &mut self.records,
-            &mut self.log,
-            &mut self.meta,
-            &kb,
-            old_seq,
-            &record,
-        )?;
         if let Some((_, existing)) = &current
             && widens_request(existing, &record)
         {

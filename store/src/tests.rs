@@ -632,3 +632,165 @@ fn sealed_batches_check_and_apply_like_records() {
         Some("456".into())
     );
 }
+
+/// A record deleted while public and written again with a narrower scope (partition run, seed
+/// 117 of `WB_TEST_PARTITION_SEEDS`): a peer that held the public version and missed the
+/// deletion must still be told, so those who may not see the new version get a withdrawal.
+#[test]
+fn a_deleted_public_record_written_again_narrower_is_withdrawn_from_the_others() {
+    let (_dir, store) = temp_store();
+    let key = SecretKey::from_bytes(&[7; 32]);
+    let peer = SecretKey::from_bytes(&[8; 32]).public();
+    let write = |now: u64, scope: Scope, deleted: bool| {
+        store
+            .update_local(&key, Entity::User, "u4", now, |_| {
+                Ok::<_, StoreError>(Draft {
+                    scope,
+                    deleted,
+                    fields: if deleted {
+                        vec![]
+                    } else {
+                        vec![("Username".into(), "u4".into())]
+                    },
+                    body: String::new(),
+                })
+            })
+            .expect("write")
+    };
+    write(NOW, Scope::Public, false);
+    // The peer pulled this far: it holds the public version.
+    let seen = store.last_seq().expect("seq");
+    write(NOW + 1, Scope::Public, true);
+    let untrusted_gets = || {
+        store
+            .outgoing(
+                &key.public(),
+                Some(&peer),
+                Audience { trusted: false },
+                seen,
+                100,
+                1000,
+            )
+            .expect("outgoing")
+            .records
+    };
+    // Written again as trusted, then narrowed once more to private: each time, an untrusted
+    // peer gets a withdrawal carrying the widest scope the record had.
+    for (now, scope) in [(NOW + 2, Scope::Trusted), (NOW + 3, Scope::Private)] {
+        write(now, scope, false);
+        let sent = untrusted_gets();
+        assert_eq!(
+            sent.len(),
+            1,
+            "an untrusted peer gets a withdrawal: {sent:?}"
+        );
+        assert!(
+            sent[0].deleted && sent[0].fields.is_empty(),
+            "{:?}",
+            sent[0]
+        );
+        assert_eq!(sent[0].scope, Scope::Public, "the widest scope it had");
+    }
+}
+
+/// Several checked batches in one transaction (a pull whose store fell behind its checks): the
+/// same store as applying them one by one, one commit, the cursor written once; a rejection
+/// with `all_or_nothing` is indexed across the batches and writes nothing; an injected fault
+/// in the last batch undoes the earlier ones too.
+#[test]
+fn batches_applied_together_equal_one_by_one_in_one_commit() {
+    let a = SecretKey::from_bytes(&[1; 32]);
+    let peer = SecretKey::from_bytes(&[2; 32]).public();
+    let batches: Vec<Vec<Record>> = (0..3)
+        .map(|b| {
+            (0..4)
+                .map(|i| {
+                    // Batch 2 updates two records of batch 0 and repeats one of batch 1.
+                    let (id, v, t) = match (b, i) {
+                        (2, 0) => ("0-1".to_string(), NOW + 1, "newer"),
+                        (2, 1) => ("0-2".to_string(), NOW + 1, "newer"),
+                        (2, 2) => ("1-3".to_string(), NOW, "t"),
+                        _ => (format!("{b}-{i}"), NOW, "t"),
+                    };
+                    signed(&a, &id, Version::new(v, 0), t)
+                })
+                .collect()
+        })
+        .collect();
+    let cursor = |seq| {
+        Some((
+            peer,
+            protocol::wire::Cursor {
+                epoch: [7; 16],
+                seq,
+            },
+        ))
+    };
+    let opts = |seq| {
+        let mut o = ApplyOptions::new("peer", NOW);
+        o.cursor = cursor(seq);
+        o
+    };
+    let checked: Vec<CheckedBatch> = batches
+        .iter()
+        .map(|b| CheckedBatch::check(b.clone(), &opts(0)))
+        .collect();
+
+    let (_d1, one_by_one) = temp_store();
+    for (i, batch) in checked.iter().enumerate() {
+        one_by_one
+            .apply_checked(batch, &opts(i as u64 + 1))
+            .expect("apply");
+    }
+    let (_d2, together) = temp_store();
+    let before = together.write_transactions();
+    let all: Vec<&CheckedBatch> = checked.iter().collect();
+    let report = together.apply_checked_all(&all, &opts(3)).expect("apply");
+    assert_eq!(together.write_transactions() - before, 1, "one commit");
+    assert_eq!(
+        (report.new, report.updated, report.unchanged),
+        (10, 2, 1),
+        "{report:?}"
+    );
+    assert_eq!(snapshot(&together), snapshot(&one_by_one));
+    assert_eq!(
+        together.counters().expect("counters"),
+        one_by_one.counters().expect("counters")
+    );
+    assert_eq!(
+        together.cursor(&peer).expect("cursor"),
+        cursor(3).map(|c| c.1)
+    );
+
+    // A bad signature in the second batch: its index counts the first batch's records.
+    let mut bad = batches[1].clone();
+    bad[2].fields[0].1 = "tampered".into();
+    let mut strict = opts(9);
+    strict.all_or_nothing = true;
+    let bad = CheckedBatch::check(bad, &strict);
+    let (_d3, fresh) = temp_store();
+    let empty = (snapshot(&fresh), fresh.counters().expect("counters"));
+    let err = fresh
+        .apply_checked_all(&[&checked[0], &bad], &strict)
+        .expect_err("rejected");
+    assert!(
+        matches!(
+            err,
+            StoreError::BatchRejected {
+                index: 6,
+                reason: Rejection::BadSignature,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A fault in the last batch: nothing of the first ones is written either.
+    let mut failing = opts(9);
+    failing.fail_after = Some(9);
+    assert!(matches!(
+        fresh.apply_checked_all(&all, &failing),
+        Err(StoreError::InjectedFault(9))
+    ));
+    assert_eq!((snapshot(&fresh), fresh.counters().expect("c")), empty);
+    assert_eq!(fresh.cursor(&peer).expect("cursor"), None);
+}

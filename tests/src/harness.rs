@@ -692,7 +692,18 @@ pub fn count(report: &Value, key: &str) -> u64 {
 /// Writes `n` public user records `u00000`… straight into `t`'s store, signed with its key, in
 /// batches of 1,000 (10,000 CLI calls would take minutes). Returns them.
 pub fn bulk_public_users(t: &TestHome, n: usize) -> Vec<protocol::Record> {
-    use protocol::{Entity, Record, Scope, Version};
+    bulk_users(t, n, |_| (protocol::Scope::Public, false))
+}
+
+/// Writes `n` user records `u00000`… straight into `t`'s store, signed with its key, in
+/// batches of 1,000; `kind(i)` gives record `i`'s scope and whether it is a tombstone (no
+/// fields). Returns them.
+pub fn bulk_users(
+    t: &TestHome,
+    n: usize,
+    kind: impl Fn(usize) -> (protocol::Scope, bool),
+) -> Vec<protocol::Record> {
+    use protocol::{Entity, Record, Version};
     let (key, store) = store::Home::new(t.home())
         .open()
         .expect("open the home's store");
@@ -702,17 +713,23 @@ pub fn bulk_public_users(t: &TestHome, n: usize) -> Vec<protocol::Record> {
         let batch: Vec<Record> = (start..n.min(start + 1_000))
             .map(|i| {
                 let id = format!("u{i:05}");
+                let (scope, deleted) = kind(i);
+                let fields = if deleted {
+                    Vec::new()
+                } else {
+                    vec![
+                        ("Username".into(), id.clone()),
+                        ("Bio".into(), format!("bulk record number {i}")),
+                    ]
+                };
                 let mut r = Record {
                     origin: key.public(),
                     entity: Entity::User,
-                    id: id.clone(),
+                    id,
                     version: Version::new(now, u32::try_from(i).expect("small")),
-                    scope: Scope::Public,
-                    deleted: false,
-                    fields: vec![
-                        ("Username".into(), id),
-                        ("Bio".into(), format!("bulk record number {i}")),
-                    ],
+                    scope,
+                    deleted,
+                    fields,
                     body: String::new(),
                     signature: None,
                 };
@@ -1019,4 +1036,47 @@ pub async fn raw_push(
     conn.close(0u32.into(), b"bye");
     endpoint.close().await;
     role
+}
+
+/// The convergence oracle (issue 12): whether `a` and `b` hold what each offers the other,
+/// by their state digests (`store::digest::between`), with the trust each has in the other.
+/// `Err` lists the differences. Opens both stores (for writing, so a store left by a killed
+/// process is repaired first): call it while their nodes are stopped (a running node holds its
+/// store).
+pub fn digests_equal(
+    a: &TestHome,
+    b: &TestHome,
+    a_trusts_b: bool,
+    b_trusts_a: bool,
+) -> Result<(), String> {
+    let read = |t: &TestHome| {
+        store::Store::open(&t.path("store.redb"))
+            .and_then(|s| s.digests())
+            .unwrap_or_else(|e| panic!("digests of {}: {e}", t.home().display()))
+    };
+    digests_between(
+        &read(a),
+        &a.public_key(),
+        a_trusts_b,
+        &read(b),
+        &b.public_key(),
+        b_trusts_a,
+    )
+}
+
+/// [`digests_equal`] over digests already read (in-process stores: `store.digests()`).
+pub fn digests_between(
+    a: &store::StoreDigests,
+    a_key: &protocol::PublicKey,
+    a_trusts_b: bool,
+    b: &store::StoreDigests,
+    b_key: &protocol::PublicKey,
+    b_trusts_a: bool,
+) -> Result<(), String> {
+    let outcome = store::digest::between(a, a_key, a_trusts_b, b, b_key, b_trusts_a);
+    if outcome.differences_total == 0 {
+        Ok(())
+    } else {
+        Err(format!("{:?}", outcome.differences))
+    }
 }

@@ -3,5 +3,7 @@
 //! [`harness`] runs the real `wb` binary in temporary directories (ripgrep's `TestCommand`).
 
 pub mod app;
+pub mod crash;
 pub mod harness;
+pub mod partition;
 pub mod pty;

@@ -132,6 +132,8 @@ fn a_node_serves_its_sessions_records_peers_and_iroh_counters() {
     assert!(m.contains_key("wb_records_sent_total"));
     assert_eq!(value(&m, "wb_store_records"), 2.0);
     assert!(value(&m, "wb_store_bytes") > 0.0);
+    // The node's own tasks at least: the listener, the control socket, this scrape's server.
+    assert!(value(&m, "wb_runtime_tasks") > 0.0);
     let since = value(&m, r#"wb_peer_seconds_since_sync{peer="a"}"#);
     assert!((0.0..600.0).contains(&since), "seconds since sync: {since}");
     assert_eq!(value(&m, r#"wb_peer_records_behind{peer="a"}"#), 0.0);

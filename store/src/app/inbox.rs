@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
-use protocol::bundle::{MANIFEST_FILE, SIGNATURE_FILE};
+use protocol::bundle::SIGNATURE_FILE;
 use protocol::sync_txt::{
     AppComment, app_request_body, app_value, format_timestamp, write_app_file,
 };
@@ -328,6 +328,7 @@ pub fn write_inbox(
         if let Ok(canonical) = std::fs::canonicalize(dir) {
             report.dir = canonical.display().to_string();
         }
+        crate::bundles::mark_pending(dir, &own)?;
         let mut files = RecordFiles::new(dir, existing);
         let mut write =
             |rel: String, text: String, report: &mut InboxReport| -> Result<(), AppError> {
@@ -405,20 +406,20 @@ pub fn write_inbox(
         let sealed = files.seal(&own)?;
         report.files = sealed.files;
         report.removed = sealed.removed;
-        report.manifest_digest = protocol::bundle::sha256_hex(sealed.manifest.as_bytes());
+        report.manifest_digest = hex::encode(sealed.manifest.sha256);
         let previous: Option<InboxState> = maps.state_json(STATE_INBOX)?;
         let same_dir = previous
             .as_ref()
             .is_some_and(|p| p.manifest_digest == report.manifest_digest && p.dir == report.dir);
-        let on_disk = std::fs::read(dir.join(MANIFEST_FILE)).ok();
         report.unchanged = same_dir
             && report.written == 0
             && report.removed == 0
-            && on_disk.as_deref() == Some(sealed.manifest.as_bytes())
+            && sealed.manifest.is_on_disk(dir)
             && dir.join(SIGNATURE_FILE).is_file();
         if !report.unchanged {
-            write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
+            write_signed(dir, key, sealed.manifest, opts.now_ms)?;
         }
+        crate::bundles::clear_pending(dir)?;
         maps.note_inbox_digest(&report.manifest_digest)?;
         maps.set_state_json(
             STATE_INBOX,

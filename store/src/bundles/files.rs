@@ -6,17 +6,18 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use protocol::bundle::{
     BundleSignature, ListedPaths, MANIFEST_FILE, MAX_MANIFEST_LEN, MAX_SIGNATURE_FILE_LEN,
-    Manifest, ManifestCheck, ManifestLines, PUBLIC_KEYS_DIR, SIGNATURE_FILE, public_key_file_path,
-    write_public_key_file,
+    ManifestCheck, ManifestLines, PUBLIC_KEYS_DIR, SIGNATURE_FILE, public_key_file_path,
+    validate_bundle_path, write_public_key_file,
 };
 use protocol::sync_txt::MAX_SYNC_FILE_LEN;
 use protocol::{CodecError, PublicKey, SecretKey};
 use sha2::{Digest, Sha256};
 
+use super::spill::{Spill, run_bytes};
 use super::{BundleError, ENTITY_DIRS, Result};
 
 /// Record files have this suffix (the manifest too).
@@ -26,14 +27,16 @@ pub(super) const SUFFIX: &str = ".sync.txt";
 /// start: only those are compared and, when their bytes change, replaced atomically (a cut
 /// export never leaves a torn file where a complete one was); every other file is new and
 /// written directly (a torn new file is listed by no manifest, so an import refuses it), and
-/// each entity directory is created once.
+/// each entity directory is created once. Each file's path and digest go to a [`Spill`], not
+/// a list: the manifest of a million files is sorted on disk.
 pub(crate) struct RecordFiles<'a> {
     dir: &'a Path,
     /// Bundle files present before the export and not written again yet.
     existing: HashSet<String>,
     /// Entity directories known to exist.
     dirs: HashSet<String>,
-    digests: Vec<(String, [u8; 32])>,
+    /// (path in manifest order, SHA-256) of every file written.
+    digests: Spill,
 }
 
 impl<'a> RecordFiles<'a> {
@@ -43,12 +46,16 @@ impl<'a> RecordFiles<'a> {
             dir,
             existing: existing.into_iter().collect(),
             dirs: HashSet::new(),
-            digests: Vec::new(),
+            digests: Spill::new(dir, run_bytes()),
         }
     }
 
     /// Writes one record file; returns whether its bytes changed (or it is new).
     pub(crate) fn write(&mut self, rel: String, bytes: &[u8]) -> Result<bool> {
+        validate_bundle_path(&rel).map_err(|source| BundleError::Codec {
+            path: MANIFEST_FILE.into(),
+            source,
+        })?;
         let path = self.dir.join(&rel);
         let written = if self.existing.remove(&rel) {
             write_if_changed(&path, bytes)?
@@ -65,52 +72,227 @@ impl<'a> RecordFiles<'a> {
             }
             write_new(&path, bytes)?
         };
-        self.digests.push((rel, Sha256::digest(bytes).into()));
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        self.digests.push(&manifest_sort_key(&rel), &digest)?;
         Ok(written)
     }
 
-    /// Ends the record files: their manifest, and the previous bundle's files not written again
-    /// removed (see [`remove_stale`]); the caller then writes it with [`write_signed`].
+    /// Ends the record files: their manifest, written beside the current one (see
+    /// [`ManifestDraft`]), and the previous bundle's files not written again removed (see
+    /// [`remove_stale`]); the caller then puts it in place with [`write_signed`].
     pub(crate) fn seal(self, local: &PublicKey) -> Result<Sealed> {
-        let files = self.digests.len() as u64 + 3;
-        let manifest =
-            Manifest::from_digests(self.digests).map_err(|source| BundleError::Codec {
-                path: MANIFEST_FILE.into(),
-                source,
-            })?;
+        let mut sorted = self.digests.finish()?;
+        let mut draft = ManifestDraft::create(self.dir)?;
+        let mut previous: Option<Vec<u8>> = None;
+        let mut files = 3u64;
+        while let Some((key, digest)) = sorted.next_entry()? {
+            if previous.as_deref() == Some(key.as_slice()) {
+                return Err(BundleError::Codec {
+                    path: MANIFEST_FILE.into(),
+                    source: CodecError::UnsafePath {
+                        path: manifest_path_of_key(&key),
+                        reason: "listed twice",
+                    },
+                });
+            }
+            let mut line = hex::encode(&digest);
+            line.push_str("  ");
+            line.push_str(&manifest_path_of_key(&key));
+            line.push('\n');
+            draft.append(line.as_bytes())?;
+            previous = Some(key);
+            files += 1;
+        }
+        if files == 3 {
+            // An empty manifest is a single line break, as the app writes it.
+            draft.append(b"\n")?;
+        }
+        draft.close()?;
         let removed = remove_stale(self.dir, self.existing, &public_key_file_path(local))?;
         Ok(Sealed {
-            manifest: manifest.to_text(),
+            manifest: draft,
             removed,
             files,
         })
     }
 }
 
+/// The manifest orders paths segment by segment (`Manifest`'s order, the app's `sorted()`):
+/// with every `/` made a NUL byte, which no path holds, plain byte order is that order.
+fn manifest_sort_key(rel: &str) -> Vec<u8> {
+    rel.bytes().map(|b| if b == b'/' { 0 } else { b }).collect()
+}
+
+fn manifest_path_of_key(key: &[u8]) -> String {
+    let bytes: Vec<u8> = key.iter().map(|&b| if b == 0 { b'/' } else { b }).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A new manifest, written to a temporary file beside the bundle's current one (never read
+/// whole: it is about 100 bytes per file) with its SHA-256 and length. [`write_signed`] signs
+/// it and puts it in place; dropped unused, it is removed.
+pub(crate) struct ManifestDraft {
+    path: PathBuf,
+    out: Option<std::io::BufWriter<fs::File>>,
+    digest: Sha256,
+    /// SHA-256 of the manifest, once closed.
+    pub(crate) sha256: [u8; 32],
+    pub(crate) len: u64,
+}
+
+impl ManifestDraft {
+    /// Starts the draft at `manifest.sync.tmp` in `dir`: whatever sits there (a file left by a
+    /// cut export, a link) is removed, never followed, and the file is created exclusively.
+    fn create(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE).with_extension("tmp");
+        let err = |source| BundleError::Write {
+            path: path.clone(),
+            source,
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(err(source)),
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(err)?;
+        Ok(Self {
+            out: Some(std::io::BufWriter::with_capacity(READ_CHUNK, file)),
+            path,
+            digest: Sha256::new(),
+            sha256: [0; 32],
+            len: 0,
+        })
+    }
+
+    /// A draft holding `text`: for manifests made in memory.
+    #[cfg(test)]
+    pub(crate) fn from_text(dir: &Path, text: &str) -> Result<Self> {
+        let mut draft = Self::create(dir)?;
+        draft.append(text.as_bytes())?;
+        draft.close()?;
+        Ok(draft)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        self.digest.update(bytes);
+        self.len += bytes.len() as u64;
+        out.write_all(bytes).map_err(|source| BundleError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some(out) = self.out.take() {
+            out.into_inner()
+                .map_err(|e| e.into_error())
+                .map_err(|source| BundleError::Write {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            self.sha256 = std::mem::take(&mut self.digest).finalize().into();
+        }
+        Ok(())
+    }
+
+    /// Whether the manifest at `dir` holds exactly this draft's bytes (length, then SHA-256,
+    /// read as a stream).
+    pub(crate) fn is_on_disk(&self, dir: &Path) -> bool {
+        let Ok(file) = fs::File::open(dir.join(MANIFEST_FILE)) else {
+            return false;
+        };
+        if file.metadata().map(|m| m.len()).ok() != Some(self.len) {
+            return false;
+        }
+        hash_file(file).ok() == Some(self.sha256)
+    }
+
+    /// Hands the draft's bytes to `feed`, in pieces, from the file.
+    fn read(&self, feed: &mut dyn FnMut(&[u8])) -> std::io::Result<()> {
+        let mut file = fs::File::open(&self.path)?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = file.read(&mut buf)?;
+            match buf.get(..n) {
+                Some(piece) if !piece.is_empty() => feed(piece),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+impl Drop for ManifestDraft {
+    fn drop(&mut self) {
+        // Put in place, it is gone from here; otherwise a draft never outlives its export.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// SHA-256 of a file's bytes, read as a stream.
+fn hash_file(mut file: fs::File) -> std::io::Result<[u8; 32]> {
+    let mut digest = Sha256::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        match buf.get(..n) {
+            Some(piece) if !piece.is_empty() => digest.update(piece),
+            _ => return Ok(digest.finalize().into()),
+        }
+    }
+}
+
 /// A bundle's record files, written: what [`RecordFiles::seal`] returns.
 pub(crate) struct Sealed {
-    /// The manifest's text.
-    pub(crate) manifest: String,
+    /// The manifest, not yet in place.
+    pub(crate) manifest: ManifestDraft,
     /// Files of a previous bundle removed.
     pub(crate) removed: u64,
     /// Every file of the bundle: record files, manifest, bundle.sig, public key file.
     pub(crate) files: u64,
 }
 
-/// Writes a bundle's manifest, public key file and `bundle.sig` (signed now), each atomically
-/// and last: a bundle whose writing was cut short has no manifest that matches its files.
-/// Returns the bytes written.
+/// Puts a bundle's manifest, public key file and `bundle.sig` (signed now, the manifest read
+/// from its draft as a stream, twice) in place, each atomically and last: a bundle whose
+/// writing was cut short has no manifest that matches its files. Returns the bytes written.
 pub(crate) fn write_signed(
     dir: &Path,
     key: &SecretKey,
-    manifest: &str,
+    manifest: ManifestDraft,
     now_ms: u64,
 ) -> Result<u64> {
     let local = key.public();
-    let signature = BundleSignature::sign(manifest.as_bytes(), key, now_ms);
-    let mut bytes = 0;
+    let signature = BundleSignature::sign_stream(key, now_ms, |feed| manifest.read(feed)).map_err(
+        |source| BundleError::Write {
+            path: manifest.path.clone(),
+            source,
+        },
+    )?;
+    if signature.manifest_digest != manifest.sha256 {
+        return Err(BundleError::Write {
+            path: manifest.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the manifest changed on disk while it was being written",
+            ),
+        });
+    }
+    let mut bytes = manifest.len;
+    if !manifest.is_on_disk(dir) {
+        let target = dir.join(MANIFEST_FILE);
+        fs::rename(&manifest.path, &target).map_err(|source| BundleError::Write {
+            path: target,
+            source,
+        })?;
+    }
+    drop(manifest);
     for (path, text) in [
-        (MANIFEST_FILE.to_string(), manifest.to_string()),
         (public_key_file_path(&local), write_public_key_file(&local)),
         (SIGNATURE_FILE.to_string(), signature.to_text()),
     ] {
@@ -118,6 +300,46 @@ pub(crate) fn write_signed(
         write_if_changed(&dir.join(&path), text.as_bytes())?;
     }
     Ok(bytes)
+}
+
+/// The marker of an export in progress (`wb sync export`, the app's inbox): written into the
+/// folder, naming this instance's key, before the first record file, and removed once
+/// `bundle.sig` is written. An export killed in between leaves it, and the folder's files (new
+/// ones no manifest lists, a first export without `bundle.sig`, temporaries) are then this
+/// instance's to redo: [`check_export_dir`] accepts the folder, the next export replaces or
+/// removes them. Hidden and not a bundle file, so imports never see it.
+pub(crate) const PENDING_FILE: &str = ".wb-export-pending";
+
+/// The temporary name [`write_if_changed`] writes a record file under before renaming it.
+const TMP_SUFFIX: &str = ".sync.tmp";
+
+fn pending_text(local: &PublicKey) -> String {
+    format!(
+        "wb export in progress; the next export into this folder finishes it\nKey: {}\n",
+        local.to_base64()
+    )
+}
+
+/// Marks `dir` (which exists) as holding an export of `local` in progress (see [`PENDING_FILE`]).
+pub(crate) fn mark_pending(dir: &Path, local: &PublicKey) -> Result<()> {
+    write_if_changed(&dir.join(PENDING_FILE), pending_text(local).as_bytes()).map(|_| ())
+}
+
+/// Ends what [`mark_pending`] began: the export in `dir` is whole.
+pub(crate) fn clear_pending(dir: &Path) -> Result<()> {
+    let path = dir.join(PENDING_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BundleError::Write { path, source }),
+    }
+}
+
+/// Whether `dir` holds the marker of an export of `local` cut short.
+fn cut_export_of(dir: &Path, local: &PublicKey) -> bool {
+    let expected = pending_text(local);
+    read_inside(dir, PENDING_FILE, expected.len() + 1)
+        .is_ok_and(|bytes| bytes == expected.as_bytes())
 }
 
 /// Writes a file that did not exist: create, write, close. Should the file exist after all, it
@@ -214,6 +436,10 @@ pub(crate) fn check_export_dir(
     let Some(first) = files.first() else {
         return Ok(files);
     };
+    // An export of ours killed mid-way: whatever it left is ours to redo.
+    if cut_export_of(dir, local) {
+        return Ok(files);
+    }
     let refuse = |file: &str, why: String| BundleError::NotOurExport {
         dir: dir.to_path_buf(),
         file: file.to_string(),
@@ -482,7 +708,9 @@ fn header_lines(bytes: &[u8]) -> Option<Vec<&str>> {
 pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str) -> Result<u64> {
     let mut removed = 0;
     for rel in leftover {
-        let bundle_file = rel.ends_with(SUFFIX) || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
+        let bundle_file = rel.ends_with(SUFFIX)
+            || rel.ends_with(TMP_SUFFIX)
+            || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
         if rel != key_file && bundle_file && rel != MANIFEST_FILE {
             let path = dir.join(&rel);
             fs::remove_file(&path).map_err(|source| BundleError::Write { path, source })?;

@@ -4,9 +4,8 @@
 //! The formats belong to `protocol::sync_txt` and `protocol::bundle`; this module decides which
 //! records go out, walks directories, and applies what comes in through [`Store::apply_batch`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use protocol::bundle::{
@@ -23,10 +22,12 @@ use crate::home::Home;
 use crate::leaving::{Rule, Withheld};
 
 mod files;
+mod spill;
 
-pub(crate) use files::{RecordFiles, check_export_dir, write_signed};
+pub(crate) use files::{RecordFiles, check_export_dir, clear_pending, mark_pending, write_signed};
 use files::{read_inside, walk_bundle_files};
 use sha2::{Digest, Sha256};
+use spill::Spill;
 
 /// The directories record files live in; other content of a bundle directory is not ours.
 pub const ENTITY_DIRS: &[&str] = &[
@@ -167,10 +168,12 @@ fn record_path(r: &Record, signer: &PublicKey, several_origins: bool) -> String 
 /// [`BundleError::NotOurExport`] before anything is written. A re-export replaces that export's
 /// files and removes those no longer part of it; nothing else in `dir` is touched.
 ///
-/// The store is read as a stream, never listed whole: first its comments (kept, since requests
-/// render their public comments into their body), then every other record, whose file is
-/// written as soon as it is decoded; comment files go last, once it is known which requests
-/// stay home (their comments stay home too).
+/// The store is read as a stream, never listed whole, and no record is kept: first its
+/// comments (those rendered into request bodies are sorted on disk by request, [`Spill`]),
+/// then every other record, whose file is written as soon as it is decoded, each request
+/// taking its comments from the sorted ones; comment files go last, read from the store again.
+/// The manifest's lines are sorted on disk too, and the manifest is signed as it is read back
+/// ([`write_signed`]): memory does not grow with the store.
 pub fn export(
     store: &Store,
     key: &SecretKey,
@@ -197,21 +200,10 @@ pub fn export(
         withheld_requests: HashSet::new(),
         origins: Origins::default(),
         deferred: Vec::new(),
+        counting: true,
     };
     let total = store.record_count()?;
     let comment = Entity::Comment.as_str();
-
-    let mut chosen_comments: Vec<(Option<RecordKey>, Record)> = Vec::new();
-    store.scan(
-        |entity| entity == comment,
-        |r| -> Result<()> {
-            if let Some(c) = out.choose(r)? {
-                chosen_comments.push((c.commented_request(), c));
-            }
-            Ok(())
-        },
-    )?;
-    let comments = Comments::new(chosen_comments);
 
     if opts.include_trusted {
         // Trusted records are for one peer: a folder made for them is owner-only.
@@ -222,6 +214,40 @@ pub fn export(
             source,
         })?;
     }
+    mark_pending(dir, &key.public())?;
+    // The comments rendered into request bodies, sorted on disk by request, then as the app
+    // shows them: each request then takes its own as the store streams by.
+    let mut rendered = Spill::new(dir, spill::run_bytes());
+    store.scan(
+        |entity| entity == comment,
+        |r| -> Result<()> {
+            let Some(c) = out.choose(r)? else {
+                return Ok(());
+            };
+            out.origins.note(&c.origin);
+            if let Some(request) = c.commented_request() {
+                let group = order_key_part(&crate::db::key_bytes(&request));
+                let mut key = group.clone();
+                // Stable: comments equal on (Created-At, id) keep the store's order.
+                match c.field("Created-At") {
+                    None => key.push(0),
+                    Some(at) => {
+                        key.push(1);
+                        key.extend_from_slice(&order_key_part(at.as_bytes()));
+                    }
+                }
+                key.extend_from_slice(&order_key_part(c.id.as_bytes()));
+                let mut value = (group.len() as u32).to_le_bytes().to_vec();
+                value.extend_from_slice(&c.to_sealed_bytes());
+                rendered.push(&key, &value)?;
+            }
+            Ok(())
+        },
+    )?;
+    let mut rendered = RenderedComments {
+        sorted: rendered.finish()?,
+    };
+
     let mut files = RecordFiles::new(dir, existing);
     let mut done = 0u64;
     store.scan(
@@ -235,18 +261,20 @@ pub fn export(
                 return Ok(());
             };
             // A request that goes out as its withdrawal carries no comments: they stay home.
-            let rendered = match r.entity {
+            let comments = match r.entity {
                 Entity::Request => {
                     let key = r.key();
+                    let of_request = rendered.of(&key)?;
                     if out.withheld_requests.contains(&key) {
-                        &[]
+                        Vec::new()
                     } else {
-                        comments.of(&key)
+                        of_request
                     }
                 }
-                _ => &[],
+                _ => Vec::new(),
             };
-            let (text, left_out) = render_fitting(&r, rendered, &out.local, out.origins.several)?;
+            let (text, left_out) = render_fitting(&r, &comments, &out.local, out.origins.several)?;
+            drop(comments);
             out.report.comments_left_out_of_bodies += left_out;
             out.origins.note(&r.origin);
             if r.origin == out.local || out.origins.several {
@@ -264,23 +292,29 @@ pub fn export(
             Ok(())
         },
     )?;
+    drop(rendered);
 
-    // Comments whose request stays home stayed home (the rule); the others are now all known,
-    // and so is whether the export holds several origins.
-    for c in &comments.records {
-        out.origins.note(&c.origin);
-    }
+    // Whether the export holds several origins is now known.
     for (r, text) in std::mem::take(&mut out.deferred) {
         out.write(&mut files, &r, &text)?;
     }
-    for c in &comments.records {
-        if done % 256 == 0 {
-            progress(done.min(total), total);
-        }
-        done += 1;
-        let text = render(c, &[], &out.local, out.origins.several)?;
-        out.write(&mut files, c, &text)?;
-    }
+    // Comment files last, read from the store again (chosen by the same rule: comments whose
+    // request stays home stay home; counted once, above).
+    out.counting = false;
+    store.scan(
+        |entity| entity == comment,
+        |r| -> Result<()> {
+            let Some(c) = out.choose(r)? else {
+                return Ok(());
+            };
+            if done % 256 == 0 {
+                progress(done.min(total), total);
+            }
+            done += 1;
+            let text = render(&c, &[], &out.local, out.origins.several)?;
+            out.write(&mut files, &c, &text)
+        },
+    )?;
     progress(total, total);
 
     let Export {
@@ -289,8 +323,72 @@ pub fn export(
     let sealed = files.seal(&local)?;
     report.files = sealed.files;
     report.removed = sealed.removed;
-    report.bytes += write_signed(dir, key, &sealed.manifest, opts.now_ms)?;
+    report.bytes += write_signed(dir, key, sealed.manifest, opts.now_ms)?;
+    clear_pending(dir)?;
     Ok(report)
+}
+
+/// `part` in a form whose byte order is `part`'s and which no longer key extends: each NUL
+/// byte doubled as NUL 0xFF, then NUL NUL. Keys made of such parts sort part by part.
+fn order_key_part(part: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(part.len() + 2);
+    for &b in part {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// The live comments an export renders into request bodies, in request key order (the store's
+/// order: [`order_key_part`] keeps it), taken request by request as the store streams by.
+struct RenderedComments {
+    sorted: spill::Sorted,
+}
+
+impl RenderedComments {
+    /// The comments of `request`, in the app's order; those of requests before it, which did
+    /// not go out, are passed over.
+    fn of(&mut self, request: &RecordKey) -> Result<Vec<Record>> {
+        let group = order_key_part(&crate::db::key_bytes(request));
+        let mut out = Vec::new();
+        while let Some(key) = self.sorted.peek_key()? {
+            let Some(head) = key.get(..group.len()) else {
+                // Shorter than this request's part: a request before it.
+                self.sorted.next_entry()?;
+                continue;
+            };
+            match head.cmp(group.as_slice()) {
+                std::cmp::Ordering::Less => {
+                    self.sorted.next_entry()?;
+                }
+                std::cmp::Ordering::Greater => break,
+                std::cmp::Ordering::Equal => {
+                    let Some((_, value)) = self.sorted.next_entry()? else {
+                        break;
+                    };
+                    let group_len = value
+                        .get(..4)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(|b| u32::from_le_bytes(b) as usize);
+                    if group_len != Some(group.len()) {
+                        // Another request whose part starts like this one's: never, as
+                        // parts end in NUL NUL; passed over.
+                        continue;
+                    }
+                    let sealed = value.get(4..).unwrap_or_default();
+                    let c = Record::from_sealed_bytes(sealed).map_err(|e| BundleError::Read {
+                        path: "(temporary sort file)".into(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    })?;
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The state of one export as the store streams by.
@@ -304,6 +402,8 @@ struct Export<'a> {
     origins: Origins,
     /// Records of other origins than ours, rendered, waiting to know their file name.
     deferred: Vec<(Record, String)>,
+    /// Whether [`Export::choose`] counts what it withholds (not when it reads records again).
+    counting: bool,
 }
 
 impl Export<'_> {
@@ -322,8 +422,13 @@ impl Export<'_> {
         if let Some(w) = self.store.withdrawal(&r.key())?
             && self.rule.check(&w, &mut lookup)?.is_ok()
         {
-            self.report.withdrawals += 1;
+            if self.counting {
+                self.report.withdrawals += 1;
+            }
             return Ok(Some(w));
+        }
+        if !self.counting {
+            return Ok(None);
         }
         let report = &mut self.report;
         if why == Withheld::HiddenRequest {
@@ -372,53 +477,6 @@ impl Origins {
             None => self.first = Some(*origin),
             Some(first) => self.several |= first != *origin,
         }
-    }
-}
-
-/// The comments that go out, ordered so the live comments of each request are one slice, in
-/// the order the app shows them.
-struct Comments {
-    records: Vec<Record>,
-    /// Live comments of each request: a range of `records`.
-    rendered: HashMap<RecordKey, Range<usize>>,
-}
-
-impl Comments {
-    /// `chosen` in store key order, each with its request.
-    fn new(mut chosen: Vec<(Option<RecordKey>, Record)>) -> Self {
-        /// The request a comment is rendered under: live comments only.
-        fn rendered_under((parent, c): &(Option<RecordKey>, Record)) -> Option<&RecordKey> {
-            parent.as_ref().filter(|_| !c.deleted)
-        }
-        // Stable: comments equal on (Created-At, id) keep the store's order.
-        chosen.sort_by(|a, b| {
-            (rendered_under(a), a.1.field("Created-At"), &a.1.id).cmp(&(
-                rendered_under(b),
-                b.1.field("Created-At"),
-                &b.1.id,
-            ))
-        });
-        let mut rendered: HashMap<RecordKey, Range<usize>> = HashMap::new();
-        for (i, item) in chosen.iter().enumerate() {
-            if let Some(parent) = rendered_under(item) {
-                match rendered.get_mut(parent) {
-                    Some(range) => range.end = i + 1,
-                    None => {
-                        rendered.insert(parent.clone(), i..i + 1);
-                    }
-                }
-            }
-        }
-        let records = chosen.into_iter().map(|(_, c)| c).collect();
-        Self { records, rendered }
-    }
-
-    /// The live comments of a request, in the app's order.
-    fn of(&self, request: &RecordKey) -> &[Record] {
-        self.rendered
-            .get(request)
-            .and_then(|range| self.records.get(range.clone()))
-            .unwrap_or_default()
     }
 }
 
@@ -886,23 +944,55 @@ pub fn import_with(
         listed: protocol::bundle::ListedPaths::default(),
     };
     // The second pass: each batch of records, exactly as the first pass checked them, without
-    // the revoked origins' records.
+    // the revoked origins' records. Files are read, hashed and parsed on a helper thread while
+    // this one applies the batch before (one batch in flight): the store's writes and the
+    // parsing share the cores.
     let mut revoked_origin = 0u64;
     let mut second_pass = |sink: &mut dyn FnMut(&CheckedBatch) -> Result<()>| -> Result<()> {
-        let mut pending: Vec<Record> = Vec::new();
-        let mut flush = |pending: &mut Vec<Record>| -> Result<()> {
-            let mut batch = CheckedBatch::checked_earlier(std::mem::take(pending));
-            revoked_origin += batch.retain(|r| !revoked.contains(&r.origin)) as u64;
-            sink(&batch)
-        };
-        for_each_file(&signed, Pass::Apply, &mut |_, records| {
-            pending.extend(records);
-            if pending.len() >= PASS_BATCH_RECORDS {
+        let (batches, received) = std::sync::mpsc::sync_channel::<CheckedBatch>(1);
+        let (signed, revoked) = (&signed, &revoked);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || -> Result<u64> {
+                let mut skipped = 0u64;
+                let mut pending: Vec<Record> = Vec::new();
+                let mut flush = |pending: &mut Vec<Record>| -> Result<()> {
+                    let mut batch = CheckedBatch::checked_earlier(std::mem::take(pending));
+                    skipped += batch.retain(|r| !revoked.contains(&r.origin)) as u64;
+                    // Refused only once the applying side stopped, on an error it reports.
+                    batches.send(batch).map_err(|_| BundleError::Read {
+                        path: MANIFEST_FILE.into(),
+                        source: std::io::Error::other("the import stopped"),
+                    })
+                };
+                for_each_file(signed, Pass::Apply, &mut |_, records| {
+                    pending.extend(records);
+                    if pending.len() >= PASS_BATCH_RECORDS {
+                        flush(&mut pending)?;
+                    }
+                    Ok(())
+                })?;
                 flush(&mut pending)?;
+                Ok(skipped)
+            });
+            let mut failed = None;
+            for batch in received.iter() {
+                if let Err(e) = sink(&batch) {
+                    failed = Some(e);
+                    break;
+                }
             }
-            Ok(())
-        })?;
-        flush(&mut pending)
+            drop(received);
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match failed {
+                Some(e) => Err(e),
+                None => {
+                    revoked_origin = read?;
+                    Ok(())
+                }
+            }
+        })
     };
     let planned = {
         let read_only;

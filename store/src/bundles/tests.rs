@@ -4,7 +4,7 @@ use protocol::Version;
 use protocol::bundle::{BundleSignature, Manifest, SIGNATURE_FILE};
 use sha2::{Digest, Sha256};
 
-use super::files::{SUFFIX, bundle_files};
+use super::files::{ManifestDraft, SUFFIX, bundle_files};
 use super::*;
 use crate::ListFilter;
 
@@ -131,6 +131,66 @@ fn re_export_restores_torn_files_removes_stale_ones_and_keeps_the_rest() {
     assert!(leftovers.is_empty(), "no temporary files: {leftovers:?}");
     let verified = verify_dir(&dir, None).expect("the bundle verifies");
     assert_eq!(verified.records.len(), 60);
+}
+
+/// An export killed mid-way (found by the crash matrix): a first one leaves record files and no
+/// `bundle.sig`, a re-export leaves new files no manifest lists and temporaries. The marker it
+/// wrote first lets the next export into the folder finish the job, and it goes away with it;
+/// without the marker such a folder is still refused.
+#[test]
+fn an_export_killed_mid_way_is_finished_by_the_next_one() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let key = SecretKey::from_bytes(&[7; 32]);
+    let store = store_with_records(tmp.path(), &key);
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    let reference = tmp.path().join("reference");
+    export(&store, &key, &reference, &opts, &mut |_, _| {}).expect("export");
+
+    for over_previous in [false, true] {
+        let dir = tmp.path().join(format!("cut-{over_previous}"));
+        if over_previous {
+            export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("export");
+            fs::remove_file(dir.join("users/user_1.sync.txt")).expect("unlist one");
+        } else {
+            fs::create_dir_all(&dir).expect("dir");
+        }
+        // What the kill left: the marker, a new file, a torn one, a temporary.
+        mark_pending(&dir, &key.public()).expect("mark");
+        fs::create_dir_all(dir.join("users")).expect("users");
+        fs::write(dir.join("users/user_new.sync.txt"), "Entity: us").expect("torn");
+        fs::write(dir.join("users/user_2.sync.tmp"), "Entity: user\n").expect("tmp");
+        fs::write(dir.join("users/user_1.sync.txt"), "Entity: user\nID: 1\n").expect("new");
+
+        // Without the marker the folder is refused, untouched.
+        fs::rename(dir.join(files::PENDING_FILE), tmp.path().join("aside")).expect("aside");
+        let before = tree(&dir);
+        let err = export(&store, &key, &dir, &opts, &mut |_, _| {}).expect_err("refused");
+        assert!(matches!(err, BundleError::NotOurExport { .. }), "{err}");
+        assert_eq!(tree(&dir), before);
+        fs::rename(tmp.path().join("aside"), dir.join(files::PENDING_FILE)).expect("back");
+
+        export(&store, &key, &dir, &opts, &mut |_, _| {}).expect("the next export finishes");
+        assert!(!dir.join(files::PENDING_FILE).exists(), "{over_previous}");
+        assert!(!dir.join("users/user_new.sync.txt").exists());
+        assert!(!dir.join("users/user_2.sync.tmp").exists());
+        let (got, want) = (tree(&dir), tree(&reference));
+        let rel = |t: &BTreeMap<PathBuf, Vec<u8>>, root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
+            t.iter()
+                .filter(|(p, _)| !p.ends_with(SIGNATURE_FILE))
+                .map(|(p, b)| {
+                    (
+                        p.strip_prefix(root).expect("inside").to_path_buf(),
+                        b.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(rel(&got, &dir), rel(&want, &reference), "{over_previous}");
+        verify_dir(&dir, None).expect("the bundle verifies");
+    }
 }
 
 /// Every file under `dir`, with its bytes.
@@ -324,7 +384,8 @@ fn a_manifest_larger_than_16_mib_is_streamed_and_imported() {
     }
     let manifest = Manifest::from_digests(digests).expect("manifest").to_text();
     assert!(manifest.len() > 16 * 1024 * 1024, "{}", manifest.len());
-    write_signed(&dir, &key, &manifest, NOW).expect("seal");
+    let draft = ManifestDraft::from_text(&dir, &manifest).expect("draft");
+    write_signed(&dir, &key, draft, NOW).expect("seal");
 
     let home = fresh_home(tmp.path());
     let verified = verify(&dir, None, None, NOW).expect("the bundle verifies");
@@ -372,4 +433,146 @@ fn a_file_changed_between_the_passes_is_refused_and_nothing_is_imported() {
     let verified = verify(&dir, None, None, NOW).expect("the bundle verifies");
     let report = import(&home, None, &verified, "b", NOW, false).expect("import");
     assert_eq!(report.new, 60);
+}
+
+/// A store of three origins with many comments: several per request, equal `Created-At`s,
+/// ids whose byte order is not their file names' order, deleted comments, comments on a
+/// private request, a draft, a request of another origin and a request not held.
+fn store_with_comments(dir: &Path, keys: &[SecretKey; 3]) -> Store {
+    let store = Store::open_or_create(&dir.join("store.redb")).expect("store");
+    let mut records = Vec::new();
+    let ids = ["1", "10", "2", "a", "a-b", "a.b", "b"];
+    for key in keys {
+        let origin = hex::encode(key.public().as_bytes());
+        for (n, request) in ids.iter().enumerate() {
+            let status = if n == 3 { "draft" } else { "open" };
+            let mut r = record(
+                key,
+                Entity::Request,
+                request,
+                &[("Title", "t"), ("Status", status)],
+            );
+            if n == 1 {
+                r.scope = Scope::Private;
+                r.sign(key).expect("sign");
+            }
+            records.push(r);
+            for (m, comment) in ids.iter().enumerate() {
+                let id = format!("{request}-{comment}");
+                let at = format!("2026-01-0{}T00:00:00Z", 1 + (m * 5) % 3);
+                let parent = if m == 4 {
+                    format!("{origin}/{request}")
+                } else {
+                    (*request).to_string()
+                };
+                let mut c = record(
+                    key,
+                    Entity::Comment,
+                    &id,
+                    &[("Request", &parent), ("User-ID", "1"), ("Created-At", &at)],
+                );
+                if m == 6 {
+                    c.deleted = true;
+                    c.fields.clear();
+                    c.body.clear();
+                    c.sign(key).expect("sign");
+                }
+                records.push(c);
+            }
+        }
+        // A comment on a request this store does not hold.
+        records.push(record(
+            key,
+            Entity::Comment,
+            "orphan",
+            &[("Request", "missing"), ("User-ID", "1")],
+        ));
+    }
+    let report = store
+        .apply_batch(&records, &ApplyOptions::new("test", NOW))
+        .expect("apply");
+    assert_eq!(report.new as usize, records.len(), "{report:?}");
+    store
+}
+
+#[test]
+fn an_export_sorted_on_disk_writes_the_same_bundle_as_one_sorted_in_memory() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let keys = [
+        SecretKey::from_bytes(&[21; 32]),
+        SecretKey::from_bytes(&[22; 32]),
+        SecretKey::from_bytes(&[23; 32]),
+    ];
+    let store = store_with_comments(tmp.path(), &keys);
+    let opts = ExportOptions {
+        include_trusted: false,
+        now_ms: NOW,
+    };
+    let mut bundles = Vec::new();
+    for (name, run_bytes) in [("memory", None), ("disk", Some(512))] {
+        spill::TEST_RUN_BYTES.with(|r| r.set(run_bytes));
+        let dir = tmp.path().join(name);
+        let report = export(&store, &keys[0], &dir, &opts, &mut |_, _| {}).expect("export");
+        spill::TEST_RUN_BYTES.with(|r| r.set(None));
+        let mut report = serde_json::to_value(&report).expect("json");
+        report["dir"] = serde_json::Value::Null;
+        let files: BTreeMap<String, Vec<u8>> = tree(&dir)
+            .into_iter()
+            .map(|(path, bytes)| {
+                let rel = path.strip_prefix(&dir).expect("inside");
+                (rel.display().to_string(), bytes)
+            })
+            .collect();
+        bundles.push((report, files));
+    }
+    let (memory, disk) = (&bundles[0], &bundles[1]);
+    assert_eq!(memory.0, disk.0, "the same report");
+    assert_eq!(
+        memory.1.keys().collect::<Vec<_>>(),
+        disk.1.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(memory.1, disk.1, "the same bytes in every file");
+    assert!(
+        !memory.1.keys().any(|p| p.ends_with(".tmp")),
+        "no draft left"
+    );
+    // What the bundle holds: every origin's public requests (not the private one, not the
+    // draft) with their live comments rendered in (Created-At, id) order.
+    let report = &memory.0;
+    assert_eq!(report["records"]["request"], 15, "{report}");
+    assert_eq!(report["skipped_private"], 3, "{report}");
+    assert_eq!(report["skipped_draft"], 3, "{report}");
+    // Live comments of the private and the draft request, per origin (a deleted comment no
+    // longer names its request: it goes by its own scope).
+    assert_eq!(report["skipped_hidden_parent"], 3 * 2 * 6, "{report}");
+    let theirs = keys[1].public().key_id();
+    let request = memory
+        .1
+        .get(&format!("requests/request_2@{theirs}.sync.txt"))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_else(|| panic!("a request of another origin: {:?}", memory.1.keys()));
+    // By Created-At (days 1, 1, 2, 2, 3, 3), then id.
+    let order: Vec<usize> = ["2-1", "2-a", "2-2", "2-a.b", "2-10", "2-a-b"]
+        .iter()
+        .map(|id| {
+            request
+                .find(&format!("body of {id}\n"))
+                .unwrap_or_else(|| panic!("comment {id} rendered: {request}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{order:?}: {request}"
+    );
+    assert!(
+        !request.contains("body of 2-b"),
+        "a deleted comment is not rendered"
+    );
+    let verified = verify_dir(&memory_dir(tmp.path()), None).expect("verifies");
+    // Every file but the manifest, bundle.sig and the key file is a record file.
+    assert_eq!(verified.files as usize, memory.1.len() - 3);
+}
+
+fn memory_dir(root: &Path) -> PathBuf {
+    root.join("memory")
 }

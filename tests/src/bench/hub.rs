@@ -2,8 +2,9 @@
 //! 20), N instances each publish R public records (default 1,000); a `wb hub run --open` and
 //! the real `wb sync now --hub` of every instance, all at once, in rounds (the first pushes and
 //! pulls, the next ones pull) until every instance holds all N × R records. Reported: the time
-//! until then, the rounds it took, every sync's wall time and peak memory, and the hub's peak
-//! memory (VmHWM of the hub process).
+//! until then (and per instance), the rounds it took, every sync's wall time and peak memory,
+//! and the hub's peak memory (VmHWM of the hub process; also per instance) and CPU time. The
+//! instances are real `wb` processes, all N at once (`--instances 100` runs 100).
 //!
 //! Baseline, measured in the same run: verifying and applying the same N × R records into one
 //! fresh store in-process, on all cores: what each instance must at least do to hold
@@ -60,6 +61,9 @@ struct FanOut {
     /// Every `sync now --hub` run, all rounds.
     syncs: Vec<Measured>,
     hub_peak_rss_bytes: u64,
+    /// CPU time (user + system) of the hub process from its start to every instance holding
+    /// everything.
+    hub_cpu: Duration,
     hub_records: u64,
     baseline: Duration,
 }
@@ -164,6 +168,7 @@ fn fan_out(
         }
         let time = started.elapsed();
         let hub_peak_rss_bytes = peak_rss(hub.id())?;
+        let hub_cpu = cpu_time(hub.id())?;
         progress(&format!(
             "{n} instances: all hold {want} records after {:.2} s ({rounds} rounds); baseline…",
             time.as_secs_f64()
@@ -176,6 +181,7 @@ fn fan_out(
             rounds,
             syncs,
             hub_peak_rss_bytes,
+            hub_cpu,
             hub_records: want,
             baseline,
         })
@@ -235,6 +241,30 @@ fn peak_rss(pid: u32) -> Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .ok_or("no VmHWM in /proc/PID/status")?;
     Ok(kib * 1024)
+}
+
+/// Clock ticks per second of the CPU times in `/proc` (`USER_HZ`, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) of a running process so far (Linux `/proc/PID/stat`).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces), in parentheses: state is the
+    // 3rd field, utime the 14th and stime the 15th.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("no command name in /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| format!("no field {} in /proc/PID/stat", i + 3).into())
+    };
+    // Fields from the state on: utime is the 12th of them, stime the 13th.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(total as f64 / USER_HZ))
 }
 
 /// Signs `n` public user records and applies them to `store`; returns them.
@@ -339,6 +369,9 @@ fn figures(f: &FanOut) -> Value {
         "sync_wall_s_max": round(walls.last().copied().unwrap_or(0.0), 3),
         "sync_peak_rss_mb_max": round(peak_sync as f64 / MB, 3),
         "hub_peak_rss_mb": round(f.hub_peak_rss_bytes as f64 / MB, 3),
+        "hub_peak_rss_mb_per_instance": round(f.hub_peak_rss_bytes as f64 / MB / f.instances as f64, 3),
+        "hub_cpu_s": round(f.hub_cpu.as_secs_f64(), 3),
+        "time_per_instance_s": round(secs / f.instances as f64, 3),
         "baseline_apply_all_s": round(f.baseline.as_secs_f64(), 3),
         "ratio_to_n_baselines": round(
             secs / (f.instances as f64 * f.baseline.as_secs_f64()).max(1e-9),
@@ -353,27 +386,31 @@ fn table(doc: &Value) -> String {
         doc["records_per_instance"], doc["cores"]
     );
     out.push_str(
-        "instances   total   time s  rounds  sync median/max s  sync peak MB  hub peak MB  baseline s  ratio\n",
+        "instances   total   time s  s/inst  rounds  sync median/max s  sync peak MB  hub peak MB  MB/inst  hub CPU s  baseline s  ratio\n",
     );
     for r in doc["runs"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:>9}  {:>6}  {:>7.2}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>10.2}  {:>5.2}\n",
+            "{:>9}  {:>6}  {:>7.2}  {:>6.3}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>7.2}  {:>9.2}  {:>10.2}  {:>5.2}\n",
             r["instances"].as_u64().unwrap_or(0),
             r["records_total"].as_u64().unwrap_or(0),
             r["time_s"].as_f64().unwrap_or(0.0),
+            r["time_per_instance_s"].as_f64().unwrap_or(0.0),
             r["rounds"].as_u64().unwrap_or(0),
             r["sync_wall_s_median"].as_f64().unwrap_or(0.0),
             r["sync_wall_s_max"].as_f64().unwrap_or(0.0),
             r["sync_peak_rss_mb_max"].as_f64().unwrap_or(0.0),
             r["hub_peak_rss_mb"].as_f64().unwrap_or(0.0),
+            r["hub_peak_rss_mb_per_instance"].as_f64().unwrap_or(0.0),
+            r["hub_cpu_s"].as_f64().unwrap_or(0.0),
             r["baseline_apply_all_s"].as_f64().unwrap_or(0.0),
             r["ratio_to_n_baselines"].as_f64().unwrap_or(0.0),
         ));
     }
     out.push_str(
-        "(time: from the first sync to every instance holding every record; baseline: verifying \
-         and applying all records into one store in-process; ratio: time / (instances × \
-         baseline))\n",
+        "(time: from the first sync to every instance holding every record, s/inst: that per \
+         instance; hub CPU: the hub process's user + system time until then; MB/inst: hub peak \
+         / instances; baseline: verifying and applying all records into one store in-process; \
+         ratio: time / (instances × baseline))\n",
     );
     out
 }

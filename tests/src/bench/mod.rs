@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod fields;
 pub mod hub;
 pub mod measure;
+pub mod soak;
 pub mod sync;
 
 use std::path::Path;

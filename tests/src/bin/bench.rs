@@ -7,6 +7,7 @@
 //! cargo run --release -p wb-tests --bin bench -- sync [--records N] [--runs R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- hub [--instances 5,20] [--records R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- fields [--fields N] [--runs R] [--json]
+//! cargo run --release -p wb-tests --bin bench -- soak [--minutes N] [--sample-s S] [--json]
 //! ```
 //!
 //! Each benchmark is a subcommand with its module in `src/bench/`.
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 #[path = "../bench/mod.rs"]
 mod bench;
 
-use bench::{bundles, fields, hub, measure, sync};
+use bench::{bundles, fields, hub, measure, soak, sync};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +48,9 @@ enum Command {
     Hub(hub::HubArgs),
     /// Validating and verifying one signed record with very many fields (issue 11, item 5).
     Fields(fields::FieldsArgs),
+    /// Three nodes and a hub under continuous churn for N minutes: memory, file descriptors,
+    /// threads and tokio tasks of each process sampled, with their slopes (issue 12, item 6).
+    Soak(soak::SoakArgs),
     /// Runs one program and prints its wall time, peak memory and CPU time as JSON (used by
     /// the benchmarks to measure `wb`).
     #[command(name = measure::MEASURE_CHILD, hide = true)]
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => sync::run(args, cli.json),
         Command::Hub(args) => hub::run(args, cli.json),
         Command::Fields(args) => fields::run(args, cli.json),
+        Command::Soak(args) => soak::run(args, cli.json),
         Command::MeasureChild { program, args } => return measure::measure_child(program, args),
     };
     match result {

@@ -1,0 +1,430 @@
+//! State digests (issue 12, item 3): the maintained digests against a full scan, and what
+//! each kind covers.
+
+use proptest::prelude::*;
+use protocol::wire::DigestClass;
+use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
+
+use crate::digest::{Kind, entry_hash};
+use crate::*;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn temp_store(me: &SecretKey) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_or_create(&dir.path().join("store.redb")).expect("store");
+    store.set_instance_key(&me.public()).expect("instance key");
+    (dir, store)
+}
+
+fn fields(entity: &Entity, request: &str) -> Vec<(String, String)> {
+    let f = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    };
+    match entity {
+        Entity::User => f(&[("Username", "u")]),
+        Entity::Request => f(&[("Title", "t"), ("Status", "open")]),
+        _ => f(&[("Request", request), ("User-ID", "1")]),
+    }
+}
+
+fn put(store: &Store, key: &SecretKey, entity: Entity, id: &str, scope: Scope, request: &str) {
+    store
+        .update_local::<StoreError>(key, entity.clone(), id, NOW, |_| {
+            Ok(Draft {
+                scope,
+                deleted: false,
+                fields: fields(&entity, request),
+                body: String::new(),
+            })
+        })
+        .expect("local write");
+}
+
+fn incoming(
+    key: &SecretKey,
+    entity: Entity,
+    id: &str,
+    scope: Scope,
+    ms: u64,
+    deleted: bool,
+    request: &str,
+) -> Record {
+    let mut r = Record {
+        origin: key.public(),
+        entity: entity.clone(),
+        id: id.to_string(),
+        version: Version::new(ms, 0),
+        scope,
+        deleted,
+        fields: if deleted {
+            Vec::new()
+        } else {
+            fields(&entity, request)
+        },
+        body: String::new(),
+        signature: None,
+    };
+    r.sign(key).expect("sign");
+    r
+}
+
+fn assert_matches_scan(store: &Store) {
+    assert_eq!(
+        store.digests().expect("digests"),
+        store.digests_by_scan().expect("scan")
+    );
+}
+
+#[test]
+fn a_rescope_moves_a_record_between_classes_and_offers_its_withdrawal() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let (_dir, store) = temp_store(&me);
+    let o = *me.public().as_bytes();
+    put(&store, &me, Entity::User, "1", Scope::Public, "");
+    let d = store.digests().expect("digests");
+    let public = store
+        .get(&protocol::RecordKey {
+            origin: me.public(),
+            entity: Entity::User,
+            id: "1".into(),
+        })
+        .expect("get")
+        .expect("held");
+    assert_eq!(d.get(&o, Kind::HeldPublic).count, 1);
+    assert_eq!(d.get(&o, Kind::HeldPublic).sum, entry_hash(&public));
+    assert_eq!(d.get(&o, Kind::ToUntrusted), d.get(&o, Kind::HeldPublic));
+    assert_eq!(
+        d.get(&o, Kind::ToTrustedPublic),
+        d.get(&o, Kind::HeldPublic)
+    );
+
+    // Narrowed to trusted: trusted peers get the record, the others its withdrawal.
+    put(&store, &me, Entity::User, "1", Scope::Trusted, "");
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::HeldPublic).count, 0);
+    assert_eq!(d.get(&o, Kind::HeldTrusted).count, 1);
+    assert_eq!(
+        d.get(&o, Kind::ToTrustedTrusted),
+        d.get(&o, Kind::HeldTrusted)
+    );
+    assert_eq!(d.get(&o, Kind::ToTrustedPublic).count, 0);
+    let withdrawal = store
+        .withdrawal(&public.key())
+        .expect("read")
+        .expect("a withdrawal");
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 1);
+    assert_eq!(d.get(&o, Kind::ToUntrusted).sum, entry_hash(&withdrawal));
+    assert_matches_scan(&store);
+
+    // Private: nothing leaves as itself; everyone gets the withdrawal.
+    put(&store, &me, Entity::User, "1", Scope::Private, "");
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::HeldTrusted).count, 0);
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 1);
+    assert_eq!(d.get(&o, Kind::ToTrustedPublic).count, 1);
+    assert_matches_scan(&store);
+}
+
+/// A private record never changes what a peer is offered or told.
+#[test]
+fn private_records_change_no_offer() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let peer = SecretKey::from_bytes(&[2; 32]).public();
+    let (_dir, store) = temp_store(&me);
+    put(&store, &me, Entity::User, "1", Scope::Public, "");
+    let before = store.digests().expect("digests");
+    put(&store, &me, Entity::User, "2", Scope::Private, "");
+    put(&store, &me, Entity::Request, "3", Scope::Private, "");
+    let after = store.digests().expect("digests");
+    for trusted in [false, true] {
+        assert_eq!(before.offer(&peer, trusted), after.offer(&peer, trusted));
+        assert_eq!(
+            before.held_report(&me.public(), &peer, &[]),
+            after.held_report(&me.public(), &peer, &[])
+        );
+    }
+}
+
+/// A comment goes where its request goes: a public comment of another origin on our trusted
+/// request is offered to trusted peers only, and to everyone once the request is public.
+#[test]
+fn comments_follow_their_request_into_and_out_of_the_offers() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let other = SecretKey::from_bytes(&[2; 32]);
+    let (_dir, store) = temp_store(&me);
+    let o = *other.public().as_bytes();
+    put(&store, &me, Entity::Request, "q", Scope::Trusted, "");
+    let reference = format!("{}/q", me.public().to_hex());
+    let comment = incoming(
+        &other,
+        Entity::Comment,
+        "c",
+        Scope::Public,
+        NOW,
+        false,
+        &reference,
+    );
+    store
+        .apply_batch(&[comment], &ApplyOptions::new("peer", NOW))
+        .expect("apply");
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::HeldPublic).count, 1);
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 0);
+    assert_eq!(d.get(&o, Kind::ToTrustedPublic).count, 1);
+    assert_matches_scan(&store);
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 1);
+    assert_matches_scan(&store);
+    put(&store, &me, Entity::Request, "q", Scope::Private, "");
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 0);
+    assert_eq!(d.get(&o, Kind::ToTrustedPublic).count, 0);
+    assert_matches_scan(&store);
+}
+
+/// A store made before the digest tables builds them once, when opened for writing.
+#[test]
+fn a_store_without_digests_builds_them_on_open() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    {
+        let store = Store::open_or_create(&path).expect("store");
+        store.set_instance_key(&me.public()).expect("key");
+        put(&store, &me, Entity::User, "1", Scope::Public, "");
+        put(&store, &me, Entity::Request, "2", Scope::Trusted, "");
+        let tx = store.write_tx().expect("tx");
+        tx.delete_table(crate::digest::DIGESTS).expect("drop");
+        tx.delete_table(crate::digest::COMMENT_INDEX).expect("drop");
+        tx.open_table(crate::db::META)
+            .expect("meta")
+            .remove(crate::digest::META_DIGESTS)
+            .expect("forget");
+        tx.commit().expect("commit");
+    }
+    // Read-only: computed by a scan, nothing written.
+    let ro = Store::open_read_only(&path).expect("read-only");
+    let scanned = ro.digests().expect("digests");
+    assert_eq!(
+        scanned.get(me.public().as_bytes(), Kind::HeldPublic).count,
+        1
+    );
+    drop(ro);
+    let store = Store::open(&path).expect("open");
+    assert_eq!(store.digests().expect("digests"), scanned);
+    assert_matches_scan(&store);
+}
+
+/// Two stores that exchanged everything compare equal; one more record makes them differ,
+/// naming the origin and class.
+#[test]
+fn between_names_the_class_that_differs() {
+    let a = SecretKey::from_bytes(&[1; 32]);
+    let b = SecretKey::from_bytes(&[2; 32]);
+    let (_da, sa) = temp_store(&a);
+    let (_db, sb) = temp_store(&b);
+    put(&sa, &a, Entity::User, "1", Scope::Public, "");
+    put(&sa, &a, Entity::User, "2", Scope::Trusted, "");
+    let sent = sa
+        .outgoing(
+            &a.public(),
+            Some(&b.public()),
+            protocol::Audience { trusted: true },
+            0,
+            100,
+            100,
+        )
+        .expect("outgoing");
+    sb.apply_batch(&sent.records, &ApplyOptions::new("a", NOW))
+        .expect("apply");
+    let (da, db) = (sa.digests().expect("a"), sb.digests().expect("b"));
+    let outcome = digest::between(&da, &a.public(), true, &db, &b.public(), true);
+    assert_eq!(outcome.differences_total, 0, "{:?}", outcome.differences);
+    // Served as untrusted, b should not hold the trusted record: a's offer has no trusted
+    // class and b reports none of it as missing.
+    put(&sa, &a, Entity::User, "3", Scope::Public, "");
+    let da = sa.digests().expect("a");
+    let outcome = digest::between(&da, &a.public(), true, &db, &b.public(), true);
+    assert_eq!(outcome.differences_total, 1, "{:?}", outcome.differences);
+    let d = &outcome.differences[0];
+    assert_eq!(
+        (
+            d.origin.as_str(),
+            d.class.as_str(),
+            d.direction.as_str(),
+            d.offered,
+            d.held
+        ),
+        (
+            a.public().to_base64().as_str(),
+            DigestClass::Public.as_str(),
+            "outgoing",
+            2,
+            1
+        )
+    );
+}
+
+/// One step of the property test.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A local write: entity (0 user, 1 request, 2 comment), id, scope, deleted, the request a
+    /// comment names (0..2 ours, 2..4 the other origin's), draft request, contact allowed.
+    Local(u8, u8, u8, bool, u8, bool, bool),
+    /// An incoming version from another origin (0 or 1): entity, id, scope, ms offset, deleted,
+    /// the request a comment names.
+    Apply(u8, u8, u8, u8, u64, bool, u8),
+    /// Two incoming batches applied in one transaction (a bundle's second pass).
+    Import(Vec<(u8, u8, u8, u8, u64, bool, u8)>),
+    /// `wb sync prune --peer`: everything of origin 0 or 1 goes.
+    Prune(u8),
+    /// A peer served trusted records is no longer trusted: ours are re-versioned.
+    Untrust,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let incoming = (
+        0u8..2,
+        0u8..3,
+        0u8..3,
+        0u8..3,
+        0u64..8,
+        any::<bool>(),
+        0u8..4,
+    );
+    prop_oneof![
+        4 => (0u8..3, 0u8..3, 0u8..3, any::<bool>(), 0u8..4, any::<bool>(), any::<bool>())
+            .prop_map(|(e, i, s, d, q, draft, c)| Op::Local(e, i, s, d, q, draft, c)),
+        4 => incoming.clone().prop_map(|(o, e, i, s, ms, d, q)| Op::Apply(o, e, i, s, ms, d, q)),
+        1 => prop::collection::vec(incoming, 1..6).prop_map(Op::Import),
+        1 => (0u8..2).prop_map(Op::Prune),
+        1 => Just(Op::Untrust),
+    ]
+}
+
+fn entity(e: u8) -> Entity {
+    match e {
+        0 => Entity::User,
+        1 => Entity::Request,
+        _ => Entity::Comment,
+    }
+}
+
+fn scope(s: u8) -> Scope {
+    Scope::ALL[usize::from(s) % 3]
+}
+
+struct World {
+    me: SecretKey,
+    others: [SecretKey; 2],
+    peer: PublicKey,
+}
+
+impl World {
+    fn request_ref(&self, q: u8) -> String {
+        let owner = if q < 2 { &self.me } else { &self.others[0] };
+        format!("{}/{}", owner.public().to_hex(), q % 2)
+    }
+
+    fn incoming(&self, (o, e, i, s, ms, d, q): (u8, u8, u8, u8, u64, bool, u8)) -> Record {
+        incoming(
+            &self.others[usize::from(o)],
+            entity(e),
+            &i.to_string(),
+            scope(s),
+            NOW + ms,
+            d,
+            &self.request_ref(q),
+        )
+    }
+
+    fn run(&self, store: &Store, op: &Op) {
+        match op {
+            Op::Local(e, i, s, d, q, draft, contact) => {
+                let entity = entity(*e);
+                let mut f = fields(&entity, &self.request_ref(*q));
+                if *draft && entity == Entity::Request {
+                    f[1].1 = "draft".into();
+                }
+                if *contact {
+                    f.push(("Contact-Email".into(), "a@example.org".into()));
+                }
+                let wanted = Draft {
+                    scope: scope(*s),
+                    deleted: *d,
+                    fields: if *d { Vec::new() } else { f },
+                    body: String::new(),
+                };
+                let _ = store.local_batch::<_, StoreError>(&self.me, |batch| {
+                    batch.allow_contact(*contact);
+                    batch.update(entity.clone(), &i.to_string(), NOW, |_| Ok(wanted))
+                });
+            }
+            Op::Apply(o, e, i, s, ms, d, q) => {
+                let r = self.incoming((*o, *e, *i, *s, *ms, *d, *q));
+                store
+                    .apply_batch(&[r], &ApplyOptions::new("peer", NOW + 60_000))
+                    .expect("apply");
+            }
+            Op::Import(items) => {
+                let opts = ApplyOptions::new("bundle", NOW + 60_000);
+                let records: Vec<Record> = items.iter().map(|it| self.incoming(*it)).collect();
+                let (first, second) = records.split_at(records.len() / 2);
+                let mut applying = store.begin_apply(&opts).expect("begin");
+                for part in [first, second] {
+                    applying
+                        .apply(&CheckedBatch::check(part.to_vec(), &opts))
+                        .expect("apply");
+                }
+                applying.commit().expect("commit");
+            }
+            Op::Prune(o) => {
+                store
+                    .prune_origin(
+                        &self.me.public(),
+                        &self.others[usize::from(*o)].public(),
+                        false,
+                    )
+                    .expect("prune");
+            }
+            Op::Untrust => {
+                store
+                    .update_peer_state(&self.peer, |st| st.served_trusted = true)
+                    .expect("peer state");
+                let cursor = protocol::wire::Cursor {
+                    epoch: store.epoch().0,
+                    seq: 0,
+                };
+                store
+                    .withdraw_from_untrusted(&self.me, &self.peer, false, &cursor, NOW)
+                    .expect("withdraw");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The maintained digests always equal the digests a full scan computes, after any
+    /// sequence of local puts, rescopes, deletes, drafts, applied batches, imports in one
+    /// transaction, prunes and re-versionings for an un-trusted peer.
+    #[test]
+    fn maintained_digests_equal_a_full_scan(ops in prop::collection::vec(op(), 1..40)) {
+        let world = World {
+            me: SecretKey::from_bytes(&[1; 32]),
+            others: [SecretKey::from_bytes(&[2; 32]), SecretKey::from_bytes(&[3; 32])],
+            peer: SecretKey::from_bytes(&[4; 32]).public(),
+        };
+        let (_dir, store) = temp_store(&world.me);
+        for op in &ops {
+            world.run(&store, op);
+            prop_assert_eq!(store.digests().expect("digests"), store.digests_by_scan().expect("scan"), "after {:?}", op);
+        }
+    }
+}
