@@ -347,7 +347,7 @@ pub fn compare(
         .filter(|(o, c)| o != me.as_bytes() && (*c == DigestClass::Public || o == peer.as_bytes()))
         .copied()
         .collect();
-    for ((origin, kind), _) in &ours.rows {
+    for (origin, kind) in ours.rows.keys() {
         if origin == me.as_bytes() {
             continue;
         }
