@@ -742,6 +742,28 @@ pub(crate) async fn one_shot_endpoint(
     Ok((endpoint, targets))
 }
 
+/// Where to dial `peer`: its key with `addrs`; without addresses only if the endpoint can look
+/// the key up (hubs' directories, discovery), else [`NodeError::NoAddress`].
+pub(crate) fn dial_target(
+    endpoint: &Endpoint,
+    peer: &Peer,
+    addrs: &[SocketAddr],
+) -> Result<EndpointAddr, NodeError> {
+    let can_look_up = endpoint
+        .address_lookup()
+        .is_ok_and(|services| !services.is_empty());
+    if addrs.is_empty() && !can_look_up {
+        return Err(NodeError::NoAddress {
+            peer: peer.name.clone(),
+        });
+    }
+    let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
+    for a in addrs {
+        target = target.with_ip_addr(*a);
+    }
+    Ok(target)
+}
+
 async fn sync_inner(
     key: &SecretKey,
     store: &Arc<Store>,
@@ -788,18 +810,7 @@ async fn dial_and_sync(
     addrs: &[SocketAddr],
     terms: Terms,
 ) -> Result<SyncReport, NodeError> {
-    let can_look_up = endpoint
-        .address_lookup()
-        .is_ok_and(|services| !services.is_empty());
-    if addrs.is_empty() && !can_look_up {
-        return Err(NodeError::NoAddress {
-            peer: peer.name.clone(),
-        });
-    }
-    let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
-    for a in addrs {
-        target = target.with_ip_addr(*a);
-    }
+    let target = dial_target(endpoint, peer, addrs)?;
     let name = peer.name.clone();
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(target, SYNC_ALPN))
         .await

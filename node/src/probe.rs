@@ -14,7 +14,6 @@ use store::{Peer, time};
 use crate::NodeError;
 use crate::directory::HubOptions;
 use crate::discovery::Discovery;
-use crate::identity::endpoint_id;
 use crate::node::{connection_error, resolve};
 use crate::session::{Channel, Deadlines, expect_hello_at};
 
@@ -57,18 +56,7 @@ pub async fn probe(
     };
     let result = async {
         let _link = crate::directory::attach(&endpoint, key, targets, options).await?;
-        let can_look_up = endpoint
-            .address_lookup()
-            .is_ok_and(|services| !services.is_empty());
-        if addrs.is_empty() && !can_look_up {
-            return Err(NodeError::NoAddress {
-                peer: peer.name.clone(),
-            });
-        }
-        let mut target = EndpointAddr::new(endpoint_id(&peer.public_key)?);
-        for a in &addrs {
-            target = target.with_ip_addr(*a);
-        }
+        let target = crate::node::dial_target(&endpoint, peer, &addrs)?;
         tokio::time::timeout(deadline, hello(&endpoint, target, peer, epoch, deadline))
             .await
             .map_err(|_| NodeError::Unreachable {

@@ -186,7 +186,7 @@ fn fan_out(
             baseline,
         })
     })();
-    stop(&mut hub);
+    super::stop_child(&mut hub, Duration::from_secs(10));
     result
 }
 
@@ -214,22 +214,6 @@ fn start_hub(wb: &OsStr, home: &Path) -> Result<(Child, String)> {
         .ok_or("no address in the hub's ready line")?
         .to_string();
     Ok((child, addr))
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The peak resident set of a running process (Linux `VmHWM`), in bytes.

@@ -86,7 +86,7 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        stop(&mut self.child);
+        super::stop_child(&mut self.child, Duration::from_secs(30));
     }
 }
 
@@ -296,7 +296,7 @@ fn start(wb: &OsStr, name: &str, home: &Path, args: &[&str]) -> Result<Proc> {
     let line = match rx.recv_timeout(READY_TIMEOUT) {
         Ok(Some(Ok(line))) => line,
         other => {
-            stop(&mut child);
+            super::stop_child(&mut child, Duration::from_secs(30));
             return Err(format!("{name} printed no ready line: {other:?}").into());
         }
     };
@@ -316,25 +316,6 @@ fn start(wb: &OsStr, name: &str, home: &Path, args: &[&str]) -> Result<Proc> {
         addr,
         metrics,
     })
-}
-
-fn stop(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Reads one process's figures from `/proc` and its metrics endpoint.
