@@ -465,7 +465,7 @@ fn check_discovery(
     };
     let deadline = Duration::from_secs(args.timeout);
     let me = key.public();
-    let lookup = node::discovery::published(&key, discovery, &me, deadline);
+    let lookup = node::probe::published(&key, discovery, &me, deadline);
     let result = match (&cx.node, crate::running::runtime()) {
         (Some(_), Some(rt)) => rt.block_on(lookup),
         _ => match crate::node_cmd::runtime() {

@@ -13,7 +13,7 @@ use store::Store;
 
 use crate::NodeError;
 use crate::metrics::Side;
-use crate::node::record_session;
+use crate::outcome::record_session;
 use crate::session::{Channel, Deadlines, PullStats, expect_hello_at};
 
 /// `Pull`s and `Offer`s one session may make: a dialer makes one of each. More would let one

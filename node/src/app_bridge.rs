@@ -14,7 +14,7 @@ use store::app::{AdoptOptions, ImportRun, InboxOptions};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tracing::{info, warn};
 
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// Longest an import command may run before it is killed.
 pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);

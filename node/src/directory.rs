@@ -24,8 +24,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::NodeError;
+use crate::endpoint::{bind_endpoint_with_relays, connection_error, resolve};
 use crate::identity::endpoint_id;
-use crate::node::{bind_endpoint_with_relays, resolve};
 
 /// How long one request to a hub (dial included) may take.
 pub const HUB_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,7 +248,7 @@ impl Client {
                 {
                     // The hub closed with a code (a refusal): report it, do not redial.
                     self.conns.lock().await.remove(&hub.id);
-                    return Err(crate::node::connection_error(&hub.name, &reason));
+                    return Err(connection_error(&hub.name, &reason));
                 }
                 self.conns.lock().await.remove(&hub.id);
                 let conn = self.connection(hub).await?;

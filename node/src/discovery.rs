@@ -14,13 +14,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures::StreamExt;
 use iroh::address_lookup::{AddrFilter, PkarrPublisher, PkarrResolver};
 use iroh::endpoint::Builder;
-use protocol::{PublicKey, SecretKey};
 use url::Url;
-
-use crate::NodeError;
 
 /// How often a node publishes its addresses again when they did not change (iroh's default:
 /// 5 minutes; a relay may forget packets it has not seen for a while).
@@ -124,61 +120,6 @@ impl Discovery {
                 .republish_interval(REPUBLISH_INTERVAL),
         )
     }
-}
-
-/// The direct addresses and relay URLs the pkarr relay holds for `whose` (its packet checked
-/// against that key), looked up from a resolve-only endpoint with `key` within `deadline`
-/// (`wb doctor`: is this instance findable?). Discovery off: an error saying so.
-pub async fn published(
-    key: &SecretKey,
-    discovery: &Discovery,
-    whose: &PublicKey,
-    deadline: Duration,
-) -> Result<Vec<String>, NodeError> {
-    let Discovery::Pkarr(url) = discovery else {
-        return Err(NodeError::Internal("discovery is off".into()));
-    };
-    let unspecified = std::net::SocketAddr::from(([0u8; 4], 0));
-    let endpoint = crate::node::bind_endpoint_with_relays(
-        key,
-        unspecified,
-        iroh::RelayMode::Disabled,
-        discovery,
-        false,
-    )
-    .await?;
-    let id = crate::identity::endpoint_id(whose)?;
-    let unreachable = |reason: String| NodeError::Unreachable {
-        peer: format!("pkarr relay {url}"),
-        reason,
-    };
-    let result = async {
-        let services = endpoint
-            .address_lookup()
-            .map_err(|e| NodeError::Internal(format!("address lookup: {e}")))?;
-        let mut found = std::pin::pin!(services.resolve(id));
-        match tokio::time::timeout(deadline, found.next()).await {
-            Err(_) => Err(unreachable(format!(
-                "no answer within {} s",
-                deadline.as_secs_f64()
-            ))),
-            Ok(None) => Err(unreachable("no answer".into())),
-            Ok(Some(Err(e))) => Err(unreachable(e.to_string())),
-            Ok(Some(Ok(Err(e)))) => Err(unreachable(e.to_string())),
-            Ok(Some(Ok(Ok(item)))) => Ok(item
-                .endpoint_info()
-                .addrs()
-                .map(|a| match a {
-                    iroh::TransportAddr::Ip(ip) => ip.to_string(),
-                    iroh::TransportAddr::Relay(relay) => relay.to_string(),
-                    other => format!("{other:?}"),
-                })
-                .collect()),
-        }
-    }
-    .await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.close()).await;
-    result
 }
 
 #[cfg(test)]

@@ -33,7 +33,9 @@ use crate::accept::{
     REQUESTS_PER_SESSION_MAX, accept_hello, close_with_error, end_session, too_many_requests,
     unexpected,
 };
-use crate::node::{NodeHandle, bind_endpoint, record_session};
+use crate::endpoint::bind_endpoint;
+use crate::handle::NodeHandle;
+use crate::outcome::record_session;
 use crate::session::{Channel, Deadlines, Faults, PullStats, serve_pull};
 
 /// Directory requests one connection may make at once; more wait for a stream.

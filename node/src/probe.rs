@@ -5,16 +5,18 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use iroh::EndpointAddr;
 use iroh::endpoint::ConnectionError;
-use protocol::SecretKey;
 use protocol::wire::{Message, Role, SYNC_ALPN};
+use protocol::{PublicKey, SecretKey};
 use store::{Peer, time};
 
 use crate::NodeError;
+use crate::dial::{dial_target, one_shot_endpoint};
 use crate::directory::HubOptions;
 use crate::discovery::Discovery;
-use crate::node::{connection_error, resolve};
+use crate::endpoint::{connection_error, resolve};
 use crate::session::{Channel, Deadlines, expect_hello_at};
 
 /// How long closing the probe's endpoint may take.
@@ -48,15 +50,14 @@ pub async fn probe(
     discovery: &Discovery,
 ) -> Result<Probe, NodeError> {
     let addrs = resolve(peer).await?;
-    let (endpoint, targets) =
-        crate::node::one_shot_endpoint(key, peer, registry, &addrs, discovery).await?;
+    let (endpoint, targets) = one_shot_endpoint(key, peer, registry, &addrs, discovery).await?;
     let options = HubOptions {
         announce: false,
         ..HubOptions::default()
     };
     let result = async {
         let _link = crate::directory::attach(&endpoint, key, targets, options).await?;
-        let target = crate::node::dial_target(&endpoint, peer, &addrs)?;
+        let target = dial_target(&endpoint, peer, &addrs)?;
         tokio::time::timeout(deadline, hello(&endpoint, target, peer, epoch, deadline))
             .await
             .map_err(|_| NodeError::Unreachable {
@@ -125,5 +126,60 @@ async fn hello(
     }
     .await;
     conn.close(0u32.into(), b"bye");
+    result
+}
+
+/// The direct addresses and relay URLs the pkarr relay holds for `whose` (its packet checked
+/// against that key), looked up from a resolve-only endpoint with `key` within `deadline`
+/// (`wb doctor`: is this instance findable?). Discovery off: an error saying so.
+pub async fn published(
+    key: &SecretKey,
+    discovery: &Discovery,
+    whose: &PublicKey,
+    deadline: Duration,
+) -> Result<Vec<String>, NodeError> {
+    let Discovery::Pkarr(url) = discovery else {
+        return Err(NodeError::Internal("discovery is off".into()));
+    };
+    let unspecified = std::net::SocketAddr::from(([0u8; 4], 0));
+    let endpoint = crate::endpoint::bind_endpoint_with_relays(
+        key,
+        unspecified,
+        iroh::RelayMode::Disabled,
+        discovery,
+        false,
+    )
+    .await?;
+    let id = crate::identity::endpoint_id(whose)?;
+    let unreachable = |reason: String| NodeError::Unreachable {
+        peer: format!("pkarr relay {url}"),
+        reason,
+    };
+    let result = async {
+        let services = endpoint
+            .address_lookup()
+            .map_err(|e| NodeError::Internal(format!("address lookup: {e}")))?;
+        let mut found = std::pin::pin!(services.resolve(id));
+        match tokio::time::timeout(deadline, found.next()).await {
+            Err(_) => Err(unreachable(format!(
+                "no answer within {} s",
+                deadline.as_secs_f64()
+            ))),
+            Ok(None) => Err(unreachable("no answer".into())),
+            Ok(Some(Err(e))) => Err(unreachable(e.to_string())),
+            Ok(Some(Ok(Err(e)))) => Err(unreachable(e.to_string())),
+            Ok(Some(Ok(Ok(item)))) => Ok(item
+                .endpoint_info()
+                .addrs()
+                .map(|a| match a {
+                    iroh::TransportAddr::Ip(ip) => ip.to_string(),
+                    iroh::TransportAddr::Relay(relay) => relay.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect()),
+        }
+    }
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.close()).await;
     result
 }
