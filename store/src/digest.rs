@@ -79,7 +79,9 @@ pub fn entry_hash(record: &Record) -> [u8; 32] {
     entry_hash_of_signing(&record.signing_bytes())
 }
 
-fn entry_hash_of_signing(signing: &[u8]) -> [u8; 32] {
+/// The digest entry of one record from its signing bytes as they are (what the store hashes
+/// when it writes a record received sealed).
+pub fn entry_hash_of_signing(signing: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(signing);

@@ -84,6 +84,8 @@ fn the_oracle_reports_every_kind_of_divergence() {
         key: k,
         trusts: trusts.iter().copied().collect::<BTreeSet<_>>(),
         holds,
+        // No stores here: equal (empty) digests, so the record-level checks decide.
+        digests: store::StoreDigests::default(),
     };
     let a = instance("a", ka, &[kb], [(ka, a_own.clone())].into());
     // B holds exactly what it may see: p, t, and q's withdrawal.

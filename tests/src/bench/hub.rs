@@ -36,6 +36,11 @@ pub struct HubArgs {
     /// Instance counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [5usize, 20], value_name = "N,…")]
     pub instances: Vec<usize>,
+    /// `wb sync now --hub` processes run at once in each round (default: every instance at
+    /// once). 100 instances each verifying 100,000 records on a 2-core machine starve each
+    /// other of CPU; a bound measures the hub serving them all without that.
+    #[arg(long, value_name = "K")]
+    pub concurrency: Option<usize>,
     /// Public records each instance publishes.
     #[arg(long, default_value_t = 1_000, value_name = "R")]
     pub records: usize,
@@ -54,6 +59,8 @@ pub struct HubArgs {
 #[derive(Debug)]
 struct FanOut {
     instances: usize,
+    /// Syncs run at once.
+    concurrency: usize,
     records: usize,
     /// From the first sync started to the last instance holding everything.
     time: Duration,
@@ -71,6 +78,9 @@ struct FanOut {
 pub fn run(args: &HubArgs, json_out: bool) -> Result<()> {
     if args.records == 0 || args.instances.is_empty() || args.instances.contains(&0) {
         return Err("--records and every --instances count must be at least 1".into());
+    }
+    if args.concurrency == Some(0) {
+        return Err("--concurrency must be at least 1".into());
     }
     let tmp = work_dir("wb-bench-hub-", args.dir.as_deref())?;
     let root = tmp.path();
@@ -91,7 +101,8 @@ pub fn run(args: &HubArgs, json_out: bool) -> Result<()> {
             "{n} instances × {} records: populating…",
             args.records
         ));
-        results.push(fan_out(&wb, &dir, n, args.records, &progress)?);
+        let concurrency = args.concurrency.unwrap_or(n).min(n);
+        results.push(fan_out(&wb, &dir, n, args.records, concurrency, &progress)?);
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let doc = json!({
@@ -112,6 +123,7 @@ fn fan_out(
     dir: &Path,
     n: usize,
     records: usize,
+    concurrency: usize,
     progress: &dyn Fn(&str),
 ) -> Result<FanOut> {
     std::fs::create_dir_all(dir)?;
@@ -143,7 +155,7 @@ fn fan_out(
         }
         let want = (n * records) as u64;
         progress(&format!(
-            "{n} instances: syncing through the hub, all at once…"
+            "{n} instances: syncing through the hub, {concurrency} at once…"
         ));
         let started = Instant::now();
         let mut syncs = Vec::new();
@@ -151,7 +163,7 @@ fn fan_out(
         loop {
             rounds += 1;
             let pull_only = rounds > 1;
-            syncs.extend(sync_round(wb, &homes, pull_only)?);
+            syncs.extend(sync_round(wb, &homes, pull_only, concurrency)?);
             let holding = homes
                 .iter()
                 .map(|h| h.open_read_only().and_then(|(_, s)| s.log_len()))
@@ -176,6 +188,7 @@ fn fan_out(
         let baseline = baseline(&dir.join("baseline"), all)?;
         Ok(FanOut {
             instances: n,
+            concurrency,
             records,
             time,
             rounds,
@@ -286,33 +299,47 @@ fn populate(key: &SecretKey, store: &store::Store, n: usize) -> Result<Vec<Recor
     Ok(out)
 }
 
-/// Every instance's `wb sync now --hub` at once, each measured (wall, peak memory).
-fn sync_round(wb: &OsStr, homes: &[Home], pull_only: bool) -> Result<Vec<Measured>> {
-    let handles: Vec<_> = homes
-        .iter()
-        .map(|home| {
-            let wb = wb.to_os_string();
-            let root = home.root().as_os_str().to_os_string();
-            std::thread::spawn(move || {
-                let mut args: Vec<&OsStr> = vec![
-                    OsStr::new("--home"),
-                    &root,
-                    OsStr::new("--json"),
-                    OsStr::new("sync"),
-                    OsStr::new("now"),
-                    OsStr::new("--hub"),
-                ];
-                if pull_only {
-                    args.push(OsStr::new("--pull-only"));
+/// Every instance's `wb sync now --hub`, `concurrency` at a time (a pool of that many threads
+/// taking the next instance), each measured (wall, peak memory); in the instances' order.
+fn sync_round(
+    wb: &OsStr,
+    homes: &[Home],
+    pull_only: bool,
+    concurrency: usize,
+) -> Result<Vec<Measured>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<std::result::Result<Measured, String>>>> =
+        std::sync::Mutex::new((0..homes.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(home) = homes.get(i) else { break };
+                    let root = home.root().as_os_str();
+                    let mut args: Vec<&OsStr> = vec![
+                        OsStr::new("--home"),
+                        root,
+                        OsStr::new("--json"),
+                        OsStr::new("sync"),
+                        OsStr::new("now"),
+                        OsStr::new("--hub"),
+                    ];
+                    if pull_only {
+                        args.push(OsStr::new("--pull-only"));
+                    }
+                    let m = measure::run(wb, &args).map_err(|e| e.to_string());
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(m);
+                    }
                 }
-                measure::run(&wb, &args).map_err(|e| e.to_string())
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        let m = h.join().map_err(|_| "a sync thread panicked")??;
-        out.push(m);
+            });
+        }
+    });
+    let all = results.into_inner().map_err(|_| "a sync thread panicked")?;
+    let mut out = Vec::with_capacity(all.len());
+    for m in all {
+        out.push(m.ok_or("a sync thread panicked")??);
     }
     Ok(out)
 }
@@ -343,6 +370,7 @@ fn figures(f: &FanOut) -> Value {
     let secs = f.time.as_secs_f64();
     json!({
         "instances": f.instances,
+        "concurrency": f.concurrency,
         "records_per_instance": f.records,
         "records_total": total,
         "time_s": round(secs, 3),
@@ -370,12 +398,13 @@ fn table(doc: &Value) -> String {
         doc["records_per_instance"], doc["cores"]
     );
     out.push_str(
-        "instances   total   time s  s/inst  rounds  sync median/max s  sync peak MB  hub peak MB  MB/inst  hub CPU s  baseline s  ratio\n",
+        "instances  at once   total   time s  s/inst  rounds  sync median/max s  sync peak MB  hub peak MB  MB/inst  hub CPU s  baseline s  ratio\n",
     );
     for r in doc["runs"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:>9}  {:>6}  {:>7.2}  {:>6.3}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>7.2}  {:>9.2}  {:>10.2}  {:>5.2}\n",
+            "{:>9}  {:>7}  {:>6}  {:>7.2}  {:>6.3}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>7.2}  {:>9.2}  {:>10.2}  {:>5.2}\n",
             r["instances"].as_u64().unwrap_or(0),
+            r["concurrency"].as_u64().unwrap_or(0),
             r["records_total"].as_u64().unwrap_or(0),
             r["time_s"].as_f64().unwrap_or(0.0),
             r["time_per_instance_s"].as_f64().unwrap_or(0.0),
@@ -391,7 +420,7 @@ fn table(doc: &Value) -> String {
         ));
     }
     out.push_str(
-        "(time: from the first sync to every instance holding every record, s/inst: that per \
+        "(at once: syncs run at the same time; time: from the first sync to every instance holding every record, s/inst: that per \
          instance; hub CPU: the hub process's user + system time until then; MB/inst: hub peak \
          / instances; baseline: verifying and applying all records into one store in-process; \
          ratio: time / (instances × baseline))\n",

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p wb-tests --bin bench -- bundles [--records N] [--runs R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- sync [--records N] [--runs R] [--json]
-//! cargo run --release -p wb-tests --bin bench -- hub [--instances 5,20] [--records R] [--json]
+//! cargo run --release -p wb-tests --bin bench -- hub [--instances 5,20] [--records R] [--concurrency K] [--json]
 //! cargo run --release -p wb-tests --bin bench -- fields [--fields N] [--runs R] [--json]
 //! cargo run --release -p wb-tests --bin bench -- soak [--minutes N] [--sample-s S] [--json]
 //! ```
