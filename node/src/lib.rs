@@ -4,7 +4,7 @@
 //! (`wb sync now`); [`continuous`] keeps a running node's peers up to date by itself;
 //! [`directory`] is a node's side of its hubs (announcements, lookups, relays) and [`hub`] the
 //! hub role (`wb hub run`); [`discovery`] finds peers by key through a pkarr relay, without a
-//! hub; [`ticket`] reads and writes tickets (endpoint id and addresses).
+//! hub; [`revocations`] applies the revocations of followed revokers to the registry decisions read; [`ticket`] reads and writes tickets (endpoint id and addresses).
 
 mod accept;
 pub mod app_bridge;
@@ -18,6 +18,7 @@ pub mod identity;
 pub mod metrics;
 pub mod node;
 pub mod probe;
+pub mod revocations;
 pub mod session;
 pub mod ticket;
 mod withdraw;

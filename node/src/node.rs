@@ -249,7 +249,11 @@ impl NodeHandle {
             let result = async {
                 let addrs = resolve(peer).await?;
                 // Read per session: a revocation applies to the next session.
-                let revoked = protocol::peers::revoked_keys(&store::load_peers(&self.home)?);
+                let revoked = crate::revocations::revoked_keys(
+                    &self.store,
+                    &store::load_peers(&self.home)?,
+                    &self.key.public(),
+                )?;
                 let terms = Terms {
                     deadlines,
                     revoked: Arc::new(revoked),
@@ -440,7 +444,12 @@ impl SyncHandler {
             .map_err(|e| NodeError::BadKey(e.to_string()))?;
         // The registry is checked per connection (parsed again only when the file changed), so
         // edits made while the node runs apply at once.
-        let peers = self.registry.load()?;
+        let peers = crate::revocations::effective(
+            &self.store,
+            &self.registry.load()?,
+            &[],
+            &self.key.public(),
+        )?;
         let known = store::peer_by_key(&peers, &remote).cloned();
         let name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),
@@ -783,7 +792,11 @@ async fn sync_inner(
         Ok(_link) => {
             let terms = Terms {
                 deadlines,
-                revoked: Arc::new(protocol::peers::revoked_keys(registry)),
+                revoked: Arc::new(crate::revocations::revoked_keys(
+                    store,
+                    registry,
+                    &key.public(),
+                )?),
             };
             dial_and_sync(&endpoint, key, store, peer, direction, &addrs, terms).await
         }

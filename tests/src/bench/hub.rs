@@ -136,6 +136,7 @@ fn fan_out(
                     hub: true,
                     trusted: false,
                     revoked: false,
+                    follow_revocations: false,
                     notes: String::new(),
                 },
             )?;
