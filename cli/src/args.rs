@@ -384,6 +384,12 @@ pub enum HubCommand {
         common: CommonFlags,
         #[command(flatten)]
         relay: RelayFlags,
+        /// Apply the revocations this instance announces (`wb sync peers revoke --announce`):
+        /// the keys it revokes are refused and their records no longer stored or forwarded.
+        /// Its public key (base64, hex or iroh form); repeatable. Allowlist entries marked
+        /// `Follow-Revocations: yes` in the hub's wb_peers.txt are followed too.
+        #[arg(long = "follow-revocations", value_name = "KEY")]
+        follow_revocations: Vec<String>,
     },
     /// Admit an instance (by its public key: base64, hex or iroh form).
     ///
@@ -734,9 +740,19 @@ pub enum PeersCommand {
         name: String,
     },
     /// Mark a peer trusted: it may receive `trusted` records.
+    ///
+    /// With --follow-revocations (or --no-follow-revocations) only that setting changes, not
+    /// trust: the revocations the peer announces (`wb sync peers revoke --announce` on its side)
+    /// are then applied here automatically (or no longer), from the next session on.
     Trust {
         /// The peer's name, as `wb sync peers list` shows it.
         name: String,
+        /// Apply the revocations this peer announces (Follow-Revocations: yes).
+        #[arg(long, conflicts_with = "no_follow_revocations")]
+        follow_revocations: bool,
+        /// Stop applying the revocations this peer announces.
+        #[arg(long)]
+        no_follow_revocations: bool,
     },
     /// Take trust away from a peer: it keeps syncing public records only.
     ///
@@ -753,8 +769,30 @@ pub enum PeersCommand {
     /// again. Its entry stays in wb_peers.txt so that its key stays refused, even in open
     /// mode. To start over with it, remove it and add it again. A revoked peer cannot be told
     /// to delete the trusted records it already has: untrust it and sync once before revoking.
+    ///
+    /// With --announce, this instance also publishes the revocation: a public record signed by
+    /// it (revoked key, reason, time) that travels through peers, hubs and bundles. Peers that
+    /// follow this instance's revocations apply it; others see it as advice in `wb sync status`.
     Revoke {
         /// The peer's name, as `wb sync peers list` shows it.
         name: String,
+        /// Publish the revocation to peers, hubs and bundles.
+        #[arg(long)]
+        announce: bool,
+        /// Why (one line), published with --announce.
+        #[arg(long, value_name = "TEXT", requires = "announce")]
+        reason: Option<String>,
+    },
+    /// Lift a revocation made here: the peer is no longer revoked (it stays untrusted).
+    ///
+    /// With --announce, a revocation this instance published is withdrawn (a newer signed
+    /// version, a tombstone), so peers that applied it lift it too. A key revoked here only by
+    /// another instance's announcement stays revoked while that revocation holds.
+    Unrevoke {
+        /// The peer's name, as `wb sync peers list` shows it.
+        name: String,
+        /// Also withdraw the revocation this instance published.
+        #[arg(long)]
+        announce: bool,
     },
 }

@@ -284,6 +284,7 @@ pub fn init_from(
                 hub: false,
                 trusted: false,
                 revoked: false,
+                follow_revocations: false,
                 notes: format!("bootstrap bundle {}", dir.display()).replace('\n', " "),
             },
         )?;
@@ -425,6 +426,10 @@ pub fn status(home: &Home) -> Result<Output> {
         "imports": imports,
         "counters": counters,
     });
+    let (revocations, revocation_lines) =
+        crate::peers_cmd::revocations_status(inst.store(), &peers, &local)?;
+    let mut j = j;
+    j["revocations"] = revocations;
     let mut text = format!(
         "records: {} public, {} trusted, {} private ({} from other instances)\nconflicts: {conflicts}\npeers: {}",
         count(Scope::Public),
@@ -444,6 +449,10 @@ pub fn status(home: &Home) -> Result<Output> {
     text.push_str(&format!(
         "\noutbox: {outbox} shareable changes in the log; {filtered} private records never leave"
     ));
+    for line in &revocation_lines {
+        text.push('\n');
+        text.push_str(line);
+    }
     if imports.is_empty() {
         text.push_str("\nimported bundles: none");
     } else {

@@ -28,7 +28,17 @@ pub fn run(
     run_command: crate::control::RunCommand,
 ) -> Result<Output> {
     match cmd {
-        HubCommand::Run { common, relay } => {
+        HubCommand::Run {
+            common,
+            relay,
+            follow_revocations,
+        } => {
+            let follow = follow_revocations
+                .iter()
+                .map(|k| {
+                    PublicKey::parse(k).map_err(|e| anyhow!("--follow-revocations {k:?}: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let flags = crate::config::Flags {
                 common,
                 relay,
@@ -36,7 +46,7 @@ pub fn run(
             };
             let settings = crate::config::resolve(home, &flags)?;
             crate::config::init_logging(&settings);
-            run_hub(home, &settings, json_out, run_command)
+            run_hub(home, &settings, follow, json_out, run_command)
         }
         HubCommand::Allow { key, name } => allow(home, &key, name),
         HubCommand::Revoke { key } => revoke(home, &key),
@@ -56,6 +66,7 @@ fn ensure_home(home: &Home) -> Result<()> {
 fn run_hub(
     home: &Home,
     settings: &crate::config::Settings,
+    follow_revocations: Vec<PublicKey>,
     json_out: bool,
     run_command: crate::control::RunCommand,
 ) -> Result<Output> {
@@ -99,6 +110,7 @@ fn run_hub(
             open,
             relay_listen,
             relay_url,
+            follow_revocations,
         };
         let hub = node::hub::start(config, key, store).await?;
         crate::running::set(hub.handle());
@@ -189,6 +201,7 @@ fn allow(home: &Home, key: &str, name: Option<String>) -> Result<Output> {
         hub: false,
         trusted: false,
         revoked: false,
+        follow_revocations: false,
         notes: String::new(),
     };
     store::add_peer(home, peer.clone())?;
@@ -228,6 +241,7 @@ fn revoke(home: &Home, key_or_name: &str) -> Result<Output> {
                 hub: false,
                 trusted: false,
                 revoked: true,
+                follow_revocations: false,
                 notes: String::new(),
             };
             store::add_peer(home, peer.clone())?;

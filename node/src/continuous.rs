@@ -130,8 +130,12 @@ async fn supervise(
     );
     loop {
         while workers.try_join_next().is_some() {}
-        let home = node.home().clone();
-        let loaded = tokio::task::spawn_blocking(move || store::load_peers(&home)).await;
+        let (home, store) = (node.home().clone(), node.store().clone());
+        // Keys revoked by a followed revoker's announcement get no worker, as revoked peers.
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<Peer>, crate::NodeError> {
+            crate::revocations::effective(&store, &store::load_peers(&home)?, &[], &me)
+        })
+        .await;
         match loaded {
             Ok(Ok(peers)) => {
                 last_error = None;

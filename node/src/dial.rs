@@ -152,7 +152,11 @@ async fn sync_inner(
         Ok(_link) => {
             let terms = Terms {
                 deadlines,
-                revoked: Arc::new(protocol::peers::revoked_keys(registry)),
+                revoked: Arc::new(crate::revocations::revoked_keys(
+                    store,
+                    registry,
+                    &key.public(),
+                )?),
             };
             dial_and_sync(&endpoint, key, store, peer, direction, &addrs, terms).await
         }

@@ -129,7 +129,11 @@ impl NodeHandle {
             let result = async {
                 let addrs = resolve(peer).await?;
                 // Read per session: a revocation applies to the next session.
-                let revoked = protocol::peers::revoked_keys(&store::load_peers(&self.home)?);
+                let revoked = crate::revocations::revoked_keys(
+                    &self.store,
+                    &store::load_peers(&self.home)?,
+                    &self.key.public(),
+                )?;
                 let terms = Terms {
                     deadlines,
                     revoked: Arc::new(revoked),

@@ -63,6 +63,9 @@ pub struct HubConfig {
     /// The URL instances reach the relay at, when it is not `http://<relay_listen>` (behind a
     /// TLS proxy, or listening on an unspecified address).
     pub relay_url: Option<String>,
+    /// Instances whose announced revocations the hub applies (`--follow-revocations`), besides
+    /// the registry's peers marked `Follow-Revocations: yes`.
+    pub follow_revocations: Vec<PublicKey>,
 }
 
 /// How often the hub drops expired directory entries.
@@ -144,6 +147,8 @@ pub async fn start(
         hub: key.public(),
         live: live.clone(),
         cache: Arc::new(store::RegistryCache::new(config.home.clone())),
+        store: store.clone(),
+        follow: Arc::new(config.follow_revocations.clone()),
     };
     let (relay, relay_url) = match config.relay_listen {
         None => (None, None),
@@ -312,6 +317,10 @@ struct Access {
     live: Arc<Live>,
     /// The registry, parsed again only when `wb_peers.txt` changed (item 9 of issue 11).
     cache: Arc<store::RegistryCache>,
+    /// Read for the revocations announced by the instances the hub follows.
+    store: Arc<Store>,
+    /// `HubConfig::follow_revocations`.
+    follow: Arc<Vec<PublicKey>>,
 }
 
 /// Why an instance is refused.
@@ -357,11 +366,19 @@ impl Access {
 
     /// The registry. One that cannot be read is an error, never an empty list: while it is
     /// broken, no revoked origin slips through.
+    /// With the revocations applied that the instances it follows announced (their keys are
+    /// refused and their records not taken, as with `Revoked: yes`).
     fn registry(&self) -> Result<Arc<Vec<Peer>>, NodeError> {
-        self.cache.load().map_err(|e| {
+        let peers = self.cache.load().map_err(|e| {
             warn!("cannot read the hub's registry: {e}");
             NodeError::Internal(format!("the hub cannot read its registry: {e}"))
-        })
+        })?;
+        if self.follow.is_empty() && !peers.iter().any(|p| p.follow_revocations) {
+            return Ok(peers);
+        }
+        crate::revocations::effective(&self.store, &peers, &self.follow, &self.hub)
+            .map(Arc::new)
+            .inspect_err(|e| warn!("cannot read the revocations the hub follows: {e}"))
     }
 
     /// Keys the registry marks revoked: their records are not taken, whoever relays them, and

@@ -5,8 +5,9 @@
 //! re-exports one-shot syncs (`wb sync now`); [`handle`] is a running node's handle;
 //! [`continuous`] keeps a running node's peers up to date by itself; [`directory`] is a node's
 //! side of its hubs (announcements, lookups, relays) and [`hub`] the hub role (`wb hub run`);
-//! [`discovery`] finds peers by key through a pkarr relay, without a hub; [`probe`] is `wb
-//! doctor`'s look at a peer; [`ticket`] reads and writes tickets (endpoint id and addresses).
+//! [`discovery`] finds peers by key through a pkarr relay, without a hub; [`revocations`]
+//! applies the revocations of followed revokers to the registry decisions read; [`probe`] is
+//! `wb doctor`'s look at a peer; [`ticket`] reads and writes tickets (endpoint id and addresses).
 
 mod accept;
 pub mod app_bridge;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod node;
 mod outcome;
 pub mod probe;
+pub mod revocations;
 pub mod session;
 mod shared;
 pub mod ticket;

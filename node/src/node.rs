@@ -218,7 +218,12 @@ impl SyncHandler {
             .map_err(|e| NodeError::BadKey(e.to_string()))?;
         // The registry is checked per connection (parsed again only when the file changed), so
         // edits made while the node runs apply at once.
-        let peers = self.registry.load()?;
+        let peers = crate::revocations::effective(
+            &self.store,
+            &self.registry.load()?,
+            &[],
+            &self.key.public(),
+        )?;
         let known = store::peer_by_key(&peers, &remote).cloned();
         let name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),

@@ -9,11 +9,15 @@
 //! Hub: no
 //! Trusted: yes
 //! Revoked: no
+//! Follow-Revocations: yes
 //! Notes: met at the October meetup
 //! ```
 //!
 //! `Peer-ID` is the key id of `Public-Key` (checked). `Addr` may repeat or be absent. Lines
 //! starting with `#` are comments; they are not kept when the CLI rewrites the file.
+//! `Follow-Revocations` (the revocations this peer announces apply here, [`crate::revocation`])
+//! is written only when `yes`, so registries that never use it keep their bytes; a file
+//! without it reads as `no`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -29,6 +33,8 @@ pub struct Peer {
     pub hub: bool,
     pub trusted: bool,
     pub revoked: bool,
+    /// Revocations this peer announces are applied here automatically (`Follow-Revocations`).
+    pub follow_revocations: bool,
     pub notes: String,
 }
 
@@ -140,6 +146,7 @@ fn peer_from_block(block: &[(usize, String, String)]) -> Result<Peer, PeersError
             "Hub",
             "Trusted",
             "Revoked",
+            "Follow-Revocations",
             "Notes",
         ];
         let Some(field) = known.iter().find(|k| **k == name) else {
@@ -206,6 +213,7 @@ fn peer_from_block(block: &[(usize, String, String)]) -> Result<Peer, PeersError
         hub: flag("Hub")?,
         trusted: flag("Trusted")?,
         revoked: flag("Revoked")?,
+        follow_revocations: flag("Follow-Revocations")?,
         notes: single
             .get("Notes")
             .map(|(_, v)| v.to_string())
@@ -232,6 +240,9 @@ pub fn write_peers(peers: &[Peer]) -> String {
         out.push_str(&format!("Hub: {}\n", yn(p.hub)));
         out.push_str(&format!("Trusted: {}\n", yn(p.trusted)));
         out.push_str(&format!("Revoked: {}\n", yn(p.revoked)));
+        if p.follow_revocations {
+            out.push_str("Follow-Revocations: yes\n");
+        }
         // Notes are one line: the CLI refuses newlines, and a hand edit cannot add one.
         out.push_str(&format!("Notes: {}\n", p.notes.replace(['\n', '\r'], " ")));
     }
@@ -252,6 +263,7 @@ mod tests {
             hub: seed % 2 == 0,
             trusted: seed % 3 == 0,
             revoked: false,
+            follow_revocations: seed % 4 == 0,
             notes: "a note: with colon".into(),
         }
     }
@@ -300,6 +312,46 @@ mod tests {
         let bad_id = text.replacen(&peer(2, "a").public_key.key_id(), "0000000000000000", 1);
         let err = parse_peers(&bad_id).expect_err("bad id");
         assert_eq!(err.line, 1, "{err}");
+    }
+
+    #[test]
+    fn follow_revocations_line() {
+        let mut p = peer(3, "a");
+        p.follow_revocations = false;
+        let old = write_peers(std::slice::from_ref(&p));
+        assert!(
+            !old.contains("Follow-Revocations"),
+            "written only when yes: {old}"
+        );
+        assert!(!parse_peers(&old).expect("old file")[0].follow_revocations);
+        p.follow_revocations = true;
+        let text = write_peers(std::slice::from_ref(&p));
+        assert!(
+            text.contains("Revoked: no\nFollow-Revocations: yes\nNotes:"),
+            "{text}"
+        );
+        let back = parse_peers(&text).expect("parses");
+        assert!(back[0].follow_revocations);
+        assert_eq!(write_peers(&back), text);
+        let no = text.replace("Follow-Revocations: yes", "Follow-Revocations: no");
+        assert!(!parse_peers(&no).expect("no")[0].follow_revocations);
+        let bad = text.replace("Follow-Revocations: yes", "Follow-Revocations: sometimes");
+        let err = parse_peers(&bad).expect_err("bad value");
+        assert_eq!(
+            err.line,
+            text.lines().position(|l| l.starts_with("Follow")).unwrap() + 1
+        );
+        assert!(
+            err.to_string()
+                .contains("Follow-Revocations must be yes or no"),
+            "{err}"
+        );
+        let twice = text.replace(
+            "Follow-Revocations: yes",
+            "Follow-Revocations: yes\nFollow-Revocations: no",
+        );
+        let err = parse_peers(&twice).expect_err("twice");
+        assert!(err.to_string().contains("given twice"), "{err}");
     }
 
     proptest! {

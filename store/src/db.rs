@@ -674,9 +674,17 @@ impl Store {
         let mut out = Vec::new();
         let iter = match &filter.origin {
             Some(origin) => {
-                let start = origin.as_bytes().to_vec();
+                let mut start = origin.as_bytes().to_vec();
                 let mut end = start.clone();
-                end.push(0xff);
+                if let Some(entity) = &filter.entity {
+                    // One origin's records of one entity: `origin ++ entity ++ NUL ++ id`.
+                    start.extend_from_slice(entity.as_str().as_bytes());
+                    end = start.clone();
+                    start.push(0);
+                    end.push(1);
+                } else {
+                    end.push(0xff);
+                }
                 // Keys of one origin are `origin ++ entity …`; UTF-8 never starts with 0xff.
                 records.range(start.as_slice()..end.as_slice())
             }

@@ -1,6 +1,6 @@
 //! The wb store crate: the home directory with its key files ([`home`]) and the redb store of
 //! records, change log, epoch, clock, conflicts and counters ([`db`]), the peer registry
-//! `wb_peers.txt` ([`peers`]), a hub's directory of announced addresses ([`hub`]), online backup
+//! `wb_peers.txt` ([`peers`]), revocations announced and followed ([`revocations`]), a hub's directory of announced addresses ([`hub`]), online backup
 //! and restore ([`backup`]) and the store's format version ([`format`]). It
 //! knows nothing of the network, and redb types never appear in its public API.
 
@@ -17,6 +17,7 @@ pub mod instance;
 mod leaving;
 mod local;
 pub mod peers;
+pub mod revocations;
 pub mod time;
 
 pub use db::{

@@ -336,6 +336,7 @@ mod tests {
             hub: false,
             trusted: false,
             revoked: false,
+            follow_revocations: false,
             notes: String::new(),
         }
     }

@@ -907,6 +907,7 @@ impl InProcess {
                 hub: false,
                 trusted,
                 revoked: false,
+                follow_revocations: false,
                 notes: String::new(),
             },
         )

@@ -1542,6 +1542,7 @@ fn init_from_creates_the_home_imports_and_registers_the_signer_untrusted() {
         json!([{
             "name": APP_KEY_ID, "key_id": APP_KEY_ID, "public_key": APP_KEY, "addrs": [],
             "trusted": false, "hub": false, "revoked": false,
+            "follow_revocations": false, "refused": false, "revoked_by": [],
             "notes": peers[0]["notes"],
         }])
     );

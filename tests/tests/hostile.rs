@@ -564,6 +564,7 @@ fn a_hub_is_never_a_trusted_audience_on_either_side() {
                 hub: true,
                 trusted: true,
                 revoked: false,
+                follow_revocations: false,
                 notes: String::new(),
             },
         )

@@ -315,6 +315,7 @@ fn two_instances_without_direct_addresses_sync_through_the_hub_relay() {
             hub: true,
             trusted: false,
             revoked: false,
+            follow_revocations: false,
             notes: String::new(),
         },
     )
@@ -328,6 +329,7 @@ fn two_instances_without_direct_addresses_sync_through_the_hub_relay() {
             hub: false,
             trusted: false,
             revoked: false,
+            follow_revocations: false,
             notes: String::new(),
         },
     )

@@ -1,5 +1,6 @@
 //! The one integration test binary (STYLE.md: one binary with modules).
 
+mod announce;
 mod app;
 mod app_property;
 mod backup;

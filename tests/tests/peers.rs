@@ -173,14 +173,19 @@ fn list_json_has_exactly_the_documented_shape() {
         keys.sort_unstable();
         assert_eq!(
             keys,
+            // DESIGN §12's shape, plus what issue 15 (revocations that travel) added:
+            // `follow_revocations`, `refused` and `revoked_by`.
             [
                 "addrs",
+                "follow_revocations",
                 "hub",
                 "key_id",
                 "name",
                 "notes",
                 "public_key",
+                "refused",
                 "revoked",
+                "revoked_by",
                 "trusted"
             ]
         );
@@ -195,6 +200,9 @@ fn list_json_has_exactly_the_documented_shape() {
             "trusted": true,
             "hub": false,
             "revoked": false,
+            "follow_revocations": false,
+            "refused": false,
+            "revoked_by": [],
             "notes": "met in October",
         })
     );

@@ -76,6 +76,7 @@ fn revoke_in(home: &store::Home, name: &str, key: PublicKey) {
             hub: false,
             trusted: false,
             revoked: true,
+            follow_revocations: false,
             notes: String::new(),
         },
     )
@@ -215,6 +216,7 @@ impl InHub {
             open,
             relay_listen: relay.then(|| "127.0.0.1:0".parse().expect("addr")),
             relay_url: None,
+            follow_revocations: Vec::new(),
         };
         let hub = node::hub::start(config, key, store.clone())
             .await
@@ -242,6 +244,7 @@ impl InHub {
                 hub: false,
                 trusted: false,
                 revoked: false,
+                follow_revocations: false,
                 notes: String::new(),
             },
         )
@@ -426,6 +429,7 @@ fn revoking_an_instance_cuts_its_live_connections_and_relay_sessions() {
                 hub: true,
                 trusted: false,
                 revoked: false,
+                follow_revocations: false,
                 notes: String::new(),
             },
         )

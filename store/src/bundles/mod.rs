@@ -932,7 +932,7 @@ pub fn import_with(
         records: bundle.entities.clone(),
         ..Default::default()
     };
-    let revoked = protocol::peers::revoked_keys(&crate::peers::load_peers(home)?);
+    let revoked = crate::revocations::revoked_keys_for_import(home, open)?;
     if revoked.contains(&bundle.signer) {
         return Err(BundleError::RevokedSigner {
             key_id: bundle.signer.key_id(),

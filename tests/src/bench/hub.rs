@@ -148,6 +148,7 @@ fn fan_out(
                     hub: true,
                     trusted: false,
                     revoked: false,
+                    follow_revocations: false,
                     notes: String::new(),
                 },
             )?;

@@ -265,6 +265,7 @@ fn peer(
         hub,
         trusted,
         revoked: false,
+        follow_revocations: false,
         notes: String::new(),
     }
 }

@@ -448,6 +448,7 @@ fn peer(name: &str, key: PublicKey, addr: Option<SocketAddr>) -> Peer {
         hub: false,
         trusted: false,
         revoked: false,
+        follow_revocations: false,
         notes: String::new(),
     }
 }
