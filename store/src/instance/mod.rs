@@ -7,12 +7,18 @@
 //! - [`records`]: put, remove and rescope a local record, with the `Contact-*` and vouch rules.
 //! - [`trust`]: naming users and instances, vouch candidates, creating vouches.
 //! - [`rotate`]: replacing the instance key.
+//! - [`origins`]: naming the origins of records (`local`, a key, a key id).
+//! - [`prune`]: forgetting records of other instances.
+//! - [`status`]: what `wb sync status` reports: records, the outbox, each peer's sync state.
 //!
-//! Bundles (`bundles`), the app bridge (`app`), pruning (`Store::prune`) and backups (`backup`)
-//! already are typed calls in their own modules.
+//! Bundles (`bundles`), the app bridge (`app`) and backups (`backup`) are typed calls in their
+//! own modules.
 
+pub mod origins;
+pub mod prune;
 pub mod records;
 pub mod rotate;
+pub mod status;
 pub mod trust;
 
 use std::sync::Arc;
@@ -22,6 +28,7 @@ use protocol::{Entity, ProtocolError, PublicKey, RecordKey, SecretKey};
 use crate::error::StoreError;
 use crate::{Home, Store};
 
+pub use prune::PruneTarget;
 pub use records::{PutOutcome, PutRecord, ScopeChange};
 pub use rotate::Rotation;
 pub use trust::{TrustView, UserView};
@@ -105,6 +112,16 @@ pub enum InstanceError {
          (wb record put user ID --field Username={name})"
     )]
     NoLocalUser { name: String },
+    #[error("no known origin has key id {key_id}")]
+    UnknownKeyId { key_id: String },
+    #[error(
+        "not a key or key id: {text:?} (expected base64, 64 hex digits, a 16-hex key id or `local`)"
+    )]
+    NotAnOrigin { text: String },
+    #[error("{text} is this instance (key id {key_id}); local records are never pruned")]
+    PruneOwnInstance { text: String, key_id: String },
+    #[error("pruning by age needs a positive number of days")]
+    PruneNoDays,
     #[error("cannot back up the old key to {}: {source}", .path.display())]
     KeyBackup {
         path: std::path::PathBuf,
