@@ -5,7 +5,8 @@
 //!
 //! - [`Instance`]: an opened home (its key, its store and where it lives).
 //! - [`records`]: put, remove and rescope a local record, with the `Contact-*` and vouch rules.
-//! - [`trust`]: naming users and instances, vouch candidates, creating vouches.
+//! - [`trust`]: naming users and instances, vouch candidates, creating vouches;
+//!   [`trust_path`]: the shortest chain of invites and vouches to a user.
 //! - [`rotate`]: replacing the instance key.
 //! - [`origins`]: naming the origins of records (`local`, a key, a key id).
 //! - [`prune`]: forgetting records of other instances.
@@ -20,6 +21,10 @@ pub mod records;
 pub mod rotate;
 pub mod status;
 pub mod trust;
+pub mod trust_path;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -112,6 +117,11 @@ pub enum InstanceError {
          (wb record put user ID --field Username={name})"
     )]
     NoLocalUser { name: String },
+    #[error(
+        "this instance has no user records to start from; pass --from USER_REF to start from \
+         another user"
+    )]
+    NoUsersToStartFrom,
     #[error("no known origin has key id {key_id}")]
     UnknownKeyId { key_id: String },
     #[error(
