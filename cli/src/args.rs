@@ -1,8 +1,13 @@
 //! Command-line arguments (§12). Only this crate parses arguments.
+//!
+//! The command tree is also the form of a call on the control socket (`control`): a client
+//! parses its arguments here and sends the parsed [`Command`] (serde), so the node never parses
+//! what a client sent. Paths in it are made absolute by the client ([`Command::paths_mut`]).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +51,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum Command {
     /// Create the home: instance key and store (keeps an existing identity).
     ///
@@ -119,6 +124,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print a shell completion script: `wb completions bash > /etc/bash_completion.d/wb`.
+    #[serde(skip)]
     Completions {
         /// The shell to complete for.
         #[arg(value_enum)]
@@ -135,7 +141,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum ConfigCommand {
     /// Print the effective value of each setting of `node run`, `hub run` and the app bridge,
     /// and where it came from: a flag, a WB_* variable, wb.toml (with its line) or the default.
@@ -156,7 +162,7 @@ pub enum ConfigCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct DoctorArgs {
     /// The address `wb node run` listens on (checked to be bindable) [default: the `listen`
     /// of wb.toml, WB_LISTEN, else 0.0.0.0:4433].
@@ -179,7 +185,7 @@ pub struct DoctorArgs {
     pub discovery: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum AppCommand {
     /// Adopt the app's snapshot (its `sync export`) as this instance's own signed records.
     ///
@@ -217,7 +223,7 @@ pub enum AppCommand {
     Status,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum NodeCommand {
     /// Accept sync connections from known peers (ALPN wb-sync/1 over QUIC).
     ///
@@ -255,7 +261,7 @@ pub enum NodeCommand {
 
 /// The flags `node run` and `hub run` share. Each setting may also come from a `WB_*`
 /// variable or `<home>/wb.toml` (flag > environment > file > default; `wb config show`).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub struct CommonFlags {
     /// Address to listen on, QUIC [default: 0.0.0.0:4433; wb.toml: listen; env: WB_LISTEN].
     #[arg(long, value_name = "HOST:PORT")]
@@ -281,7 +287,7 @@ pub struct CommonFlags {
 }
 
 /// `wb node run`'s sync settings (also in wb.toml's [node] and WB_NODE_* variables).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub struct NodeFlags {
     /// Sync with each peer at least every SECS seconds, changes or not [default: 30;
     /// wb.toml: node.sync_interval; env: WB_NODE_SYNC_INTERVAL].
@@ -316,7 +322,7 @@ pub struct NodeFlags {
 }
 
 /// `wb hub run`'s relay settings (also in wb.toml's [hub] and WB_HUB_* variables).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub struct RelayFlags {
     /// Also run a relay server on this address (plain HTTP; put a TLS proxy in front for
     /// real deployments and give its URL with --relay-url) [wb.toml: hub.relay_listen; env:
@@ -331,7 +337,7 @@ pub struct RelayFlags {
 
 /// `wb node run`'s bridge to the app beside it (§14); also wb.toml's [app] and WB_APP_*
 /// variables. Relative paths are relative to the node's working directory.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub struct AppBridgeArgs {
     /// The app's export folder: each new snapshot there (a changed bundle.sig) is adopted
     /// [wb.toml: app.snapshot; env: WB_APP_SNAPSHOT].
@@ -366,7 +372,7 @@ pub struct AppBridgeArgs {
     pub app_allow_contact: Option<bool>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum HubCommand {
     /// Run this home as a hub, in the foreground (Ctrl-C or SIGTERM stops it cleanly).
     ///
@@ -414,7 +420,7 @@ pub enum HubCommand {
     Status,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum RecordCommand {
     /// Create or replace a local record: its fields and body become exactly what is given.
     ///
@@ -459,7 +465,7 @@ pub enum RecordCommand {
     Rm { entity: String, id: String },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct ListArgs {
     /// Only this entity.
     #[arg(long)]
@@ -475,7 +481,7 @@ pub struct ListArgs {
     pub deleted: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum ScopeCommand {
     /// Set a local record's scope: private, trusted or public.
     ///
@@ -490,7 +496,7 @@ pub enum ScopeCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum SyncCommand {
     /// Write an air-gapped bundle: public records as `.sync.txt` files with a signed manifest.
     ///
@@ -634,7 +640,7 @@ pub enum SyncCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct VouchArgs {
     /// The operator's username (or user id) at this instance; asked for when missing.
     #[arg(long, value_name = "USERNAME")]
@@ -663,7 +669,7 @@ pub struct VouchArgs {
     pub answers: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum TrustCommand {
     /// Show how a user connects to this instance's users: the shortest chain of invites and
     /// vouches, each step with the instance that signed it, or "no path".
@@ -691,7 +697,7 @@ pub enum TrustCommand {
 }
 
 /// `wb trust graph --format`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Serialize, Deserialize)]
 pub enum GraphFormat {
     /// Graphviz DOT.
     Dot,
@@ -699,7 +705,7 @@ pub enum GraphFormat {
     Mermaid,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
 pub enum PeersCommand {
     /// Add a peer by its ticket, or by its public key (base64, hex endpoint id or iroh base32).
     ///
@@ -795,4 +801,41 @@ pub enum PeersCommand {
         #[arg(long)]
         announce: bool,
     },
+}
+
+impl Command {
+    /// The command's path arguments, which are relative to the working directory of the process
+    /// that parsed them: a control-socket client makes them absolute before sending the command.
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            Command::Record(RecordCommand::Put {
+                body_file: Some(p), ..
+            }) => vec![p],
+            Command::Sync(SyncCommand::Export { dir, .. } | SyncCommand::Import { dir, .. }) => {
+                vec![dir]
+            }
+            Command::Sync(SyncCommand::Init { from, .. }) => vec![from],
+            Command::Backup { file } | Command::Restore { file, .. } => vec![file],
+            Command::App(AppCommand::Import { dir, .. } | AppCommand::Export { dir }) => vec![dir],
+            Command::Doctor(args) => args
+                .app_snapshot
+                .iter_mut()
+                .chain(args.app_inbox.iter_mut())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Marks the command confirmed (its `--yes`), after the operator answered yes to its
+    /// question. False: the command asks nothing.
+    pub fn confirm(&mut self) -> bool {
+        match self {
+            Command::Restore { yes, .. }
+            | Command::Sync(SyncCommand::Keygen { yes, .. } | SyncCommand::Prune { yes, .. }) => {
+                *yes = true;
+                true
+            }
+            _ => false,
+        }
+    }
 }

@@ -1,20 +1,18 @@
-//! `wb sync export|import|init --from|status|conflicts`: bundles and the instance's sync state.
+//! `wb sync export|import|init --from|status|conflicts`: bundles and the instance's sync state
+//! (computed by `store::instance::status`, rendered here).
 
 use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use protocol::Scope;
 use serde_json::{Value, json};
 use store::bundles::{self, ExpectedSigner, ExportOptions, ImportReport, VerifiedDir};
-use store::{Home, ListFilter, Peer, time};
+use store::instance::status::{DigestState, DigestStatus};
+use store::{Home, Peer, time};
 
 use crate::identity_cmd::init;
 use crate::open::open;
 use crate::render::Output;
-
-/// `sync status` counts a peer's pending changes exactly over at most this many log entries.
-const BEHIND_SCAN_MAX: usize = 10_000;
 
 /// Exports below this many records show no progress bar.
 const PROGRESS_MIN_RECORDS: u64 = 2_000;
@@ -307,58 +305,13 @@ pub fn init_from(
 
 pub fn status(home: &Home) -> Result<Output> {
     let inst = open(home)?;
-    // One pass over the store: live records by scope, and the log's entries (tombstones too).
-    let all = inst.store().list(&ListFilter {
-        include_deleted: true,
-        ..Default::default()
-    })?;
-    let live = || all.iter().filter(|r| !r.deleted);
-    let count = |s: Scope| live().filter(|r| r.scope == s).count();
-    let local = inst.key().public();
-    let from_others = live().filter(|r| r.origin != local).count();
-    let peers = store::load_peers(home)?;
-    let conflicts = inst.store().conflicts()?.len();
-    // Shareable changes in the change log (one live entry per record key). Unsigned records
-    // (taken from an app bundle before adoption) never leave, so they are not waiting to.
-    let outbox = all
-        .iter()
-        .filter(|r| r.scope != Scope::Private && r.signature.is_some())
-        .count();
-    let imports = inst.store().imported_bundles()?;
-    let counters = inst.store().counters()?;
-    let last_seq = inst.store().last_seq()?;
-    let epoch = inst.store().epoch().0;
+    let status = inst.sync_status()?;
+    let when = |ms: Option<u64>| ms.map(protocol::time::format_timestamp);
     let mut peers_json: Vec<Value> = Vec::new();
     let mut peer_lines: Vec<String> = Vec::new();
-    let digests = inst.store().digests()?;
-    for p in &peers {
-        let st = inst.store().peer_state(&p.public_key)?;
-        let (digests_json, digests_line) = digest_state(&digests, &local, p, &st, &peers);
-        // How many of our changes the peer would receive from its last cursor: counted exactly
-        // (what a pull would send it) over up to BEHIND_SCAN_MAX log entries, else the number
-        // of log entries after its cursor (an upper bound). Unknown until it pulled once.
-        let behind = match st.acked_epoch == Some(epoch) {
-            false => None,
-            true => {
-                let audience = protocol::Audience {
-                    trusted: p.trusted && !p.revoked,
-                };
-                let pending = inst.store().outgoing(
-                    &local,
-                    Some(&p.public_key),
-                    audience,
-                    st.acked_seq,
-                    BEHIND_SCAN_MAX,
-                    BEHIND_SCAN_MAX,
-                )?;
-                Some(if pending.done {
-                    pending.records.len() as u64
-                } else {
-                    last_seq.saturating_sub(st.acked_seq)
-                })
-            }
-        };
-        let when = |ms: Option<u64>| ms.map(protocol::time::format_timestamp);
+    for ps in &status.peers {
+        let (p, st) = (&ps.peer, &ps.state);
+        let (digests_json, digests_line) = digest_state(ps.digests.as_ref());
         peers_json.push(json!({
             "name": p.name,
             "key_id": p.public_key.key_id(),
@@ -372,7 +325,7 @@ pub fn status(home: &Home) -> Result<Output> {
             "last_error_at": when(st.last_error_ms),
             "received": st.received,
             "sent": st.sent,
-            "behind": behind,
+            "behind": ps.behind,
             "digests": digests_json,
         }));
         let flags = [
@@ -396,7 +349,8 @@ pub fn status(home: &Home) -> Result<Output> {
             when(st.last_sync_ms).unwrap_or_else(|| "never".into()),
             st.received,
             st.sent,
-            behind.map_or_else(|| "unknown".into(), |b| b.to_string()),
+            ps.behind
+                .map_or_else(|| "unknown".into(), |b| b.to_string()),
         );
         if let Some(e) = &st.last_error {
             // Stored by older versions unbounded: made safe again for the terminal.
@@ -408,38 +362,36 @@ pub fn status(home: &Home) -> Result<Output> {
         peer_lines.push(line);
         peer_lines.push(format!("    digests: {digests_line}"));
     }
-    let filtered = all
-        .iter()
-        .filter(|r| r.origin == local && r.effective_scope() == Scope::Private)
-        .count();
     let j = json!({
         "peers": peers_json,
         "records": {
-            "private": count(Scope::Private),
-            "trusted": count(Scope::Trusted),
-            "public": count(Scope::Public),
+            "private": status.private,
+            "trusted": status.trusted,
+            "public": status.public,
         },
-        "records_from_others": from_others,
-        "outbox": outbox,
-        "private_filtered": filtered,
-        "conflicts": conflicts,
-        "imports": imports,
-        "counters": counters,
+        "records_from_others": status.from_others,
+        "outbox": status.outbox,
+        "private_filtered": status.private_filtered,
+        "conflicts": status.conflicts,
+        "imports": status.imports,
+        "counters": status.counters,
     });
+    let registry: Vec<Peer> = status.peers.iter().map(|ps| ps.peer.clone()).collect();
     let (revocations, revocation_lines) =
-        crate::peers_cmd::revocations_status(inst.store(), &peers, &local)?;
+        crate::peers_cmd::revocations_status(inst.store(), &registry, &inst.public())?;
     let mut j = j;
     j["revocations"] = revocations;
     let mut text = format!(
-        "records: {} public, {} trusted, {} private ({} from other instances)\nconflicts: {conflicts}\npeers: {}",
-        count(Scope::Public),
-        count(Scope::Trusted),
-        count(Scope::Private),
-        from_others,
-        if peers.is_empty() {
+        "records: {} public, {} trusted, {} private ({} from other instances)\nconflicts: {}\npeers: {}",
+        status.public,
+        status.trusted,
+        status.private,
+        status.from_others,
+        status.conflicts,
+        if status.peers.is_empty() {
             "none".to_string()
         } else {
-            peers.len().to_string()
+            status.peers.len().to_string()
         },
     );
     for line in &peer_lines {
@@ -447,17 +399,18 @@ pub fn status(home: &Home) -> Result<Output> {
         text.push_str(line);
     }
     text.push_str(&format!(
-        "\noutbox: {outbox} shareable changes in the log; {filtered} private records never leave"
+        "\noutbox: {} shareable changes in the log; {} private records never leave",
+        status.outbox, status.private_filtered
     ));
     for line in &revocation_lines {
         text.push('\n');
         text.push_str(line);
     }
-    if imports.is_empty() {
+    if status.imports.is_empty() {
         text.push_str("\nimported bundles: none");
     } else {
         text.push_str("\nlast imported bundles:");
-        for b in imports.iter().take(5) {
+        for b in status.imports.iter().take(5) {
             text.push_str(&format!(
                 "\n  {} from {} signed by {} ({} files): {} new, {} updated, {} unchanged, {} stale, {} conflicts",
                 protocol::time::format_timestamp(b.imported_at_ms),
@@ -475,95 +428,65 @@ pub fn status(home: &Home) -> Result<Output> {
     Ok(Output::new(text, j))
 }
 
-/// What the last comparison of state digests with `peer` says (issue 12): `in_sync` when all
-/// digests were equal and ours have not changed since; `changed_here` when they were equal
-/// but ours changed since; `differs` (which origins and classes, counts on each side);
-/// `incomplete` when a side had more classes than a message holds. JSON `null`: never compared.
-fn digest_state(
-    ours: &store::StoreDigests,
-    local: &protocol::PublicKey,
-    peer: &Peer,
-    st: &store::PeerState,
-    peers: &[Peer],
-) -> (Value, String) {
-    let Some(outcome) = &st.digests else {
+/// The last comparison of state digests with a peer, as JSON (`null`: never compared) and as
+/// the text of its `digests:` line.
+fn digest_state(digests: Option<&DigestStatus>) -> (Value, String) {
+    let Some(d) = digests else {
         return (Value::Null, "never compared".into());
     };
-    let at = protocol::time::format_timestamp(outcome.at_ms);
-    let changed_here = store::digest::fingerprint(ours, local, &peer.public_key, outcome.trusted)
-        != outcome.fingerprint;
-    let state = if outcome.differences_total > 0 {
-        "differs"
-    } else if !outcome.complete {
-        "incomplete"
-    } else if changed_here {
-        "changed_here"
-    } else {
-        "in_sync"
-    };
-    let origin_name = |origin: &str| -> (String, String) {
-        match protocol::PublicKey::parse(origin) {
-            Ok(k) if k == *local => (k.key_id(), "this instance".into()),
-            Ok(k) => (
-                k.key_id(),
-                peers
-                    .iter()
-                    .find(|p| p.public_key == k)
-                    .map_or_else(|| "not in the registry".into(), |p| p.name.clone()),
-            ),
-            Err(_) => (origin.to_string(), "unknown".into()),
-        }
-    };
-    let differences: Vec<Value> = outcome
+    let at = protocol::time::format_timestamp(d.compared_at_ms);
+    let differences: Vec<Value> = d
         .differences
         .iter()
-        .map(|d| {
-            let (key_id, name) = origin_name(&d.origin);
+        .map(|x| {
             json!({
-                "origin": key_id,
-                "origin_name": name,
-                "class": d.class,
-                "direction": d.direction,
-                "offered": d.offered,
-                "held": d.held,
+                "origin": x.origin_key_id,
+                "origin_name": x.origin.label(),
+                "class": x.class,
+                "direction": x.direction,
+                "offered": x.offered,
+                "held": x.held,
             })
         })
         .collect();
     let j = json!({
-        "state": state,
+        "state": d.state.as_str(),
         "compared_at": at,
-        "changed_here": changed_here,
-        "complete": outcome.complete,
-        "differences_total": outcome.differences_total,
+        "changed_here": d.changed_here,
+        "complete": d.complete,
+        "differences_total": d.differences_total,
         "differences": differences,
     });
-    let mut text = match state {
-        "in_sync" => format!("in sync (compared {at})"),
-        "changed_here" => format!("in sync at {at}; changed here since"),
-        "incomplete" => format!("not compared in full at {at} (too many origins)"),
-        _ => format!(
+    let mut text = match d.state {
+        DigestState::InSync => format!("in sync (compared {at})"),
+        DigestState::ChangedHere => format!("in sync at {at}; changed here since"),
+        DigestState::Incomplete => format!("not compared in full at {at} (too many origins)"),
+        DigestState::Differs => format!(
             "differ at {at}{}:",
-            if changed_here {
+            if d.changed_here {
                 ", changed here since"
             } else {
                 ""
             }
         ),
     };
-    for d in outcome.differences.iter().take(10) {
-        let (key_id, name) = origin_name(&d.origin);
-        let (offered, held) = if d.direction == "incoming" {
+    for x in d.differences.iter().take(10) {
+        let (offered, held) = if x.direction == "incoming" {
             ("it offers", "held here")
         } else {
             ("offered here", "it holds")
         };
         text.push_str(&format!(
-            " {key_id} ({name}) {}: {offered} {}, {held} {};",
-            d.class, d.offered, d.held
+            " {} ({}) {}: {offered} {}, {held} {};",
+            x.origin_key_id,
+            x.origin.label(),
+            x.class,
+            x.offered,
+            x.held
         ));
     }
-    if outcome.differences_total > 10 {
-        text.push_str(&format!(" … {} in all", outcome.differences_total));
+    if d.differences_total > 10 {
+        text.push_str(&format!(" … {} in all", d.differences_total));
     }
     (j, text.trim_end_matches(';').to_string())
 }

@@ -2,23 +2,24 @@
 //! that home is executed by the running node, which has the store open.
 //!
 //! The socket is `<home>/node.sock`, mode 0600, and the node also checks that the connecting
-//! process runs as its own user. A client sends one request (its arguments, its working
-//! directory, whether its stdin is a terminal) as one JSON line; the node parses the arguments
-//! exactly as `wb` does, runs the command on its open store and sends back one [`Reply`]: the
-//! exit status and the very lines `wb` would have printed. So a command's output is the same with
-//! and without a running node.
+//! process runs as its own user. A client parses its arguments itself and sends one typed call,
+//! a [`Request`]: its wb version, the parsed [`Command`] (paths made absolute against its working
+//! directory), `--json`, and whether its stdin is a terminal, as one JSON line. The node never
+//! parses arguments a client sent: it decodes the call (a request it cannot decode, such as one
+//! from another version of wb, gets an error saying so, and nothing runs), runs the command on
+//! its open store and sends back one [`Reply`]: the exit status and the very lines `wb` would
+//! have printed. So a command's output is the same with and without a running node.
 //!
 //! Questions to the operator (`confirm`) cannot be asked by the node: it answers with the
 //! question instead, the client asks it on its own terminal and, on "yes", sends the command
-//! again with `--yes`.
+//! again, confirmed (its `--yes` set).
 
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use store::Home;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -29,23 +30,94 @@ use crate::render::Reply;
 
 /// The socket's file name in the home.
 pub const SOCKET_NAME: &str = "node.sock";
-/// Largest request accepted (arguments and working directory).
+/// Largest request accepted (the encoded call).
 const MAX_REQUEST: u64 = 1 << 20;
 /// Commands run at once for control clients; more wait.
 const MAX_CONCURRENT: usize = 8;
+/// This build's version: a call names the client's, and the node runs only its own version's.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn socket_path(home: &Home) -> PathBuf {
     home.root().join(SOCKET_NAME)
 }
 
+/// One call from a client: a command, parsed by the client.
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
-    /// The arguments after the program name, as given.
-    argv: Vec<String>,
-    /// The client's working directory: relative paths in the arguments are relative to it.
-    cwd: PathBuf,
+    /// The client's wb version.
+    wb: String,
+    /// The command, its paths absolute.
+    command: Command,
+    /// `--json`: the reply's stdout is the JSON document.
+    json: bool,
     /// Whether the client can ask its operator a question.
     stdin_tty: bool,
+}
+
+impl Request {
+    /// The call for `cli`, its paths made absolute against `cwd`.
+    fn new(mut command: Command, json: bool, cwd: &Path) -> Self {
+        for p in command.paths_mut() {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        }
+        Self {
+            wb: VERSION.to_string(),
+            command,
+            json,
+            stdin_tty: std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// Decodes one request line, or says why it cannot be run: not a request, a request of
+    /// another wb version (or of the older form that sent an argument list), or a command that
+    /// a node does not run for clients.
+    fn decode(line: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            anyhow!("malformed control request (not one JSON line: {e}); nothing ran")
+        })?;
+        let Some(fields) = value.as_object() else {
+            bail!("malformed control request (not a JSON object); nothing ran");
+        };
+        if fields.contains_key("argv") {
+            bail!(
+                "this request comes from an older wb, which sends its arguments; the running node \
+                 (wb {VERSION}) takes parsed commands only: use the wb that runs the node; \
+                 nothing ran"
+            );
+        }
+        match fields.get("wb").and_then(|v| v.as_str()) {
+            Some(v) if v == VERSION => {}
+            Some(v) => bail!(
+                "the running node is wb {VERSION} and this client is wb {v}: use the wb that runs \
+                 the node (or restart the node with this one); nothing ran"
+            ),
+            None => bail!("malformed control request (no wb version); nothing ran"),
+        }
+        let mut request: Self = serde_json::from_value(value).map_err(|e| {
+            anyhow!(
+                "the running node (wb {VERSION}) cannot decode this request ({e}): is the client \
+                 another build of wb? nothing ran"
+            )
+        })?;
+        if stays_local(&request.command) {
+            bail!(
+                "this command ({}) runs only in the process that was given it, never through a \
+                 running node; nothing ran",
+                describe(&request.command)
+            );
+        }
+        for p in request.command.paths_mut() {
+            if p.is_relative() {
+                bail!(
+                    "malformed control request: the path {} is not absolute; nothing ran",
+                    p.display()
+                );
+            }
+        }
+        Ok(request)
+    }
 }
 
 /// Commands that run in the node's own process never go through the socket.
@@ -108,30 +180,18 @@ fn check_socket_owner(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn call(mut stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {
-    let mut argv = Vec::new();
-    for a in std::env::args_os().skip(1) {
-        match a.into_string() {
-            Ok(s) => argv.push(s),
-            Err(a) => bail!(
-                "argument {} is not UTF-8, so it cannot be sent to the running node",
-                a.to_string_lossy()
-            ),
-        }
-    }
-    let mut request = Request {
-        argv,
-        cwd: std::env::current_dir().context("cannot read the working directory")?,
-        stdin_tty: std::io::stdin().is_terminal(),
-    };
-    if let Command::Sync(SyncCommand::Vouch(args)) = &cli.command
+fn call(stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let mut request = Request::new(cli.command.clone(), cli.json, &cwd);
+    if let Command::Sync(SyncCommand::Vouch(args)) = &request.command
         && request.stdin_tty
         && !args.yes
         && !args.list_candidates
         && args.answers.is_none()
     {
-        return vouch_here(stream, path, request, cli.json, args.voucher.is_some());
+        return vouch_here(stream, path, request);
     }
+    let mut stream = stream;
     loop {
         let reply = exchange(&mut stream, &request)?;
         let Some(question) = &reply.ask else {
@@ -141,37 +201,34 @@ fn call(mut stream: UnixStream, path: &Path, cli: &Cli) -> Result<Reply> {
         if !crate::prompt::ask_terminal(question)? {
             bail!("cancelled; nothing changed");
         }
-        request.argv.push("--yes".into());
+        if !request.command.confirm() {
+            bail!("the running node asked a question for a command that has no --yes: {question}");
+        }
         stream = UnixStream::connect(path)
             .context("the node stopped before the command could be confirmed")?;
     }
 }
 
 /// Interactive `wb sync vouch` with a running node: the node lists the candidates, the questions
-/// are asked here, and the node creates the vouches from the answers (`--answers`).
-fn vouch_here(
-    stream: UnixStream,
-    path: &Path,
-    mut request: Request,
-    json: bool,
-    has_voucher: bool,
-) -> Result<Reply> {
+/// are asked here, and the node creates the vouches from the answers (`answers`).
+fn vouch_here(stream: UnixStream, path: &Path, mut request: Request) -> Result<Reply> {
+    let Command::Sync(SyncCommand::Vouch(args)) = &mut request.command else {
+        bail!("not a vouch");
+    };
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut prompts = std::io::stderr();
-    if !has_voucher {
-        let voucher = crate::trust_cmd::ask_voucher(&mut input, &mut prompts)?;
-        request.argv.extend(["--voucher".to_string(), voucher]);
+    if args.voucher.is_none() {
+        args.voucher = Some(crate::trust_cmd::ask_voucher(&mut input, &mut prompts)?);
     }
-    let mut list = Request {
-        argv: request.argv.clone(),
-        cwd: request.cwd.clone(),
+    let mut list_args = args.clone();
+    list_args.list_candidates = true;
+    let list = Request {
+        wb: request.wb.clone(),
+        command: Command::Sync(SyncCommand::Vouch(list_args)),
+        json: true,
         stdin_tty: false,
     };
-    list.argv.push("--list-candidates".into());
-    if !json {
-        list.argv.push("--json".into());
-    }
     let mut stream = stream;
     let reply = exchange(&mut stream, &list)?;
     if reply.code != 0 {
@@ -190,7 +247,7 @@ fn vouch_here(
             .map(|i| if chosen.contains(&i) { 'y' } else { 'n' })
             .collect()
     };
-    request.argv.extend(["--answers".to_string(), answers]);
+    args.answers = Some(answers);
     let mut stream =
         UnixStream::connect(path).context("the node stopped before the vouches were made")?;
     exchange(&mut stream, &request)
@@ -306,7 +363,7 @@ async fn serve_one(
         .read_line(&mut line)
         .await
         .context("cannot read the request")?;
-    let reply = match serde_json::from_str::<Request>(&line) {
+    let reply = match Request::decode(&line) {
         Ok(request) => {
             let home = home.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -317,7 +374,10 @@ async fn serve_one(
             rx.await
                 .unwrap_or_else(|_| Reply::error(&anyhow::anyhow!("the command crashed")))
         }
-        Err(e) => Reply::error(&anyhow::anyhow!("malformed control request: {e}")),
+        Err(e) => {
+            warn!("control socket: {e:#}");
+            Reply::error(&e)
+        }
     };
     let bytes = serde_json::to_vec(&reply)?;
     stream.write_all(&bytes).await?;
@@ -332,14 +392,12 @@ fn execute(
     on_change: Arc<dyn Fn() + Send + Sync>,
     run: RunCommand,
 ) -> Reply {
-    let args = std::iter::once("wb".to_string()).chain(request.argv);
-    let mut cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        // The client parsed the same arguments before sending them.
-        Err(e) => return Reply::error(&anyhow::anyhow!("{}", e.to_string().trim())),
+    let cli = Cli {
+        home: home.root().to_path_buf(),
+        json: request.json,
+        log_format: None,
+        command: request.command,
     };
-    cli.home = home.root().to_path_buf();
-    absolutize(&mut cli.command, &request.cwd);
     let json = cli.json;
     let writes = !read_only(&cli.command);
     info!(command = %describe(&cli.command), "control: running a command for a local client");
@@ -385,27 +443,4 @@ fn describe(command: &Command) -> String {
         .next()
         .unwrap_or("?")
         .to_string()
-}
-
-/// Makes the path arguments absolute against the client's working directory.
-fn absolutize(command: &mut Command, cwd: &Path) {
-    let fix = |p: &mut PathBuf| {
-        if p.is_relative() {
-            *p = cwd.join(&*p);
-        }
-    };
-    match command {
-        Command::Record(RecordCommand::Put {
-            body_file: Some(p), ..
-        }) => fix(p),
-        Command::Sync(SyncCommand::Export { dir, .. } | SyncCommand::Import { dir, .. }) => {
-            fix(dir);
-        }
-        Command::Sync(SyncCommand::Init { from, .. }) => fix(from),
-        Command::Backup { file } | Command::Restore { file, .. } => fix(file),
-        Command::App(
-            crate::args::AppCommand::Import { dir, .. } | crate::args::AppCommand::Export { dir },
-        ) => fix(dir),
-        _ => {}
-    }
 }

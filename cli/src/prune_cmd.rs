@@ -1,36 +1,22 @@
 //! `wb sync prune --peer NAME | --older-than DAYS [--dry-run] [--yes]`: forget records that
 //! came from other instances. Local records are never pruned.
 //!
-//! What is counted (and shown to the operator before asking) is read from the store, read-only
-//! when no node runs; the removal itself is one transaction (`Store::prune_origin`,
-//! `Store::prune_older_than`). A refusal (unknown peer, this instance, bad DAYS, no answer)
+//! Which origin a name means and what is removed are the library's (`store::instance::prune`);
+//! this module parses, asks and prints. What is counted (and shown to the operator before
+//! asking) is read from the store, read-only when no node runs; the removal itself is one
+//! transaction. A refusal (unknown peer, this instance, bad DAYS, no answer)
 //! happens before anything is written. Nothing is sent to peers: they keep their copies, and a
 //! peer that sends a pruned record again (a newer version, or a pull from the start, as the next
 //! sync with a pruned peer is) brings it back.
 
-use std::sync::Arc;
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use protocol::PublicKey;
 use serde_json::json;
-use store::{Home, PruneReport, Store, StoreError, time};
+use store::instance::PruneTarget as Target;
+use store::{Home, Instance, PruneReport};
 
-use crate::open::record_origins;
 use crate::prompt::confirm;
 use crate::render::Output;
-
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Which records to prune.
-enum Target {
-    /// Everything that originated at this key; `name` is the peer's registry name, if any.
-    Origin {
-        key: PublicKey,
-        name: Option<String>,
-    },
-    /// Records of other origins whose version is older than this many days.
-    OlderThan { days: u64 },
-}
 
 pub fn prune(
     home: &Home,
@@ -41,19 +27,14 @@ pub fn prune(
 ) -> Result<Output> {
     // Arguments first: a bad DAYS is refused before the home is even opened.
     let days = older_than.map(parse_days).transpose()?;
-    let (key, store) = open(home, true)?;
-    let local = key.public();
+    let inst = open(home, true)?;
     let target = match (peer, days) {
-        (Some(text), None) => resolve_peer(home, &store, &local, text)?,
+        (Some(text), None) => inst.prune_target(text)?,
         (None, Some(days)) => Target::OlderThan { days },
         _ => bail!("give either --peer NAME or --older-than DAYS"),
     };
-    let cutoff = |days: u64| time::now_ms().saturating_sub(days.saturating_mul(DAY_MS));
-    let plan = match &target {
-        Target::Origin { key, .. } => store.prune_origin(&local, key, true)?,
-        Target::OlderThan { days } => store.prune_older_than(&local, cutoff(*days), true)?,
-    };
-    let nothing = plan.total() == 0 && plan.conflicts == 0 && !plan.cursor && !plan.peer_state;
+    let plan = inst.prune(&target, true)?;
+    let nothing = Target::finds_nothing(&plan);
     if dry_run || nothing {
         return Ok(render(&target, &plan, true, nothing));
     }
@@ -62,24 +43,23 @@ pub fn prune(
     }
     // Reopen for writing (the read-only handle must be gone first); a node running in this
     // process lends its own store.
-    drop(store);
-    let (_, store) = open(home, false)?;
-    let done = match &target {
-        Target::Origin { key, .. } => store.prune_origin(&local, key, false)?,
-        Target::OlderThan { days } => store.prune_older_than(&local, cutoff(*days), false)?,
-    };
+    drop(inst);
+    let done = open(home, false)?.prune(&target, false)?;
     Ok(render(&target, &done, false, false))
 }
 
-/// The key and store: the running node's (control-socket commands), else the home's, opened
-/// read-only when only reading so that a refusal leaves the store file exactly as it was.
-fn open(home: &Home, read_only: bool) -> Result<(protocol::SecretKey, Arc<Store>)> {
+/// The instance: the running node's (control-socket commands), else the home's, its store
+/// opened read-only when only reading so that a refusal leaves the store file exactly as it was.
+fn open(home: &Home, read_only: bool) -> Result<Instance> {
     if crate::running::get().is_some() || !read_only {
-        let inst = crate::open::open(home)?;
-        return Ok((inst.key().clone(), inst.store().clone()));
+        return crate::open::open(home);
     }
     let (key, store) = home.open_read_only()?;
-    Ok((key, Arc::new(store)))
+    Ok(Instance::from_parts(
+        home.clone(),
+        key,
+        std::sync::Arc::new(store),
+    ))
 }
 
 fn parse_days(text: &str) -> Result<u64> {
@@ -87,79 +67,6 @@ fn parse_days(text: &str) -> Result<u64> {
         Ok(days) if days > 0 => Ok(days),
         _ => bail!("--older-than expects a positive whole number of days, got {text:?}"),
     }
-}
-
-/// A peer by registry name, or any other origin by key (any textual form) or key id. This
-/// instance is refused, and so is a name or key nothing is known about.
-fn resolve_peer(home: &Home, store: &Store, local: &PublicKey, text: &str) -> Result<Target> {
-    let peers = store::load_peers(home)?;
-    let own = || {
-        anyhow!(
-            "{text} is this instance (key id {}); local records are never pruned",
-            local.key_id()
-        )
-    };
-    if let Some(p) = store::find_peer(&peers, text) {
-        if p.public_key == *local {
-            return Err(own());
-        }
-        return Ok(Target::Origin {
-            key: p.public_key,
-            name: Some(p.name.clone()),
-        });
-    }
-    if text.trim() == "local" {
-        return Err(own());
-    }
-    let origins = || record_origins(store);
-    let wanted = text.trim().to_ascii_lowercase();
-    let key = if let Ok(key) = PublicKey::parse(text) {
-        Some(key)
-    } else if wanted.len() == protocol::keys::KEY_ID_LEN
-        && wanted.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        if local.key_id() == wanted {
-            return Err(own());
-        }
-        let mut found: Vec<PublicKey> = origins()?
-            .into_iter()
-            .chain(peers.iter().map(|p| p.public_key))
-            .filter(|k| k.key_id() == wanted)
-            .collect();
-        found.sort_by_key(|k| *k.as_bytes());
-        found.dedup();
-        match found[..] {
-            [key] => Some(key),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    let Some(key) = key else {
-        return Err(unknown(text, &peers));
-    };
-    if key == *local {
-        return Err(own());
-    }
-    if let Some(p) = store::peer_by_key(&peers, &key) {
-        return Ok(Target::Origin {
-            key,
-            name: Some(p.name.clone()),
-        });
-    }
-    let known = origins()?.contains(&key) || store.cursor(&key)?.is_some();
-    if !known {
-        return Err(unknown(text, &peers));
-    }
-    Ok(Target::Origin { key, name: None })
-}
-
-fn unknown(text: &str, peers: &[store::Peer]) -> anyhow::Error {
-    StoreError::UnknownPeer {
-        name: text.to_string(),
-        known: peers.iter().map(|p| p.name.clone()).collect(),
-    }
-    .into()
 }
 
 fn who(key: &PublicKey, name: &Option<String>) -> String {

@@ -7,7 +7,7 @@ use store::instance::{PutOutcome, PutRecord};
 use store::{Home, ListFilter, LocalChange};
 
 use crate::args::{ListArgs, RecordCommand};
-use crate::open::{open, resolve_origin};
+use crate::open::open;
 use crate::render::{Output, record_json};
 
 fn parse_entity(s: &str) -> Result<Entity> {
@@ -153,7 +153,7 @@ pub(crate) fn record(home: &Home, cmd: RecordCommand) -> Result<Output> {
             let entity = parse_entity(&entity)?;
             let inst = open(home)?;
             let origin = match origin {
-                Some(o) => resolve_origin(&inst, &o)?,
+                Some(o) => inst.resolve_origin(&o)?,
                 None => inst.key().public(),
             };
             let key = RecordKey { origin, entity, id };
@@ -190,7 +190,7 @@ fn list(home: &Home, args: ListArgs) -> Result<Output> {
     let origin = args
         .origin
         .as_deref()
-        .map(|o| resolve_origin(&inst, o))
+        .map(|o| inst.resolve_origin(o))
         .transpose()?;
     let records = inst.store().list(&ListFilter {
         entity,

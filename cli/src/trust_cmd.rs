@@ -8,7 +8,6 @@
 //! `Instance::create_vouches` writes what was chosen (what `--subject … --yes` does). The hidden
 //! `--list-candidates` prints the candidates as `UserView`s.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, anyhow, bail};
@@ -18,6 +17,7 @@ use serde_json::{Value, json};
 use store::Home;
 use store::instance::TrustView as View;
 pub(crate) use store::instance::UserView;
+use store::instance::trust_path::TrustPath;
 
 use crate::args::VouchArgs;
 use crate::open::{Instance, open};
@@ -270,30 +270,16 @@ fn vouch_summary(
 pub fn path(home: &Home, target: &str, from: Option<&str>) -> Result<Output> {
     let inst = open(home)?;
     let view = View::load(&inst)?;
-    let target = view.resolve_user(target)?;
-    let (anchors, start_text): (BTreeSet<UserRef>, String) = match from {
-        Some(f) => {
-            let u = view.resolve_user(f)?;
-            let text = view.label(&u);
-            (BTreeSet::from([u]), text)
-        }
-        None => (
-            view.graph
-                .users()
-                .map(|(u, _)| u)
-                .filter(|u| u.origin == view.local)
-                .cloned()
-                .collect(),
-            "this instance's users".to_string(),
-        ),
+    let TrustPath {
+        target,
+        anchors,
+        from_local,
+        links: found,
+    } = view.path(target, from)?;
+    let start_text = match anchors.first() {
+        Some(u) if !from_local => view.label(u),
+        _ => "this instance's users".to_string(),
     };
-    if anchors.is_empty() {
-        bail!(
-            "this instance has no user records to start from; pass --from USER_REF to start from \
-             another user"
-        );
-    }
-    let found = view.graph.shortest_path(&anchors, &target);
     let mut j = json!({
         "user": view.user_json(&target),
         "from": anchors.iter().map(|u| view.user_json(u)).collect::<Vec<_>>(),

@@ -375,3 +375,82 @@ fn nix_is_root() -> bool {
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
+
+/// Issue 14: the socket carries parsed commands. A request the node cannot decode — not JSON,
+/// the older form that sent an argument list, another wb version, an unknown command, a relative
+/// path, a command that never runs through a node — gets one clear error line, and nothing runs.
+#[test]
+fn a_request_the_node_cannot_decode_is_refused_and_changes_nothing() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let t = TestHome::initialized();
+    put_user_named(&t, "u0", "before", "public");
+    let node = t.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
+    let before = t.all_records();
+    let version = env!("CARGO_PKG_VERSION");
+    let put = r#"{"Record":{"Put":{"entity":"user","id":"u9","scope":null,"fields":["Username=x"],"body":null,"body_file":null,"allow_contact":false}}}"#;
+    let cases: Vec<(String, &str)> = vec![
+        ("garbage\n".into(), "not one JSON line"),
+        ("[1,2]\n".into(), "not a JSON object"),
+        (
+            r#"{"argv":["record","put","user","u9","--field","Username=x"],"cwd":"/","stdin_tty":false}"#
+                .to_string()
+                + "\n",
+            "older wb",
+        ),
+        (
+            format!(r#"{{"wb":"0.0.0-other","command":{put},"json":false,"stdin_tty":false}}"#)
+                + "\n",
+            "this client is wb 0.0.0-other",
+        ),
+        (
+            format!(r#"{{"wb":"{version}","command":{{"Record":{{"Frobnicate":{{}}}}}},"json":false,"stdin_tty":false}}"#)
+                + "\n",
+            "cannot decode this request",
+        ),
+        (
+            format!(r#"{{"wb":"{version}","command":{{"Backup":{{"file":"relative.bak"}}}},"json":false,"stdin_tty":false}}"#)
+                + "\n",
+            "is not absolute",
+        ),
+        (
+            format!(r#"{{"wb":"{version}","command":{{"Node":{{"Run":{{"common":{{"listen":null,"open":null,"log_level":null,"metrics":null}},"sync":{{"sync_interval":null,"no_auto_sync":false,"auto_sync":false,"discovery":null,"timeout":null}},"test_cut_after_batches":null,"app":{{"app_snapshot":null,"app_inbox":null,"app_import_cmd":null,"app_poll":null,"app_allow_contact":null}}}}}}}},"json":false,"stdin_tty":false}}"#)
+                + "\n",
+            "never through a running node",
+        ),
+    ];
+    for (request, expected) in &cases {
+        let mut stream = UnixStream::connect(t.path("node.sock")).expect("connect to the node");
+        stream.write_all(request.as_bytes()).expect("send");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("end the request");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read the reply");
+        let reply: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+        assert_eq!(reply["code"], 1, "{request}: {reply}");
+        assert_eq!(reply["stdout"], serde_json::Value::Null, "{reply}");
+        let lines = reply["stderr"].as_array().expect("stderr lines");
+        assert_eq!(lines.len(), 1, "{reply}");
+        let line = lines[0].as_str().unwrap_or_default();
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains(expected), "{request}: {line}");
+        assert!(line.contains("nothing ran"), "{line}");
+    }
+    assert_eq!(t.all_records(), before, "nothing changed");
+    assert!(!t.dir().join("relative.bak").exists());
+
+    // The same command, well formed and of this version, runs.
+    let mut stream = UnixStream::connect(t.path("node.sock")).expect("connect to the node");
+    let ok = format!(r#"{{"wb":"{version}","command":{put},"json":false,"stdin_tty":false}}"#);
+    stream.write_all(ok.as_bytes()).expect("send");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("end the request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    let reply: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+    assert_eq!(reply["code"], 0, "{reply}");
+    node.stop();
+    assert!(record_ids(&t.all_records()).contains(&"u9"));
+}

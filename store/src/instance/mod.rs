@@ -5,15 +5,26 @@
 //!
 //! - [`Instance`]: an opened home (its key, its store and where it lives).
 //! - [`records`]: put, remove and rescope a local record, with the `Contact-*` and vouch rules.
-//! - [`trust`]: naming users and instances, vouch candidates, creating vouches.
+//! - [`trust`]: naming users and instances, vouch candidates, creating vouches;
+//!   [`trust_path`]: the shortest chain of invites and vouches to a user.
 //! - [`rotate`]: replacing the instance key.
+//! - [`origins`]: naming the origins of records (`local`, a key, a key id).
+//! - [`prune`]: forgetting records of other instances.
+//! - [`status`]: what `wb sync status` reports: records, the outbox, each peer's sync state.
 //!
-//! Bundles (`bundles`), the app bridge (`app`), pruning (`Store::prune`) and backups (`backup`)
-//! already are typed calls in their own modules.
+//! Bundles (`bundles`), the app bridge (`app`) and backups (`backup`) are typed calls in their
+//! own modules.
 
+pub mod origins;
+pub mod prune;
 pub mod records;
 pub mod rotate;
+pub mod status;
 pub mod trust;
+pub mod trust_path;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -22,6 +33,7 @@ use protocol::{Entity, ProtocolError, PublicKey, RecordKey, SecretKey};
 use crate::error::StoreError;
 use crate::{Home, Store};
 
+pub use prune::PruneTarget;
 pub use records::{PutOutcome, PutRecord, ScopeChange};
 pub use rotate::Rotation;
 pub use trust::{TrustView, UserView};
@@ -105,6 +117,21 @@ pub enum InstanceError {
          (wb record put user ID --field Username={name})"
     )]
     NoLocalUser { name: String },
+    #[error(
+        "this instance has no user records to start from; pass --from USER_REF to start from \
+         another user"
+    )]
+    NoUsersToStartFrom,
+    #[error("no known origin has key id {key_id}")]
+    UnknownKeyId { key_id: String },
+    #[error(
+        "not a key or key id: {text:?} (expected base64, 64 hex digits, a 16-hex key id or `local`)"
+    )]
+    NotAnOrigin { text: String },
+    #[error("{text} is this instance (key id {key_id}); local records are never pruned")]
+    PruneOwnInstance { text: String, key_id: String },
+    #[error("pruning by age needs a positive number of days")]
+    PruneNoDays,
     #[error("cannot back up the old key to {}: {source}", .path.display())]
     KeyBackup {
         path: std::path::PathBuf,
