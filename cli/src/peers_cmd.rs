@@ -310,7 +310,8 @@ fn list(home: &Home) -> Result<Output> {
             (p.follow_revocations, "follows-revocations"),
         ]
         .iter()
-        .filter_map(|(on, word)| on.then(|| word.to_string()))
+        .filter(|(on, _)| *on)
+        .map(|(_, word)| word.to_string())
         .collect();
         for r in by(p) {
             flags.push(format!("revoked-by:{}", label(&peers, &r.revoker)));

@@ -15,9 +15,11 @@ use tracing::{info, warn};
 use crate::NodeError;
 
 /// `(revoker, revoked)` of the revocations applied at the last read, per instance key (several
-/// nodes share one test process): only changes are logged.
-static APPLIED: Mutex<Option<HashMap<PublicKey, BTreeSet<([u8; 32], [u8; 32])>>>> =
-    Mutex::new(None);
+/// nodes share one test process).
+type AppliedByInstance = HashMap<PublicKey, BTreeSet<([u8; 32], [u8; 32])>>;
+
+/// The revocations applied at the last read: only changes are logged.
+static APPLIED: Mutex<Option<AppliedByInstance>> = Mutex::new(None);
 
 /// The registry `peers` as decisions see it: with the revocations applied that revokers it
 /// follows (registry peers with `Follow-Revocations: yes`, and `extra`, a hub's

@@ -339,7 +339,10 @@ mod tests {
         let err = parse_peers(&bad).expect_err("bad value");
         assert_eq!(
             err.line,
-            text.lines().position(|l| l.starts_with("Follow")).unwrap() + 1
+            text.lines()
+                .position(|l| l.starts_with("Follow"))
+                .expect("the test text has the line")
+                + 1
         );
         assert!(
             err.to_string()

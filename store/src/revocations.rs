@@ -97,6 +97,8 @@ pub fn revoked_keys_for_import(home: &Home, open: Option<&Store>) -> Result<Hash
 
 /// What announcing or withdrawing did.
 #[derive(Clone, Debug)]
+// Returned once per command: the size of a `LocalChange` inline costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Announced {
     /// A new version of the revocation record (a live one, or its withdrawal).
     Changed(LocalChange),
