@@ -10,7 +10,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::digest::{COMMENT_INDEX, Digesting, Env};
+
 use crate::error::{Rejection, Result, StoreError};
 
 /// How to apply a batch of incoming versions.

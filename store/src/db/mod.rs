@@ -10,6 +10,7 @@
 mod apply;
 mod check;
 mod conflicts;
+mod digests;
 mod log;
 mod meta;
 mod outgoing;
@@ -24,6 +25,7 @@ mod withdrawals;
 pub use apply::{ApplyOptions, ApplyReport};
 pub use check::CheckedBatch;
 pub use conflicts::Conflict;
+pub(crate) use digests::{Digesting, Env};
 pub use log::Change;
 pub(crate) use log::widens_request;
 pub(crate) use meta::bump;

@@ -8,7 +8,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::digest::{COMMENT_INDEX, Digesting, Env};
+
 use crate::error::{Result, StoreError};
 
 /// One record picked by a prune.

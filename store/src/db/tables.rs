@@ -84,3 +84,11 @@ pub(crate) fn version_from_bytes(b: &[u8]) -> Option<Version> {
     let counter = u32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
     Some(Version::new(ms, counter))
 }
+
+/// origin (32) ++ kind (1) → count (u64 BE) ++ sum (32, little-endian).
+pub(crate) const DIGESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("digests");
+/// request key length (u16 BE) ++ request key ++ comment key → nothing.
+pub(crate) const COMMENT_INDEX: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("comment_index");
+/// `meta`: the version of the digest tables; absent: they are built by a scan on open.
+pub(crate) const META_DIGESTS: &str = "digests";

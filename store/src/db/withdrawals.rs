@@ -6,7 +6,7 @@ use protocol::{PublicKey, Record, Scope, SecretKey, Version};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::*;
-use crate::digest::{COMMENT_INDEX, Digesting, Env};
+
 use crate::error::Result;
 
 impl Store {
