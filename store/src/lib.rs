@@ -10,7 +10,6 @@ pub mod bundles;
 pub mod db;
 pub mod digest;
 mod error;
-pub mod format;
 pub mod home;
 pub mod hub;
 pub mod instance;
@@ -19,6 +18,7 @@ mod local;
 pub mod peers;
 pub mod time;
 
+pub use db::format;
 pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,

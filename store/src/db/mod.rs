@@ -10,7 +10,9 @@
 mod apply;
 mod check;
 mod conflicts;
+mod copy;
 mod digests;
+pub mod format;
 mod log;
 mod meta;
 mod outgoing;
@@ -25,6 +27,9 @@ mod withdrawals;
 pub use apply::{ApplyOptions, ApplyReport};
 pub use check::CheckedBatch;
 pub use conflicts::Conflict;
+pub(crate) use copy::{
+    copy_all, copy_to_new_file, db_err, io_err, known_names, sync_parent, write_new,
+};
 pub(crate) use digests::{Digesting, Env};
 pub use log::Change;
 pub(crate) use log::widens_request;
@@ -44,8 +49,8 @@ use redb::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::format::{Found, STORE_FORMAT};
 use crate::home::random_bytes;
+use format::{Found, STORE_FORMAT};
 
 /// The store: one redb file, opened by one process at a time.
 #[derive(Debug)]
@@ -77,10 +82,10 @@ impl Store {
     /// Opens an existing store, or creates it with a fresh epoch.
     pub fn open_or_create(path: &Path) -> Result<Store> {
         if path.exists() {
-            crate::format::refuse_newer(path)?;
+            format::refuse_newer(path)?;
         }
         let db = builder().create(path).map_err(|e| db_open_err(path, e))?;
-        crate::format::migrate(&db, path)?;
+        format::migrate(&db, path)?;
         let store = Self::init_meta(db, path)?;
         store.ensure_digests()?;
         Ok(store)
@@ -105,9 +110,9 @@ impl Store {
                 path.parent().unwrap_or(path).to_path_buf(),
             ));
         }
-        crate::format::refuse_newer(path)?;
+        format::refuse_newer(path)?;
         let db = builder().open(path).map_err(|e| db_open_err(path, e))?;
-        crate::format::migrate(&db, path)?;
+        format::migrate(&db, path)?;
         let store = Self::init_meta(db, path)?;
         store.ensure_digests()?;
         Ok(store)
@@ -167,7 +172,7 @@ impl Store {
                 .map_err(|e| err(&e))?
                 .map(|v| v.value().to_vec());
             // An older format was migrated by `open` before this.
-            if crate::format::check(path, format.as_deref())? == Found::Missing {
+            if format::check(path, format.as_deref())? == Found::Missing {
                 meta.insert(META_FORMAT, STORE_FORMAT.to_be_bytes().as_slice())
                     .map_err(|e| err(&e))?;
             }
@@ -219,7 +224,7 @@ impl Store {
         };
         let get = |k: &str| meta.get(k).ok().flatten().map(|v| v.value().to_vec());
         // An older format is read as it is (read-only opens do not migrate; see `format`).
-        if crate::format::check(path, get(META_FORMAT).as_deref())? == Found::Missing {
+        if format::check(path, get(META_FORMAT).as_deref())? == Found::Missing {
             return Ok(None);
         }
         Ok(get(META_EPOCH)

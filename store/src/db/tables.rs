@@ -92,3 +92,17 @@ pub(crate) const COMMENT_INDEX: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("comment_index");
 /// `meta`: the version of the digest tables; absent: they are built by a scan on open.
 pub(crate) const META_DIGESTS: &str = "digests";
+/// `meta`: when the backup was taken (ms, big-endian); only in backup files.
+pub(crate) const META_BACKUP_TAKEN_AT: &str = "backup_taken_at_ms";
+
+/// A hub's directory of announced addresses (`hub`).
+pub(crate) const HUB_DIRECTORY: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("hub_directory");
+
+/// The app bridge's tables (`app`): record ids ↔ the app's integer ids, names, adopted
+/// snapshots, and its state.
+pub(crate) const APP_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_ids");
+pub(crate) const APP_IDS_REV: TableDefinition<i64, &[u8]> = TableDefinition::new("app_ids_rev");
+pub(crate) const APP_NAMES: TableDefinition<&str, i64> = TableDefinition::new("app_names");
+pub(crate) const APP_ADOPTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_adopted");
+pub(crate) const APP_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("app_state");
