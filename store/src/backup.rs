@@ -383,7 +383,7 @@ pub fn restore(
         .open_read_only(backup)
         .map_err(|e| db_open_err(backup, e))?;
     let src = src_db.begin_read().map_err(|e| db_err(backup, e))?;
-    let epoch = Epoch(crate::home::random_bytes::<16>()?);
+    let epoch = Epoch(crate::random::random_bytes::<16>()?);
     let clock = replaced
         .as_ref()
         .map_or(info.clock, |r| r.clock.max(info.clock));

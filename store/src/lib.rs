@@ -16,6 +16,7 @@ pub mod instance;
 mod leaving;
 mod local;
 pub mod peers;
+mod random;
 pub mod time;
 
 pub use db::format;

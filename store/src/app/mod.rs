@@ -415,7 +415,7 @@ impl<'a> MapTables<'a> {
         if let Some(salt) = self.state_json::<[u8; 16]>(STATE_NAME_SALT)? {
             return Ok(salt);
         }
-        let salt = crate::home::random_bytes::<16>()?;
+        let salt = crate::random::random_bytes::<16>()?;
         self.set_state_json(STATE_NAME_SALT, &salt)?;
         Ok(salt)
     }

@@ -49,7 +49,7 @@ use redb::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::home::random_bytes;
+use crate::random::random_bytes;
 use format::{Found, STORE_FORMAT};
 
 /// The store: one redb file, opened by one process at a time.
