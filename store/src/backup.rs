@@ -18,127 +18,25 @@ use std::time::Instant;
 
 use protocol::{PublicKey, Record, Version};
 use redb::{
-    MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, WriteTransaction,
+    ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle,
+    WriteTransaction,
 };
 use serde::Serialize;
 
+use crate::db::format::{Found, STORE_FORMAT, check};
 use crate::db::{
-    BUNDLES, CONFLICTS, CONTACT_ALLOWED, COUNTERS, CURSORS, Epoch, LOG, META, META_CLOCK,
-    META_EPOCH, META_FORMAT, META_INSTANCE_KEY, PEER_STATE, RECORDS, Store, WITHDRAWALS, builder,
-    db_open_err, version_bytes, version_from_bytes,
+    BUNDLES, CONFLICTS, CONTACT_ALLOWED, COUNTERS, CURSORS, Epoch, LOG, META, META_BACKUP_TAKEN_AT,
+    META_CLOCK, META_EPOCH, META_FORMAT, META_INSTANCE_KEY, PEER_STATE, RECORDS, Store,
+    WITHDRAWALS, builder, copy_all, copy_to_new_file, db_err, db_open_err, io_err, known_names,
+    sync_parent, version_bytes, version_from_bytes, write_new,
 };
 use crate::error::{Result, StoreError};
-use crate::format::{Found, STORE_FORMAT, check, restrict};
 
-/// `meta`: when the backup was taken (ms, big-endian); only in backup files.
-const META_BACKUP_TAKEN_AT: &str = "backup_taken_at_ms";
 /// `meta`: when this store was restored from a backup (ms, big-endian).
 pub(crate) const META_RESTORED_AT: &str = "restored_at_ms";
 /// How far a restore moves the app's id allocator when the replaced store cannot say where it
 /// was: ids handed out after the backup are then never handed to other rows.
 pub const APP_ID_GAP: i64 = 1 << 20;
-
-/// Every table a store may hold, copied with its own key and value types. A table not listed
-/// here makes a backup fail rather than be left out.
-macro_rules! known_tables {
-    ($visit:ident) => {
-        $visit!(
-            RECORDS,
-            LOG,
-            META,
-            CONFLICTS,
-            COUNTERS,
-            BUNDLES,
-            WITHDRAWALS,
-            CURSORS,
-            PEER_STATE,
-            CONTACT_ALLOWED,
-            crate::digest::DIGESTS,
-            crate::digest::COMMENT_INDEX,
-            crate::hub::DIRECTORY,
-            crate::app::IDS,
-            crate::app::IDS_REV,
-            crate::app::NAMES,
-            crate::app::ADOPTED,
-            crate::app::STATE,
-        )
-    };
-}
-
-/// The names of [`known_tables`].
-fn known_names() -> Vec<&'static str> {
-    macro_rules! names {
-        ($($def:expr),* $(,)?) => { vec![$($def.name()),*] };
-    }
-    known_tables!(names)
-}
-
-/// Copies the table called `name` from `src` to `dst`: `None` if no known table has that name.
-fn copy_named(
-    name: &str,
-    src: &ReadTransaction,
-    dst: &WriteTransaction,
-) -> Option<std::result::Result<u64, String>> {
-    macro_rules! dispatch {
-        ($($def:expr),* $(,)?) => {{
-            $( if name == $def.name() { return Some(copy_table(src, dst, $def)); } )*
-            None
-        }};
-    }
-    known_tables!(dispatch)
-}
-
-fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    src: &ReadTransaction,
-    dst: &WriteTransaction,
-    def: TableDefinition<K, V>,
-) -> std::result::Result<u64, String> {
-    let from = src.open_table(def).map_err(|e| e.to_string())?;
-    let mut to = dst.open_table(def).map_err(|e| e.to_string())?;
-    let mut copied = 0;
-    for item in from.iter().map_err(|e| e.to_string())? {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        to.insert(k.value(), v.value()).map_err(|e| e.to_string())?;
-        copied += 1;
-    }
-    Ok(copied)
-}
-
-/// Copies every table of `src` into `dst`; an unknown table (or a multimap table, which wb
-/// never makes) is an error naming it.
-fn copy_all(src: &ReadTransaction, dst: &WriteTransaction, path: &Path) -> Result<u64> {
-    let db_err = |e: String| StoreError::Database {
-        path: path.to_path_buf(),
-        message: e,
-    };
-    if let Some(table) = src
-        .list_multimap_tables()
-        .map_err(|e| db_err(e.to_string()))?
-        .next()
-    {
-        return Err(StoreError::UnknownTable {
-            path: path.to_path_buf(),
-            table: table.name().to_string(),
-        });
-    }
-    let mut tables = 0;
-    for table in src.list_tables().map_err(|e| db_err(e.to_string()))? {
-        match copy_named(table.name(), src, dst) {
-            None => {
-                return Err(StoreError::UnknownTable {
-                    path: path.to_path_buf(),
-                    table: table.name().to_string(),
-                });
-            }
-            Some(copied) => {
-                copied.map_err(|e| db_err(format!("copying table {}: {e}", table.name())))?;
-                tables += 1;
-            }
-        }
-    }
-    Ok(tables)
-}
 
 /// What `wb backup` wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -236,23 +134,6 @@ impl Store {
     }
 }
 
-/// Writes every table `src` sees into a new backup file at `dest` (see [`write_new`]), marked
-/// as taken at `now_ms`. Returns how many tables were copied.
-pub(crate) fn copy_to_new_file(
-    src: &ReadTransaction,
-    src_path: &Path,
-    dest: &Path,
-    now_ms: u64,
-) -> Result<u64> {
-    write_new(dest, |dst, tmp| {
-        let tables = copy_all(src, dst, src_path)?;
-        let mut meta = dst.open_table(META).map_err(|e| db_err(tmp, e))?;
-        meta.insert(META_BACKUP_TAKEN_AT, now_ms.to_be_bytes().as_slice())
-            .map_err(|e| db_err(tmp, e))?;
-        Ok(tables)
-    })
-}
-
 /// Records in the store, and how many originate at its own key.
 fn count_records(store: &Store, tx: &ReadTransaction) -> Result<(u64, u64)> {
     let records = tx.open_table(RECORDS).map_err(|e| store.err(e))?;
@@ -332,36 +213,6 @@ fn same_file(meta: &std::fs::Metadata, other: &Path) -> bool {
 #[cfg(not(unix))]
 fn same_file(_meta: &std::fs::Metadata, _other: &Path) -> bool {
     false
-}
-
-/// Creates a new redb file beside `dest` (mode 0600), fills it with `fill` in one write
-/// transaction, and renames it over `dest`; the temporary file is removed on failure.
-fn write_new<T>(
-    dest: &Path,
-    fill: impl FnOnce(&WriteTransaction, &Path) -> Result<T>,
-) -> Result<T> {
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    drop(options.open(&tmp).map_err(io_err(&tmp))?);
-    let written = (|| {
-        let db = builder().create(&tmp).map_err(|e| db_open_err(&tmp, e))?;
-        let tx = db.begin_write().map_err(|e| db_err(&tmp, e))?;
-        let out = fill(&tx, &tmp)?;
-        tx.commit().map_err(|e| db_err(&tmp, e))?;
-        drop(db);
-        restrict(&tmp)?;
-        std::fs::rename(&tmp, dest).map_err(io_err(dest))?;
-        sync_parent(dest)?;
-        Ok(out)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// Reads a backup (or store) file without changing it: its format, metadata and record count.
@@ -532,7 +383,7 @@ pub fn restore(
         .open_read_only(backup)
         .map_err(|e| db_open_err(backup, e))?;
     let src = src_db.begin_read().map_err(|e| db_err(backup, e))?;
-    let epoch = Epoch(crate::home::random_bytes::<16>()?);
+    let epoch = Epoch(crate::random::random_bytes::<16>()?);
     let clock = replaced
         .as_ref()
         .map_or(info.clock, |r| r.clock.max(info.clock));
@@ -604,7 +455,7 @@ fn read_replaced(db: &redb::Database) -> Option<Replaced> {
         .flatten()
         .and_then(|v| version_from_bytes(v.value()))
         .unwrap_or(Version::ZERO);
-    let next_app_id = tx.open_table(crate::app::STATE).ok().and_then(|t| {
+    let next_app_id = tx.open_table(crate::db::APP_STATE).ok().and_then(|t| {
         t.get(crate::app::STATE_NEXT_ID)
             .ok()
             .flatten()
@@ -622,7 +473,7 @@ fn keep_app_ids_unique(
     replaced: Option<&Replaced>,
 ) -> Result<()> {
     let mut state = dst
-        .open_table(crate::app::STATE)
+        .open_table(crate::db::APP_STATE)
         .map_err(|e| db_err(tmp, e))?;
     let backup_next: Option<i64> = state
         .get(crate::app::STATE_NEXT_ID)
@@ -644,34 +495,4 @@ fn keep_app_ids_unique(
             .map_err(|e| db_err(tmp, e))?;
     }
     Ok(())
-}
-
-fn sync_parent(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-fn db_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use protocol::{Entity, Scope, SecretKey, Version};
 
 use crate::backup::{APP_ID_GAP, inspect, restore};
+use crate::db::format::{STORE_FORMAT, read_format};
 use crate::db::{CONTACT_ALLOWED, META, META_FORMAT};
-use crate::format::{STORE_FORMAT, read_format};
 use crate::*;
 
 const NOW: u64 = 1_800_000_000_000;

@@ -19,26 +19,13 @@
 //! the same transaction. Writes accumulate deltas in memory ([`Digesting`]); each touched row
 //! is written once, at commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::wire::{Digest, DigestClass, DigestEntry};
-use protocol::{Audience, Entity, PublicKey, Record, RecordKey, Scope};
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use protocol::{PublicKey, Record};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::db::{CONTACT_ALLOWED, META, META_INSTANCE_KEY, RECORDS, Store, WITHDRAWALS, key_bytes};
-use crate::error::Result;
-use crate::leaving::{Lookup, Rule};
-
-/// origin (32) ++ kind (1) → count (u64 BE) ++ sum (32, little-endian).
-pub(crate) const DIGESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("digests");
-/// request key length (u16 BE) ++ request key ++ comment key → nothing.
-pub(crate) const COMMENT_INDEX: TableDefinition<&[u8], &[u8]> =
-    TableDefinition::new("comment_index");
-/// `meta`: the version of the digest tables; absent: they are built by a scan on open.
-pub(crate) const META_DIGESTS: &str = "digests";
-const DIGESTS_VERSION: u8 = 1;
 const DOMAIN: &[u8] = b"wb-digest/1\0";
 
 /// What a digest row covers (see the module documentation).
@@ -52,7 +39,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn byte(self) -> u8 {
+    pub(crate) fn byte(self) -> u8 {
         match self {
             Kind::HeldPublic => 0,
             Kind::HeldTrusted => 1,
@@ -62,7 +49,7 @@ impl Kind {
         }
     }
 
-    fn from_byte(b: u8) -> Option<Kind> {
+    pub(crate) fn from_byte(b: u8) -> Option<Kind> {
         Some(match b {
             0 => Kind::HeldPublic,
             1 => Kind::HeldTrusted,
@@ -89,7 +76,7 @@ pub fn entry_hash_of_signing(signing: &[u8]) -> [u8; 32] {
 }
 
 /// Adds (or, with `negate`, subtracts) one entry, modulo 2^64 and 2^256.
-fn add_entry(d: &mut Digest, hash: &[u8; 32], negate: bool) {
+pub(crate) fn add_entry(d: &mut Digest, hash: &[u8; 32], negate: bool) {
     let other = Digest {
         count: 1,
         sum: *hash,
@@ -98,7 +85,7 @@ fn add_entry(d: &mut Digest, hash: &[u8; 32], negate: bool) {
 }
 
 /// `d += other` (or `d -= other`), component-wise, wrapping.
-fn combine(d: &mut Digest, other: &Digest, negate: bool) {
+pub(crate) fn combine(d: &mut Digest, other: &Digest, negate: bool) {
     d.count = if negate {
         d.count.wrapping_sub(other.count)
     } else {
@@ -119,14 +106,14 @@ fn combine(d: &mut Digest, other: &Digest, negate: bool) {
     }
 }
 
-fn is_zero(d: &Digest) -> bool {
+pub(crate) fn is_zero(d: &Digest) -> bool {
     d.count == 0 && d.sum == [0; 32]
 }
 
 /// Every digest row of a store (rows of nothing left out).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreDigests {
-    rows: BTreeMap<([u8; 32], Kind), Digest>,
+    pub(crate) rows: BTreeMap<([u8; 32], Kind), Digest>,
 }
 
 impl StoreDigests {
@@ -432,443 +419,4 @@ pub fn between(
         more: false,
     };
     compare(a, a_key, b_key, a_trusts_b, &theirs, 0)
-}
-
-/// The tables a contribution reads, inside one transaction.
-pub(crate) struct Env<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
-    pub records: &'a T,
-    pub withdrawals: &'a T,
-    /// `None`: the store has no such table yet.
-    pub allowed: Option<&'a T>,
-}
-
-struct EnvLookup<'a, 'e, T: ReadableTable<&'static [u8], &'static [u8]>> {
-    store: &'a Store,
-    env: &'e Env<'e, T>,
-}
-
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for EnvLookup<'_, '_, T> {
-    fn record(&mut self, key: &RecordKey) -> Result<Option<Record>> {
-        read_record(self.store, self.env.records, &key_bytes(key))
-    }
-
-    fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
-        match self.env.allowed {
-            None => Ok(false),
-            Some(t) => Ok(t
-                .get(key_bytes(key).as_slice())
-                .map_err(|e| self.store.err(e))?
-                .is_some()),
-        }
-    }
-}
-
-fn read_record<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    store: &Store,
-    records: &T,
-    kb: &[u8],
-) -> Result<Option<Record>> {
-    match records.get(kb).map_err(|e| store.err(e))? {
-        Some(v) => Ok(Some(store.decode_value(v.value())?.1)),
-        None => Ok(None),
-    }
-}
-
-/// The index key of a comment (`ckb`) on a request (`qkb`), or its prefix (`ckb` empty).
-fn index_key(qkb: &[u8], ckb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + qkb.len() + ckb.len());
-    out.extend_from_slice(&(qkb.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    out.extend_from_slice(qkb);
-    out.extend_from_slice(ckb);
-    out
-}
-
-/// Deltas of one write transaction, and the rules they are computed with.
-pub(crate) struct Digesting {
-    /// The rules for an untrusted and a trusted audience; `None` while the store has no
-    /// instance key (it offers nothing).
-    rules: Option<(Rule, Rule)>,
-    delta: HashMap<([u8; 32], Kind), Digest>,
-}
-
-impl Digesting {
-    /// The rules of the store as `tx` sees it.
-    pub(crate) fn begin(store: &Store, tx: &WriteTransaction) -> Result<Self> {
-        let meta = tx.open_table(META).map_err(|e| store.err(e))?;
-        Self::with_meta(store, &meta)
-    }
-
-    pub(crate) fn with_meta(
-        store: &Store,
-        meta: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<Self> {
-        let me = match meta.get(META_INSTANCE_KEY).map_err(|e| store.err(e))? {
-            Some(v) => {
-                let bytes: [u8; 32] = v
-                    .value()
-                    .try_into()
-                    .map_err(|_| store.corrupt("instance key"))?;
-                Some(PublicKey::from_bytes(bytes).map_err(|_| store.corrupt("instance key"))?)
-            }
-            None => None,
-        };
-        let former = store.read_former_keys(meta)?;
-        let rule = |trusted: bool, sender: PublicKey| Rule {
-            sender,
-            former: former.clone(),
-            audience: Audience { trusted },
-            owed: false,
-        };
-        Ok(Self {
-            rules: me.map(|me| (rule(false, me), rule(true, me))),
-            delta: HashMap::new(),
-        })
-    }
-
-    fn add(&mut self, origin: &PublicKey, kind: Kind, hash: &[u8; 32], negate: bool) {
-        add_entry(
-            self.delta.entry((*origin.as_bytes(), kind)).or_default(),
-            hash,
-            negate,
-        );
-    }
-
-    /// Adds (or subtracts) everything `r`, stored under `kb`, contributes. `signing`: its
-    /// signing bytes if the caller has them.
-    fn contribute<T: ReadableTable<&'static [u8], &'static [u8]>>(
-        &mut self,
-        store: &Store,
-        env: &Env<'_, T>,
-        r: &Record,
-        kb: &[u8],
-        signing: Option<&[u8]>,
-        negate: bool,
-    ) -> Result<()> {
-        let mut own: Option<[u8; 32]> = None;
-        let mut own_hash = |r: &Record| -> [u8; 32] {
-            *own.get_or_insert_with(|| match signing {
-                Some(s) => entry_hash_of_signing(s),
-                None => entry_hash(r),
-            })
-        };
-        if r.signature.is_some() {
-            match r.effective_scope() {
-                Scope::Public => {
-                    let h = own_hash(r);
-                    self.add(&r.origin, Kind::HeldPublic, &h, negate);
-                }
-                Scope::Trusted => {
-                    let h = own_hash(r);
-                    self.add(&r.origin, Kind::HeldTrusted, &h, negate);
-                }
-                Scope::Private => {}
-            }
-        }
-        let Some((untrusted, trusted)) = self.rules.clone() else {
-            return Ok(());
-        };
-        let mut lookup = EnvLookup { store, env };
-        let mut withdrawal: Option<Option<Record>> = None;
-        for (rule, is_trusted) in [(&untrusted, false), (&trusted, true)] {
-            let form = if rule.check(r, &mut lookup)?.is_ok() {
-                Some((r.effective_scope(), own_hash(r)))
-            } else {
-                let w = match &withdrawal {
-                    Some(w) => w.clone(),
-                    None => {
-                        let w = match env.withdrawals.get(kb).map_err(|e| store.err(e))? {
-                            Some(v) => Some(
-                                Record::from_sealed_bytes(v.value())
-                                    .map_err(|e| store.corrupt(format!("withdrawal: {e}")))?,
-                            ),
-                            None => None,
-                        };
-                        withdrawal = Some(w.clone());
-                        w
-                    }
-                };
-                match w {
-                    Some(w) if rule.check(&w, &mut lookup)?.is_ok() => {
-                        Some((w.effective_scope(), entry_hash(&w)))
-                    }
-                    _ => None,
-                }
-            };
-            let kind = match (form.as_ref().map(|f| f.0), is_trusted) {
-                (Some(Scope::Public), false) => Kind::ToUntrusted,
-                (Some(Scope::Public), true) => Kind::ToTrustedPublic,
-                (Some(Scope::Trusted), true) => Kind::ToTrustedTrusted,
-                _ => continue,
-            };
-            if let Some((_, h)) = form {
-                self.add(&r.origin, kind, &h, negate);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether a request is held and hidden from the untrusted / the trusted audience.
-    fn hidden(&self, request: Option<&Record>) -> (bool, bool) {
-        match (request, &self.rules) {
-            (Some(q), Some((u, t))) if q.entity == Entity::Request => {
-                (!u.by_scope(q), !t.by_scope(q))
-            }
-            _ => (false, false),
-        }
-    }
-
-    /// Before the record under `kb` changes from `old` to `new` (and before its withdrawal or
-    /// `Contact-*` allowance changes): takes out what `old` contributed. If it is a request
-    /// whose hiding changes, takes out its comments' contributions too and returns their keys
-    /// (hand them to [`Digesting::after`]).
-    pub(crate) fn before<T: ReadableTable<&'static [u8], &'static [u8]>>(
-        &mut self,
-        store: &Store,
-        env: &Env<'_, T>,
-        index: &mut Table<&'static [u8], &'static [u8]>,
-        kb: &[u8],
-        old: Option<&Record>,
-        new: Option<&Record>,
-    ) -> Result<Vec<Vec<u8>>> {
-        if let Some(old) = old {
-            self.contribute(store, env, old, kb, None, true)?;
-            if let Some(q) = old.commented_request() {
-                index
-                    .remove(index_key(&key_bytes(&q), kb).as_slice())
-                    .map_err(|e| store.err(e))?;
-            }
-        }
-        let is_request = old.or(new).is_some_and(|r| r.entity == Entity::Request);
-        if !is_request || self.rules.is_none() || self.hidden(old) == self.hidden(new) {
-            return Ok(Vec::new());
-        }
-        let prefix = index_key(kb, &[]);
-        let mut comments = Vec::new();
-        for item in index
-            .range::<&[u8]>(prefix.as_slice()..)
-            .map_err(|e| store.err(e))?
-        {
-            let (k, _) = item.map_err(|e| store.err(e))?;
-            let Some(ckb) = k.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            comments.push(ckb.to_vec());
-        }
-        for ckb in &comments {
-            if let Some(c) = read_record(store, env.records, ckb)? {
-                self.contribute(store, env, &c, ckb, None, true)?;
-            }
-        }
-        Ok(comments)
-    }
-
-    /// After the record under `kb` became `new` (`signing`: its signing bytes, if at hand):
-    /// adds what it contributes, and what the comments [`Digesting::before`] took out
-    /// contribute now.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn after<T: ReadableTable<&'static [u8], &'static [u8]>>(
-        &mut self,
-        store: &Store,
-        env: &Env<'_, T>,
-        index: &mut Table<&'static [u8], &'static [u8]>,
-        kb: &[u8],
-        new: Option<&Record>,
-        signing: Option<&[u8]>,
-        comments: Vec<Vec<u8>>,
-    ) -> Result<()> {
-        if let Some(new) = new {
-            self.contribute(store, env, new, kb, signing, false)?;
-            if let Some(q) = new.commented_request() {
-                index
-                    .insert(index_key(&key_bytes(&q), kb).as_slice(), [].as_slice())
-                    .map_err(|e| store.err(e))?;
-            }
-        }
-        for ckb in &comments {
-            if let Some(c) = read_record(store, env.records, ckb)? {
-                self.contribute(store, env, &c, ckb, None, false)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes every touched row once (in the caller's transaction).
-    pub(crate) fn write(self, store: &Store, tx: &WriteTransaction) -> Result<()> {
-        if self.delta.is_empty() {
-            return Ok(());
-        }
-        let mut table = tx.open_table(DIGESTS).map_err(|e| store.err(e))?;
-        for ((origin, kind), delta) in self.delta {
-            if is_zero(&delta) {
-                continue;
-            }
-            let mut key = [0u8; 33];
-            key[..32].copy_from_slice(&origin);
-            key[32] = kind.byte();
-            let mut row = match table.get(key.as_slice()).map_err(|e| store.err(e))? {
-                Some(v) => decode_row(store, v.value())?,
-                None => Digest::default(),
-            };
-            combine(&mut row, &delta, false);
-            if is_zero(&row) {
-                table.remove(key.as_slice()).map_err(|e| store.err(e))?;
-            } else {
-                table
-                    .insert(key.as_slice(), encode_row(&row).as_slice())
-                    .map_err(|e| store.err(e))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn encode_row(d: &Digest) -> [u8; 40] {
-    let mut out = [0u8; 40];
-    out[..8].copy_from_slice(&d.count.to_be_bytes());
-    out[8..].copy_from_slice(&d.sum);
-    out
-}
-
-fn decode_row(store: &Store, v: &[u8]) -> Result<Digest> {
-    let bytes: &[u8; 40] = v.try_into().map_err(|_| store.corrupt("digest row"))?;
-    let mut sum = [0u8; 32];
-    sum.copy_from_slice(&bytes[8..]);
-    let mut count = [0u8; 8];
-    count.copy_from_slice(&bytes[..8]);
-    Ok(Digest {
-        count: u64::from_be_bytes(count),
-        sum,
-    })
-}
-
-impl Store {
-    /// The store's digests, as maintained (read-only stores of an older version that have no
-    /// digest table yet: computed by a scan).
-    pub fn digests(&self) -> Result<StoreDigests> {
-        let tx = self.read_tx()?;
-        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        let built = meta.get(META_DIGESTS).map_err(|e| self.err(e))?.is_some();
-        drop(meta);
-        if !built {
-            drop(tx);
-            return self.digests_by_scan();
-        }
-        let table = match tx.open_table(DIGESTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(StoreDigests::default()),
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut out = StoreDigests::default();
-        for item in table.range::<&[u8]>(..).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let k = k.value();
-            let origin: [u8; 32] = k
-                .get(..32)
-                .and_then(|o| o.try_into().ok())
-                .ok_or_else(|| self.corrupt("digest key"))?;
-            let kind = k
-                .get(32)
-                .and_then(|b| Kind::from_byte(*b))
-                .ok_or_else(|| self.corrupt("digest key"))?;
-            out.rows
-                .insert((origin, kind), decode_row(self, v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// The digests computed from scratch by reading every record (the oracle the maintained
-    /// ones are tested against; also what a store without the table reports).
-    pub fn digests_by_scan(&self) -> Result<StoreDigests> {
-        let tx = self.read_tx()?;
-        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
-        let allowed = match tx.open_table(CONTACT_ALLOWED) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(self.err(e)),
-        };
-        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        let mut digesting = Digesting::with_meta(self, &meta)?;
-        let env = Env {
-            records: &records,
-            withdrawals: &withdrawals,
-            allowed: allowed.as_ref(),
-        };
-        for item in records.range::<&[u8]>(..).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (_, r) = self.decode_value(v.value())?;
-            digesting.contribute(self, &env, &r, k.value(), None, false)?;
-        }
-        let mut out = StoreDigests::default();
-        for (key, d) in digesting.delta {
-            if !is_zero(&d) {
-                out.rows.insert(key, d);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Builds the digest tables from scratch inside `tx` (a store without them, a new instance
-    /// key): clears them, then one scan of every record. Returns how many records it read.
-    pub(crate) fn rebuild_digests(&self, tx: &WriteTransaction) -> Result<u64> {
-        tx.delete_table(DIGESTS).map_err(|e| self.err(e))?;
-        tx.delete_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
-        let mut digesting = Digesting::begin(self, tx)?;
-        let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
-        let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
-        let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
-        let env = Env {
-            records: &records,
-            withdrawals: &withdrawals,
-            allowed: Some(&allowed),
-        };
-        let mut n = 0u64;
-        for item in records.range::<&[u8]>(..).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (_, r) = self.decode_value(v.value())?;
-            digesting.after(
-                self,
-                &env,
-                &mut index,
-                k.value(),
-                Some(&r),
-                None,
-                Vec::new(),
-            )?;
-            n += 1;
-        }
-        drop((records, withdrawals, allowed, index));
-        tx.open_table(DIGESTS).map_err(|e| self.err(e))?;
-        digesting.write(self, tx)?;
-        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        meta.insert(META_DIGESTS, [DIGESTS_VERSION].as_slice())
-            .map_err(|e| self.err(e))?;
-        Ok(n)
-    }
-
-    /// Builds the digest tables of a store opened for writing that has none yet (made before
-    /// them, or restored from such a backup): one scan, logged.
-    pub(crate) fn ensure_digests(&self) -> Result<()> {
-        {
-            let tx = self.read_tx()?;
-            let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            if meta.get(META_DIGESTS).map_err(|e| self.err(e))?.is_some() {
-                return Ok(());
-            }
-        }
-        let tx = self.write_tx()?;
-        let started = std::time::Instant::now();
-        let n = self.rebuild_digests(&tx)?;
-        tx.commit().map_err(|e| self.err(e))?;
-        if n > 0 {
-            tracing::info!(
-                store = %self.path().display(),
-                records = n,
-                ms = started.elapsed().as_millis() as u64,
-                "built the state digests of a store made before them (one scan)"
-            );
-        }
-        Ok(())
-    }
 }

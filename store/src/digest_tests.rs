@@ -199,11 +199,11 @@ fn a_store_without_digests_builds_them_on_open() {
         put(&store, &me, Entity::User, "1", Scope::Public, "");
         put(&store, &me, Entity::Request, "2", Scope::Trusted, "");
         let tx = store.write_tx().expect("tx");
-        tx.delete_table(crate::digest::DIGESTS).expect("drop");
-        tx.delete_table(crate::digest::COMMENT_INDEX).expect("drop");
+        tx.delete_table(crate::db::DIGESTS).expect("drop");
+        tx.delete_table(crate::db::COMMENT_INDEX).expect("drop");
         tx.open_table(crate::db::META)
             .expect("meta")
-            .remove(crate::digest::META_DIGESTS)
+            .remove(crate::db::META_DIGESTS)
             .expect("forget");
         tx.commit().expect("commit");
     }

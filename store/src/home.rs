@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use protocol::{PublicKey, SecretKey};
 
 use crate::error::{Result, StoreError};
+use crate::random::random_bytes;
 use crate::{Store, time};
 
 /// What `init` found and did.
@@ -403,13 +404,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// A fresh instance key from the system's random source.
 pub fn new_secret_key() -> Result<SecretKey> {
     Ok(SecretKey::from_bytes(&random_bytes::<32>()?))
-}
-
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::Io {
-        path: PathBuf::from("<system random source>"),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok(buf)
 }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use protocol::PublicKey;
 use protocol::hub::{AnnounceError, Announcement, DIRECTORY_ENTRY_TTL_MS};
-use redb::{ReadableTable, TableDefinition, TableError};
+use redb::{ReadableTable, TableError};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{PEER_STATE, PeerState, RECORDS, Store};
 use crate::error::Result;
 
-pub(crate) const DIRECTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hub_directory");
+pub(crate) use crate::db::HUB_DIRECTORY as DIRECTORY;
 
 /// The last accepted announcement of one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

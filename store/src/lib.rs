@@ -10,16 +10,17 @@ pub mod bundles;
 pub mod db;
 pub mod digest;
 mod error;
-pub mod format;
 pub mod home;
 pub mod hub;
 pub mod instance;
 mod leaving;
 mod local;
 pub mod peers;
+mod random;
 pub mod revocations;
 pub mod time;
 
+pub use db::format;
 pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
     LocalChange, Outgoing, PeerState, Provenance, PruneReport, Store, counter,

@@ -7,11 +7,11 @@ use protocol::{Entity, Record, RecordKey, Scope, SecretKey, Version};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::db::{
-    CONTACT_ALLOWED, COUNTERS, Draft, LOG, LocalChange, META, META_CLOCK, META_NEXT_SEQ, RECORDS,
-    Store, WITHDRAWALS, bump, counter, key_bytes, version_bytes, version_from_bytes,
-    widens_request,
+    COMMENT_INDEX, CONTACT_ALLOWED, COUNTERS, Digesting, Draft, Env, LOG, LocalChange, META,
+    META_CLOCK, META_NEXT_SEQ, RECORDS, Store, WITHDRAWALS, bump, counter, key_bytes,
+    version_bytes, version_from_bytes, widens_request,
 };
-use crate::digest::{COMMENT_INDEX, Digesting, Env};
+
 use crate::error::{Result, StoreError};
 
 /// Local writes inside one open write transaction (see [`Store::local_batch`]).

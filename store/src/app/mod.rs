@@ -25,7 +25,7 @@ pub mod inbox;
 use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::{Entity, PublicKey, RecordKey};
-use redb::{ReadableTable, TableDefinition, TableError};
+use redb::{ReadableTable, TableError};
 use serde::{Deserialize, Serialize};
 
 use crate::bundles::BundleError;
@@ -35,11 +35,10 @@ use crate::error::StoreError;
 pub use adopt::{AdoptOptions, AdoptReport, adopt, adopt_dir, precheck};
 pub use inbox::{InboxOptions, InboxReport, write_inbox};
 
-pub(crate) const IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_ids");
-pub(crate) const IDS_REV: TableDefinition<i64, &[u8]> = TableDefinition::new("app_ids_rev");
-pub(crate) const NAMES: TableDefinition<&str, i64> = TableDefinition::new("app_names");
-pub(crate) const ADOPTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("app_adopted");
-pub(crate) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("app_state");
+pub(crate) use crate::db::{
+    APP_ADOPTED as ADOPTED, APP_IDS as IDS, APP_IDS_REV as IDS_REV, APP_NAMES as NAMES,
+    APP_STATE as STATE,
+};
 
 const STATE_SNAPSHOT: &str = "snapshot";
 const STATE_INBOX: &str = "inbox";
@@ -416,7 +415,7 @@ impl<'a> MapTables<'a> {
         if let Some(salt) = self.state_json::<[u8; 16]>(STATE_NAME_SALT)? {
             return Ok(salt);
         }
-        let salt = crate::home::random_bytes::<16>()?;
+        let salt = crate::random::random_bytes::<16>()?;
         self.set_state_json(STATE_NAME_SALT, &salt)?;
         Ok(salt)
     }

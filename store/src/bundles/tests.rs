@@ -1,8 +1,20 @@
 //! Tests of bundles on disk: streaming scans, re-exports, folders an export may not touch.
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
 use protocol::Version;
-use protocol::bundle::{BundleSignature, Manifest, SIGNATURE_FILE};
+use protocol::bundle::{
+    BundleSignature, MANIFEST_FILE, Manifest, PUBLIC_KEYS_DIR, SIGNATURE_FILE,
+    public_key_file_path, write_public_key_file,
+};
+use protocol::sync_txt::{self, RecordFileOptions};
+use protocol::{Entity, Record, Scope, SecretKey};
 use sha2::{Digest, Sha256};
+
+use crate::db::{ApplyOptions, Store};
+use crate::home::Home;
 
 use super::files::{ManifestDraft, SUFFIX, bundle_files};
 use super::*;

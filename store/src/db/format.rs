@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase};
 
-use crate::db::{CONTACT_ALLOWED, META, META_FORMAT};
+use super::{CONTACT_ALLOWED, META, META_FORMAT, builder, db_open_err};
 use crate::error::{Result, StoreError};
 
 /// The format this wb writes.
@@ -61,9 +61,9 @@ pub(crate) fn check(path: &Path, value: Option<&[u8]>) -> Result<Found> {
 /// The format recorded in a store file, read without opening it for writing (the file is left
 /// exactly as it was). `None`: the file holds no format entry (not a complete store).
 pub fn read_format(path: &Path) -> Result<Option<u32>> {
-    let db = crate::db::builder()
+    let db = builder()
         .open_read_only(path)
-        .map_err(|e| crate::db::db_open_err(path, e))?;
+        .map_err(|e| db_open_err(path, e))?;
     let value = format_value(&db, path)?;
     value
         .map(|v| {
@@ -96,7 +96,7 @@ fn format_value(db: &impl ReadableDatabase, path: &Path) -> Result<Option<Vec<u8
 /// changes the file's bytes even when nothing is written). A store that cannot be opened
 /// read-only here (in use, needing repair) is left to the read-write open to report.
 pub(crate) fn refuse_newer(path: &Path) -> Result<()> {
-    let Ok(db) = crate::db::builder().open_read_only(path) else {
+    let Ok(db) = builder().open_read_only(path) else {
         return Ok(());
     };
     match check(path, format_value(&db, path)?.as_deref()) {
@@ -122,7 +122,7 @@ pub(crate) fn migrate(db: &Database, path: &Path) -> Result<Option<PathBuf>> {
     let copy = backup_name(path, old);
     {
         let tx = db.begin_read().map_err(|e| err(&e))?;
-        crate::backup::copy_to_new_file(&tx, path, &copy, crate::time::now_ms())?;
+        super::copy::copy_to_new_file(&tx, path, &copy, crate::time::now_ms())?;
     }
     let tx = db.begin_write().map_err(|e| err(&e))?;
     {
@@ -151,21 +151,4 @@ fn backup_name(path: &Path, old: u32) -> PathBuf {
         return plain;
     }
     path.with_file_name(format!("{name}.format-{old}.{}.bak", crate::time::now_ms()))
-}
-
-/// Owner-only: a copy of the store holds private records.
-pub(crate) fn restrict(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
