@@ -70,9 +70,25 @@ pub async fn sync_once_with_hubs(
     deadlines: Deadlines,
     discovery: &Discovery,
 ) -> Result<SyncReport, NodeError> {
+    recorded(
+        store,
+        peer,
+        sync_inner(key, store, peer, direction, registry, deadlines, discovery),
+    )
+    .await
+}
+
+/// Runs one dialled session with `peer` in its tracing span and records its outcome in the
+/// peer's state and the metrics ([`record_session`]), whatever it was: a one-shot sync's and
+/// a running node's own sessions alike.
+pub(crate) async fn recorded(
+    store: &Arc<Store>,
+    peer: &Peer,
+    session: impl Future<Output = Result<SyncReport, NodeError>>,
+) -> Result<SyncReport, NodeError> {
     let span = info_span!("sync", peer = %peer.name);
     async {
-        let result = sync_inner(key, store, peer, direction, registry, deadlines, discovery).await;
+        let result = session.await;
         let (sent, pulled, error) = match &result {
             Ok(r) => (r.sent, r.pulled, None),
             Err(e) => (0, PullStats::default(), Some(e)),

@@ -7,15 +7,12 @@ use std::sync::Arc;
 use iroh::Endpoint;
 use protocol::SecretKey;
 use store::{Home, Peer, Store};
-use tracing::{Instrument, info_span};
 
 use crate::NodeError;
-use crate::dial::{Direction, SyncReport, Terms, dial_and_sync};
+use crate::dial::{Direction, SyncReport, Terms, dial_and_sync, recorded};
 use crate::discovery::Discovery;
 use crate::endpoint::resolve;
-use crate::metrics::Side;
-use crate::outcome::record_session;
-use crate::session::{Deadlines, PullStats};
+use crate::session::Deadlines;
 use crate::shared::{PeerSyncStatus, Shared};
 
 /// What other parts of the process (the control socket, continuous sync) use to act through a
@@ -124,48 +121,29 @@ impl NodeHandle {
         direction: Direction,
         deadlines: Deadlines,
     ) -> Result<SyncReport, NodeError> {
-        let span = info_span!("sync", peer = %peer.name);
-        async {
-            let result = async {
-                let addrs = resolve(peer).await?;
-                // Read per session: a revocation applies to the next session.
-                let revoked = crate::revocations::revoked_keys(
-                    &self.store,
-                    &store::load_peers(&self.home)?,
-                    &self.key.public(),
-                )?;
-                let terms = Terms {
-                    deadlines,
-                    revoked: Arc::new(revoked),
-                };
-                dial_and_sync(
-                    &self.endpoint,
-                    &self.key,
-                    &self.store,
-                    peer,
-                    direction,
-                    &addrs,
-                    terms,
-                )
-                .await
-            }
-            .await;
-            let (sent, pulled, error) = match &result {
-                Ok(r) => (r.sent, r.pulled, None),
-                Err(e) => (0, PullStats::default(), Some(e)),
-            };
-            record_session(
+        let session = async {
+            let addrs = resolve(peer).await?;
+            // Read per session: a revocation applies to the next session.
+            let revoked = crate::revocations::revoked_keys(
                 &self.store,
-                peer.public_key,
-                Side::Dialled,
-                sent,
-                &pulled,
-                error,
+                &store::load_peers(&self.home)?,
+                &self.key.public(),
+            )?;
+            let terms = Terms {
+                deadlines,
+                revoked: Arc::new(revoked),
+            };
+            dial_and_sync(
+                &self.endpoint,
+                &self.key,
+                &self.store,
+                peer,
+                direction,
+                &addrs,
+                terms,
             )
-            .await;
-            result
-        }
-        .instrument(span)
-        .await
+            .await
+        };
+        recorded(&self.store, peer, session).await
     }
 }
