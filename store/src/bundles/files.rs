@@ -713,8 +713,13 @@ pub(crate) fn remove_stale(dir: &Path, leftover: HashSet<String>, key_file: &str
             || rel.starts_with(&format!("{PUBLIC_KEYS_DIR}/"));
         if rel != key_file && bundle_file && rel != MANIFEST_FILE {
             let path = dir.join(&rel);
-            fs::remove_file(&path).map_err(|source| BundleError::Write { path, source })?;
-            removed += 1;
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                // Already gone: a cut export's `.sync.tmp`, removed when this export wrote the
+                // file it stood for (`write_if_changed`).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(BundleError::Write { path, source }),
+            }
         }
     }
     Ok(removed)
