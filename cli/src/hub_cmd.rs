@@ -234,16 +234,7 @@ fn revoke(home: &Home, key_or_name: &str) -> Result<Output> {
         None => {
             // Not on the list: keep its key as revoked, so even an open hub refuses it.
             let key = parse_key(key_or_name)?;
-            let peer = Peer {
-                name: key.key_id(),
-                public_key: key,
-                addrs: Vec::new(),
-                hub: false,
-                trusted: false,
-                revoked: true,
-                follow_revocations: false,
-                notes: String::new(),
-            };
+            let peer = Peer::revoked_key(key.key_id(), key);
             store::add_peer(home, peer.clone())?;
             peer
         }

@@ -38,6 +38,22 @@ pub struct Peer {
     pub notes: String,
 }
 
+impl Peer {
+    /// An entry that only refuses `key`: revoked, no address, no trust, no notes.
+    pub fn revoked_key(name: String, key: PublicKey) -> Self {
+        Self {
+            name,
+            public_key: key,
+            addrs: Vec::new(),
+            hub: false,
+            trusted: false,
+            revoked: true,
+            follow_revocations: false,
+            notes: String::new(),
+        }
+    }
+}
+
 /// Why `wb_peers.txt` could not be read; names the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]

@@ -156,16 +156,10 @@ pub fn overlay(peers: &[Peer], applied: &[Revocation]) -> Vec<Peer> {
     for r in applied {
         match out.iter_mut().find(|p| p.public_key == r.revoked) {
             Some(p) => p.revoked = true,
-            None => out.push(Peer {
-                name: format!("{} (revoked by announcement)", r.revoked.key_id()),
-                public_key: r.revoked,
-                addrs: Vec::new(),
-                hub: false,
-                trusted: false,
-                revoked: true,
-                follow_revocations: false,
-                notes: String::new(),
-            }),
+            None => out.push(Peer::revoked_key(
+                format!("{} (revoked by announcement)", r.revoked.key_id()),
+                r.revoked,
+            )),
         }
     }
     out
