@@ -849,20 +849,32 @@ impl InProcess {
         deadlines: node::session::Deadlines,
     ) {
         assert!(self.node.is_none(), "the node already runs");
-        let node = node::node::start(
-            node::node::NodeConfig {
-                home: self.home.clone(),
-                listen,
-                open: false,
-                deadlines,
-                faults: node::session::Faults::default(),
-                discovery: node::discovery::Discovery::Off,
-            },
-            self.key.clone(),
-            self.store.clone(),
-        )
-        .await
-        .expect("start a node");
+        // A port this home's node just left can stay held for a moment while its endpoint's
+        // tasks wind down: binding it again is retried for a few seconds, not failed at once.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let node = loop {
+            let started = node::node::start(
+                node::node::NodeConfig {
+                    home: self.home.clone(),
+                    listen,
+                    open: false,
+                    deadlines,
+                    faults: node::session::Faults::default(),
+                    discovery: node::discovery::Discovery::Off,
+                },
+                self.key.clone(),
+                self.store.clone(),
+            )
+            .await;
+            match started {
+                Err(node::NodeError::Bind { .. })
+                    if listen.port() != 0 && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other.expect("start a node"),
+            }
+        };
         self.node = Some(node);
     }
 
