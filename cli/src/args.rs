@@ -599,7 +599,10 @@ pub enum SyncCommand {
     /// Create the instance key if missing (the WhiteBalloon app's name for this step).
     ///
     /// With --force, replace an existing key after confirmation: local records are re-signed
-    /// under the new key and withdrawn under the old one, and every peer must re-add this
+    /// under the new key and withdrawn under the old one, and the old key signs a succession
+    /// naming the new one (the new key countersigns). Peers that know the old key move their
+    /// entry to the new key when the succession reaches them (sync, a hub or a bundle; the
+    /// node also shows it when it dials), with the same name and trust: nobody re-adds this
     /// instance. The old secret key is kept as keys/id_ed25519.replaced-<key id>.
     Keygen {
         /// Replace an existing key.

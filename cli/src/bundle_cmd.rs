@@ -162,6 +162,11 @@ fn import_text(r: &ImportReport, dir: &Path) -> String {
             r.revoked_origin
         ));
     }
+    for moved in &r.peers_moved {
+        text.push_str(&format!(
+            "\npeer {moved}: it replaced its key (the bundle brought its succession); same name and trust"
+        ));
+    }
     if r.dry_run {
         text.push_str("\ndry run: nothing was changed");
     }
@@ -379,8 +384,11 @@ pub fn status(home: &Home) -> Result<Output> {
     let registry: Vec<Peer> = status.peers.iter().map(|ps| ps.peer.clone()).collect();
     let (revocations, revocation_lines) =
         crate::peers_cmd::revocations_status(inst.store(), &registry, &inst.public())?;
+    let (successions, succession_lines) =
+        crate::succession_view::status(inst.store(), &registry, &inst.public())?;
     let mut j = j;
     j["revocations"] = revocations;
+    j["successions"] = successions;
     let mut text = format!(
         "records: {} public, {} trusted, {} private ({} from other instances)\nconflicts: {}\npeers: {}",
         status.public,
@@ -402,7 +410,7 @@ pub fn status(home: &Home) -> Result<Output> {
         "\noutbox: {} shareable changes in the log; {} private records never leave",
         status.outbox, status.private_filtered
     ));
-    for line in &revocation_lines {
+    for line in revocation_lines.iter().chain(&succession_lines) {
         text.push('\n');
         text.push_str(line);
     }

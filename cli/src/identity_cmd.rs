@@ -173,8 +173,9 @@ pub(crate) fn keygen(
     }
     if !yes {
         confirm(&format!(
-            "Replace the instance key {}? Every peer must re-add this instance under its new key; \
-             local records are re-signed under the new key and withdrawn under the old one.",
+            "Replace the instance key {}? Local records are re-signed under the new key and \
+             withdrawn under the old one; the old key signs a succession naming the new one, so \
+             peers that know this instance move to the new key as it reaches them.",
             old.public().key_id()
         ))?;
     }
@@ -200,11 +201,19 @@ pub(crate) fn keygen(
     j["previous_key_id"] = json!(old.public().key_id());
     j["records_resigned"] = json!(moved);
     let text = format!(
-        "Replaced key {} with a new key; {moved} local records re-signed. Peers must re-add this \
-         instance. The old secret key is in {}.\n{}",
+        "Replaced key {} with a new key; {moved} local records re-signed. {} The old secret \
+         key is in {}.\n{}",
         old.public().key_id(),
+        if store.is_some() {
+            "The old key signed a succession naming the new one: peers that know this instance \
+             take the new key when it reaches them (next sync, a hub, or a bundle), keeping its \
+             name and trust."
+        } else {
+            "There is no store yet, so no succession was signed: peers must add the new key."
+        },
         backup.display(),
         identity_text(&j)
     );
+    j["succession"] = json!(store.is_some());
     Ok(Output::new(text, j))
 }

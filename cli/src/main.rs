@@ -20,6 +20,7 @@ mod prune_cmd;
 mod record_cmd;
 mod render;
 mod running;
+mod succession_view;
 mod trust_cmd;
 
 use std::io::Write;

@@ -212,18 +212,36 @@ pub fn sync_now_with(
     deadlines: Deadlines,
     discovery: Option<&str>,
 ) -> Result<Output> {
+    let find = |peers: &[store::Peer]| {
+        store::find_peer(peers, peer_name)
+            .cloned()
+            .ok_or_else(|| anyhow!("no peer named {peer_name:?} (see `wb sync peers list`)"))
+    };
+    find(&store::load_peers(home)?)?;
+    // The peer's entry moves to its new key first if a held succession replaced it.
+    let opened = match crate::running::get() {
+        Some(node) => {
+            store::successions::settle(home, node.store(), &node.key().public(), &[])?;
+            None
+        }
+        None => {
+            let (key, store) = home.open()?;
+            store::successions::settle(home, &store, &key.public(), &[])?;
+            Some((key, Arc::new(store)))
+        }
+    };
     let peers = store::load_peers(home)?;
-    let peer = store::find_peer(&peers, peer_name)
-        .ok_or_else(|| anyhow!("no peer named {peer_name:?} (see `wb sync peers list`)"))?
-        .clone();
+    let peer = find(&peers)?;
     if peer.revoked {
         return Err(anyhow!(
             "peer {peer_name} is revoked; nothing is synced with it"
         ));
     }
-    let report = match crate::running::get() {
+    let report = match opened {
         // A control-socket client's command: sync from the running node's own endpoint.
-        Some(node) => {
+        None => {
+            let node = crate::running::get()
+                .ok_or_else(|| anyhow!("the node running on this home stopped"))?;
             // The node's endpoint is bound with its own discovery: another cannot apply.
             if let Some(flag) = discovery {
                 let wanted: Discovery = flag
@@ -246,10 +264,8 @@ pub fn sync_now_with(
             }
             report
         }
-        None => {
+        Some((key, store)) => {
             let discovery = crate::config::discovery(home, discovery)?;
-            let (key, store) = home.open()?;
-            let store = Arc::new(store);
             // Hubs, and discovery when it is on, help find a peer registered without an
             // address (hubs relay to it too); revoked origins' records are not taken.
             runtime()?.block_on(sync_once_with_hubs(

@@ -226,6 +226,7 @@ fn add(
 fn list(home: &Home) -> Result<Output> {
     let peers = store::load_peers(home)?;
     let applied = assessment(home, &peers)?.unwrap_or_default().applied;
+    let successions = crate::succession_view::report(home, &peers)?;
     let by = |p: &Peer| -> Vec<&Revocation> {
         applied
             .iter()
@@ -242,6 +243,10 @@ fn list(home: &Home) -> Result<Output> {
                 j["refused"] = json!(p.revoked || !by.is_empty());
                 j["revoked_by"] =
                     Value::Array(by.iter().map(|r| revocation_json(&peers, r)).collect());
+                // The keys it had before, as held successions show (newest first).
+                j["former_keys"] = crate::succession_view::former_json(
+                    crate::succession_view::former(&successions, &p.name),
+                );
                 j
             })
             .collect(),
@@ -315,6 +320,9 @@ fn list(home: &Home) -> Result<Output> {
         .collect();
         for r in by(p) {
             flags.push(format!("revoked-by:{}", label(&peers, &r.revoker)));
+        }
+        if let Some(before) = crate::succession_view::former(&successions, &p.name).first() {
+            flags.push(format!("new-key-since:{}", before.key_id()));
         }
         rows.push([
             p.name.clone(),

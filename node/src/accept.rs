@@ -14,7 +14,7 @@ use store::Store;
 use crate::NodeError;
 use crate::metrics::Side;
 use crate::outcome::record_session;
-use crate::session::{Channel, Deadlines, PullStats, expect_hello_at};
+use crate::session::{Channel, Deadlines, PeerHello, PullStats, expect_hello_at};
 
 /// `Pull`s and `Offer`s one session may make: a dialer makes one of each. More would let one
 /// connection cost a store read and write per tiny frame.
@@ -28,29 +28,20 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// as logs and errors show it. Returns the channel, the peer's epoch, the role its `Hello`
 /// claims, whether it asks for its own records back and whether both sides compare state
 /// digests (a node names [`capability::DIGESTS`]; a hub does not).
+/// `received`: the dialer's stream and `Hello` if they were already read ([`receive_hello`]:
+/// an unknown key's, to see whether it succeeds a known one).
 pub(crate) async fn accept_hello(
     conn: &Connection,
     name: &str,
     store: &Store,
     (role, ask_own): (Role, bool),
     deadlines: Deadlines,
+    received: Option<(Channel, PeerHello)>,
 ) -> Result<(Channel, [u8; 16], Role, bool, bool), NodeError> {
-    let hello = async {
-        let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
-            peer: name.to_string(),
-            reason: e.to_string(),
-        })?;
-        let mut ch = Channel::with_deadlines(name.to_string(), send, recv, deadlines);
-        let hello = expect_hello_at(&mut ch).await?;
-        Ok::<_, NodeError>((ch, hello))
+    let (mut ch, peer) = match received {
+        Some(received) => received,
+        None => receive_hello(conn, name, deadlines).await?,
     };
-    let (mut ch, peer) = tokio::time::timeout(deadlines.message, hello)
-        .await
-        .map_err(|_| NodeError::Timeout {
-            peer: name.to_string(),
-            step: "waiting for Hello".into(),
-            limit: format!("{} s per message", deadlines.message.as_secs_f64()),
-        })??;
     let mut capabilities: Vec<&str> = Vec::new();
     if ask_own {
         capabilities.push(capability::OWN_RECORDS);
@@ -64,6 +55,31 @@ pub(crate) async fn accept_hello(
     )
     .await?;
     Ok((ch, peer.epoch, peer.role, peer.own, digests && peer.digests))
+}
+
+/// Takes the stream the dialer opens on `conn` and expects its `Hello`, within one message's
+/// deadline; `name` is the peer as errors show it.
+pub(crate) async fn receive_hello(
+    conn: &Connection,
+    name: &str,
+    deadlines: Deadlines,
+) -> Result<(Channel, PeerHello), NodeError> {
+    let hello = async {
+        let (send, recv) = conn.accept_bi().await.map_err(|e| NodeError::Lost {
+            peer: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut ch = Channel::with_deadlines(name.to_string(), send, recv, deadlines);
+        let hello = expect_hello_at(&mut ch).await?;
+        Ok::<_, NodeError>((ch, hello))
+    };
+    tokio::time::timeout(deadlines.message, hello)
+        .await
+        .map_err(|_| NodeError::Timeout {
+            peer: name.to_string(),
+            step: "waiting for Hello".into(),
+            limit: format!("{} s per message", deadlines.message.as_secs_f64()),
+        })?
 }
 
 /// Answers a message the session does not expect (best effort) and returns the error that

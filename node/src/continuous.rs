@@ -133,7 +133,10 @@ async fn supervise(
         let (home, store) = (node.home().clone(), node.store().clone());
         // Keys revoked by a followed revoker's announcement get no worker, as revoked peers.
         let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<Peer>, crate::NodeError> {
-            crate::revocations::effective(&store, &store::load_peers(&home)?, &[], &me)
+            // Entries whose key a held succession replaced move to the new key first.
+            let registry = std::sync::Arc::new(store::load_peers(&home)?);
+            let registry = crate::succession::settle(&home, &store, &me, &[], registry)?;
+            crate::revocations::effective(&store, &registry, &[], &me)
         })
         .await;
         match loaded {

@@ -259,10 +259,16 @@ async fn session(
     if ask_own {
         capabilities.push(protocol::wire::capability::OWN_RECORDS);
     }
-    ch.send(
-        &Message::hello_with(store.epoch().0, Role::Node, &capabilities).with_time(time::now_ms()),
-    )
-    .await?;
+    let mut hello = Message::hello_with(store.epoch().0, Role::Node, &capabilities);
+    // A replaced key's successions: a peer that has not received them yet still admits us.
+    let s = store.clone();
+    let successions = tokio::task::spawn_blocking(move || crate::succession::hello_capabilities(&s))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    if let Message::Hello { capabilities, .. } = &mut hello {
+        capabilities.extend(successions);
+    }
+    ch.send(&hello.with_time(time::now_ms())).await?;
     let hello = match expect_hello_at(&mut ch).await {
         Err(NodeError::Lost { .. }) if conn.close_reason().is_some() => {
             let e = conn.closed().await;

@@ -36,7 +36,7 @@ use crate::accept::{
 use crate::endpoint::bind_endpoint;
 use crate::handle::NodeHandle;
 use crate::outcome::record_session;
-use crate::session::{Channel, Deadlines, Faults, PullStats, serve_pull};
+use crate::session::{Channel, Deadlines, Faults, PeerHello, PullStats, serve_pull};
 
 /// Directory requests one connection may make at once; more wait for a stream.
 const DIRECTORY_STREAMS_MAX: usize = 4;
@@ -332,8 +332,12 @@ struct Refusal {
 }
 
 impl Access {
-    /// The instance's registry entry (if any) when it is admitted.
+    /// The instance's registry entry (if any) when it is admitted. Entries whose key a held
+    /// succession replaced move to the new key first.
     fn admit(&self, remote: &PublicKey) -> Result<Option<Peer>, Refusal> {
+        if let Err(e) = self.settle() {
+            warn!("cannot apply the successions the hub holds: {e}");
+        }
         let peers = self.registry().map_err(|_| Refusal {
             code: code::INTERNAL,
             reason: "the hub cannot read its registry",
@@ -379,6 +383,19 @@ impl Access {
         crate::revocations::effective(&self.store, &peers, &self.follow, &self.hub)
             .map(Arc::new)
             .inspect_err(|e| warn!("cannot read the revocations the hub follows: {e}"))
+    }
+
+    /// Moves registry entries whose key a held succession replaced (`wb_peers.txt` is written
+    /// only when one moves).
+    fn settle(&self) -> Result<(), NodeError> {
+        crate::succession::settle(
+            &self.home,
+            &self.store,
+            &self.hub,
+            &self.follow,
+            self.cache.load()?,
+        )?;
+        Ok(())
     }
 
     /// Keys the registry marks revoked: their records are not taken, whoever relays them, and
@@ -445,18 +462,95 @@ impl Access {
             return None;
         };
         match self.admit(&remote) {
-            Ok(known) => Some((
-                remote,
-                known.map_or_else(|| format!("open {}", remote.key_id()), |p| p.name),
-                self.live.track(remote, conn),
-            )),
+            Ok(known) => Some(self.admitted(conn, remote, known)),
             Err(r) => {
-                warn!(instance = %r.name, code = r.code, "refused: {}", r.reason);
-                conn.close(r.code.into(), r.reason.as_bytes());
+                refuse(conn, &r);
                 None
             }
         }
     }
+
+    /// [`Access::admit_connection`] for a sync session: a key not on a closed hub's allowlist
+    /// may be an allowed instance's new key, shown in its `Hello` (read here, and returned, so
+    /// the session goes on from it).
+    async fn admit_sync_connection(
+        &self,
+        conn: &Connection,
+    ) -> Option<(PublicKey, String, Tracked, Option<(Channel, PeerHello)>)> {
+        let Ok(remote) = PublicKey::from_bytes(*conn.remote_id().as_bytes()) else {
+            conn.close(code::PROTOCOL_VIOLATION.into(), b"bad key");
+            return None;
+        };
+        let r = match self.admit(&remote) {
+            Ok(known) => {
+                let (remote, name, tracked) = self.admitted(conn, remote, known);
+                return Some((remote, name, tracked, None));
+            }
+            Err(r) if r.code == code::UNKNOWN_PEER => r,
+            Err(r) => {
+                refuse(conn, &r);
+                return None;
+            }
+        };
+        let unknown = crate::succession::unknown_hello(
+            conn,
+            &r.name,
+            (
+                Deadlines::default(),
+                crate::succession::UNKNOWN_HELLO_WAIT,
+            ),
+            &self.home,
+            &self.store,
+            &self.hub,
+            &self.follow,
+            &remote,
+        )
+        .await;
+        match unknown {
+            Ok(Some(crate::succession::Unknown {
+                received: (mut ch, hello),
+                admitted: Some(_),
+            })) => match self.admit(&remote) {
+                Ok(known) => {
+                    let (remote, name, tracked) = self.admitted(conn, remote, known);
+                    ch.rename(name.clone());
+                    Some((remote, name, tracked, Some((ch, hello))))
+                }
+                Err(r) => {
+                    refuse(conn, &r);
+                    None
+                }
+            },
+            Ok(_) => {
+                refuse(conn, &r);
+                None
+            }
+            Err(e) => {
+                warn!(instance = %r.name, "cannot check the succession it showed: {e}");
+                refuse(conn, &r);
+                None
+            }
+        }
+    }
+
+    fn admitted(
+        &self,
+        conn: &Connection,
+        remote: PublicKey,
+        known: Option<Peer>,
+    ) -> (PublicKey, String, Tracked) {
+        (
+            remote,
+            known.map_or_else(|| format!("open {}", remote.key_id()), |p| p.name),
+            self.live.track(remote, conn),
+        )
+    }
+}
+
+/// Closes a refused connection with the refusal's code, and logs it.
+fn refuse(conn: &Connection, r: &Refusal) {
+    warn!(instance = %r.name, code = r.code, "refused: {}", r.reason);
+    conn.close(r.code.into(), r.reason.as_bytes());
 }
 
 impl iroh_relay::server::AccessControl for Access {
@@ -515,7 +609,9 @@ impl ProtocolHandler for HubSync {
         let span = info_span!("conn", peer = %conn.remote_id().fmt_short(), alpn = "wb-sync/1", role = "hub");
         let this = self.clone();
         async move {
-            let Some((remote, name, _tracked)) = this.access.admit_connection(&conn) else {
+            let Some((remote, name, _tracked, received)) =
+                this.access.admit_sync_connection(&conn).await
+            else {
                 return Ok(());
             };
             let Ok(_permit) = this.sessions.clone().try_acquire_owned() else {
@@ -527,7 +623,7 @@ impl ProtocolHandler for HubSync {
                 );
                 return Ok(());
             };
-            if let Err(e) = this.session(&conn, remote, &name).await {
+            if let Err(e) = this.session(&conn, remote, &name, received).await {
                 warn!(instance = %name, "session ended with an error: {e}");
                 record_session(
                     &this.store,
@@ -553,6 +649,7 @@ impl HubSync {
         conn: &Connection,
         remote: PublicKey,
         name: &str,
+        received: Option<(Channel, PeerHello)>,
     ) -> Result<(), NodeError> {
         // A hub never lost records of its own; a restored node gets its public ones back here.
         let (mut ch, peer_epoch, _, return_own, _) = accept_hello(
@@ -561,6 +658,7 @@ impl HubSync {
             &self.store,
             (Role::Hub, false),
             Deadlines::default(),
+            received,
         )
         .await?;
         let mut received = PullStats::default();
@@ -593,13 +691,13 @@ impl HubSync {
                     .await?;
                 }
                 Some(Message::Offer) => {
-                    let intake = self.access.intake()?;
+                    let mut intake = self.access.intake()?;
                     let stats = receive_public(
                         &mut ch,
                         &self.store,
                         remote,
                         peer_epoch,
-                        &intake,
+                        &mut intake,
                         &mut new_origins,
                     )
                     .await?;
@@ -633,6 +731,41 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// On a closed hub, allows the origins of `batch` that are former keys of allowed
+    /// instances: a succession (verified, in the batch or held) leads from them to an allowed
+    /// key, so the old key's withdrawals and the succession itself are taken.
+    fn allow_former_keys(&mut self, store: &Store, batch: &[Record]) -> Result<(), NodeError> {
+        let Some(allowed) = &mut self.allowed else {
+            return Ok(());
+        };
+        let outside: HashSet<PublicKey> = batch
+            .iter()
+            .map(|r| r.origin)
+            .filter(|o| !allowed.contains(o) && !self.revoked.contains(o))
+            .collect();
+        if outside.is_empty() {
+            return Ok(());
+        }
+        let mut successions: Vec<protocol::succession::Succession> = batch
+            .iter()
+            .filter(|r| r.entity.as_str() == protocol::succession::ENTITY && r.verify().is_ok())
+            .filter_map(protocol::succession::Succession::from_record)
+            .collect();
+        successions.extend(store::successions::held_from(store, outside.iter().copied())?);
+        loop {
+            let before = allowed.len();
+            for s in &successions {
+                if outside.contains(&s.predecessor) && allowed.contains(&s.successor) {
+                    allowed.insert(s.predecessor);
+                }
+            }
+            if allowed.len() == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Why the hub does not take `record` (checks that need no store), if it does not: public
     /// records (and public withdrawals) only, signed, of an origin neither revoked nor, on a
     /// closed hub, missing from the allowlist.
@@ -691,7 +824,7 @@ pub async fn receive_public(
     store: &Arc<Store>,
     peer: PublicKey,
     peer_epoch: [u8; 16],
-    intake: &Intake,
+    intake: &mut Intake,
     new_origins: &mut NewOrigins,
 ) -> Result<PullStats, NodeError> {
     let start = crate::session::request_pull(ch, store, peer, peer_epoch).await?;
@@ -722,6 +855,7 @@ pub async fn receive_public(
             })?;
             decoded.push(r);
         }
+        intake.allow_former_keys(store, &decoded)?;
         let mut refused = 0u64;
         decoded.retain(|r| match intake.refusal(r) {
             None => true,

@@ -28,6 +28,7 @@ pub mod probe;
 pub mod revocations;
 pub mod session;
 mod shared;
+mod succession;
 pub mod ticket;
 mod withdraw;
 

@@ -217,18 +217,49 @@ impl SyncHandler {
         let remote = PublicKey::from_bytes(*conn.remote_id().as_bytes())
             .map_err(|e| NodeError::BadKey(e.to_string()))?;
         // The registry is checked per connection (parsed again only when the file changed), so
-        // edits made while the node runs apply at once.
-        let peers = crate::revocations::effective(
-            &self.store,
-            &self.registry.load()?,
-            &[],
-            &self.key.public(),
-        )?;
-        let known = store::peer_by_key(&peers, &remote).cloned();
-        let name = known.as_ref().map_or_else(
+        // edits made while the node runs apply at once; entries whose key a held succession
+        // replaced move to the new key first.
+        let own = self.key.public();
+        let registry =
+            crate::succession::settle(&self.home, &self.store, &own, &[], self.registry.load()?)?;
+        let mut peers = crate::revocations::effective(&self.store, &registry, &[], &own)?;
+        let mut known = store::peer_by_key(&peers, &remote).cloned();
+        let mut name = known.as_ref().map_or_else(
             || format!("unknown {}", remote.key_id()),
             |p| p.name.clone(),
         );
+        // A key we do not know may be a known peer's new key: its Hello shows the succession.
+        let mut received = None;
+        if known.is_none() {
+            let wait = if self.open {
+                self.deadlines.message
+            } else {
+                crate::succession::UNKNOWN_HELLO_WAIT.min(self.deadlines.message)
+            };
+            if let Some(unknown) = crate::succession::unknown_hello(
+                conn,
+                &name,
+                (self.deadlines, wait),
+                &self.home,
+                &self.store,
+                &own,
+                &[],
+                &remote,
+            )
+            .await?
+            {
+                let (mut ch, hello) = unknown.received;
+                if let Some(registry) = unknown.admitted {
+                    peers = crate::revocations::effective(&self.store, &registry, &[], &own)?;
+                    known = store::peer_by_key(&peers, &remote).cloned();
+                    if let Some(p) = &known {
+                        name = p.name.clone();
+                        ch.rename(name.clone());
+                    }
+                }
+                received = Some((ch, hello));
+            }
+        }
         match &known {
             Some(p) if p.revoked => {
                 warn!(peer = %name, "refused: revoked");
@@ -260,6 +291,7 @@ impl SyncHandler {
             &self.store,
             (Role::Node, ask_own),
             self.deadlines,
+            received,
         )
         .await?;
         // Hubs are never a trusted audience (§4), whether the registry marks the entry as a hub

@@ -164,6 +164,12 @@ impl Channel {
         &self.peer
     }
 
+    /// Names the peer anew in errors and logs (an unknown key that proved to be a known
+    /// peer's successor).
+    pub(crate) fn rename(&mut self, peer: String) {
+        self.peer = peer;
+    }
+
     fn protocol(&self, reason: impl Into<String>) -> NodeError {
         NodeError::Protocol {
             peer: self.peer.clone(),
@@ -308,7 +314,7 @@ pub async fn expect_hello(ch: &mut Channel) -> Result<([u8; 16], Role, bool), No
 }
 
 /// What a peer's `Hello` said.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerHello {
     pub epoch: [u8; 16],
     pub role: Role,
@@ -318,6 +324,9 @@ pub struct PeerHello {
     pub own: bool,
     /// It compares state digests at the end of a session ([`capability::DIGESTS`]).
     pub digests: bool,
+    /// The successions it shows (`protocol::succession::CAPABILITY`), signatures verified: a
+    /// key we do not know may be the successor of one we do.
+    pub successions: Vec<(protocol::Record, protocol::succession::Succession)>,
 }
 
 /// [`expect_hello`], with the peer's clock.
@@ -348,6 +357,7 @@ pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
                 time_ms: protocol::wire::hello_time(&capabilities),
                 own: capabilities.iter().any(|c| c == capability::OWN_RECORDS),
                 digests: capabilities.iter().any(|c| c == capability::DIGESTS),
+                successions: protocol::succession::from_hello(&capabilities),
             })
         }
         other => Err(ch.protocol(format!("expected Hello, got {}", other.kind()))),

@@ -20,6 +20,7 @@ pub mod peers;
 pub mod record;
 pub mod revocation;
 pub mod scope;
+pub mod succession;
 pub mod sync_txt;
 pub mod text;
 pub mod time;

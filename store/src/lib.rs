@@ -18,6 +18,7 @@ mod local;
 pub mod peers;
 mod random;
 pub mod revocations;
+pub mod successions;
 pub mod time;
 
 pub use db::format;

@@ -1543,7 +1543,7 @@ fn init_from_creates_the_home_imports_and_registers_the_signer_untrusted() {
             "name": APP_KEY_ID, "key_id": APP_KEY_ID, "public_key": APP_KEY, "addrs": [],
             "trusted": false, "hub": false, "revoked": false,
             "follow_revocations": false, "refused": false, "revoked_by": [],
-            "notes": peers[0]["notes"],
+            "former_keys": [], "notes": peers[0]["notes"],
         }])
     );
     let file = fs::read_to_string(t.path("wb_peers.txt")).expect("wb_peers.txt");

@@ -21,5 +21,6 @@ mod partition;
 mod peers;
 mod prune;
 mod revocation;
+mod succession;
 mod sync;
 mod vouch;

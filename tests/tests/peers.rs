@@ -178,6 +178,7 @@ fn list_json_has_exactly_the_documented_shape() {
             [
                 "addrs",
                 "follow_revocations",
+                "former_keys",
                 "hub",
                 "key_id",
                 "name",
@@ -203,6 +204,7 @@ fn list_json_has_exactly_the_documented_shape() {
             "follow_revocations": false,
             "refused": false,
             "revoked_by": [],
+            "former_keys": [],
             "notes": "met in October",
         })
     );

@@ -175,7 +175,7 @@ pub fn write_inbox(
         // Files in `dir` that an earlier inbox of ours did not write are refused, never replaced.
         let existing = {
             let is_inbox = |digest: &str| maps.is_inbox_digest(digest).unwrap_or(false);
-            check_export_dir(dir, &own, Some(&is_inbox))?
+            check_export_dir(dir, &own, &batch.store().former_keys()?, Some(&is_inbox))?
         };
         let mut names = Names {
             local: &local_names,

@@ -84,7 +84,7 @@ pub fn export(
     opts: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport> {
-    let existing = check_export_dir(dir, &key.public(), None)?;
+    let existing = check_export_dir(dir, &key.public(), &store.former_keys()?, None)?;
     let mut out = Export {
         store,
         local: key.public(),

@@ -427,9 +427,13 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
 /// `wb sync export` — the app signs its export with the same key when it shares the home, but
 /// its files carry no record signature. Files that are no bundle files (a README, `.git`) do
 /// not matter. Returns the bundle files found; reads only.
+///
+/// `former`: keys this instance replaced (`wb sync keygen --force`): an export the instance
+/// signed before it replaced its key is its own too.
 pub(crate) fn check_export_dir(
     dir: &Path,
     local: &PublicKey,
+    former: &[PublicKey],
     inbox: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<Vec<String>> {
     let files = bundle_files(dir)?;
@@ -462,7 +466,7 @@ pub(crate) fn check_export_dir(
     // Read, never held: the manifest of a large export is larger than any fixed bound.
     let signed = verify_manifest(&root).map_err(not_ours)?;
     let signature = &signed.signature;
-    if signature.public_key != *local {
+    if signature.public_key != *local && !former.contains(&signature.public_key) {
         return Err(refuse(
             first,
             format!(
@@ -472,7 +476,7 @@ pub(crate) fn check_export_dir(
             ),
         ));
     }
-    let key_file = public_key_file_path(local);
+    let key_file = public_key_file_path(&signature.public_key);
     if let Some(rel) = files.iter().find(|rel| {
         **rel != MANIFEST_FILE && **rel != key_file && !signed.listed.contains(rel.as_str())
     }) {

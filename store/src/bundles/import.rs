@@ -32,6 +32,9 @@ pub struct ImportReport {
     pub manifest_digest: String,
     pub files: u64,
     pub records: BTreeMap<String, u64>,
+    /// Registry entries moved to a new key by a succession the bundle brought
+    /// (`protocol::succession`): `name: old key id -> new key id`.
+    pub peers_moved: Vec<String>,
 }
 
 /// Imports a bundle that passed [`verify`] into the home's store: the second pass reads every
@@ -193,7 +196,18 @@ pub fn import_with(
         let mut applying = store.begin_apply(&opts)?;
         between_passes();
         second_pass(&mut |batch| Ok(applying.apply(batch)?))?;
-        applying.commit()?
+        let report = applying.commit()?;
+        // A succession the bundle brought moves its peer's registry entry to the new key.
+        if let Some(own) = store.instance_key()? {
+            let settled = crate::successions::settle(home, store, &own, &[])?;
+            out.peers_moved = settled
+                .plan
+                .moves
+                .iter()
+                .map(|m| format!("{}: {} -> {}", m.name, m.from.key_id(), m.to.key_id()))
+                .collect();
+        }
+        report
     };
     out.revoked_origin = revoked_origin;
     out.new = report.new;

@@ -10,7 +10,8 @@ use crate::error::Result;
 impl Store {
     /// Moves every live record of `old`'s origin to `new` after a key replacement, in one
     /// transaction: each gets a tombstone signed by the old key (so peers withdraw it) and a
-    /// copy signed by the new key; the store then belongs to the new key. Returns how many
+    /// copy signed by the new key, and the old key signs a succession naming the new one
+    /// (`protocol::succession`); the store then belongs to the new key. Returns how many
     /// records moved.
     pub fn rekey(&self, old: &SecretKey, new: &SecretKey, now_ms: u64) -> Result<u64> {
         let live = self.list(&ListFilter {
@@ -74,6 +75,27 @@ impl Store {
                     self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &next)?;
                 }
             }
+            // The succession (issue 15): the old key names the new one, which countersigns;
+            // peers that know the old key move their entry to the new one when it reaches them.
+            clock = Version::next_after(clock, now_ms);
+            let mut succession = Record {
+                origin: old.public(),
+                entity: protocol::succession::entity(),
+                id: protocol::succession::record_id(&new.public()),
+                version: clock,
+                scope: protocol::Scope::Public,
+                deleted: false,
+                fields: protocol::succession::fields(&old.public(), new, now_ms),
+                body: String::new(),
+                signature: None,
+            };
+            succession.sign(old)?;
+            let kb = key_bytes(&succession.key());
+            let old_seq = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+                Some(v) => Some(self.decode_value(v.value())?.0),
+                None => None,
+            };
+            self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &succession)?;
             meta.insert(META_CLOCK, version_bytes(clock).as_slice())
                 .map_err(|e| self.err(e))?;
             meta.insert(META_INSTANCE_KEY, new.public().as_bytes().as_slice())
