@@ -38,7 +38,11 @@ pub(crate) fn former_json(keys: &[PublicKey]) -> Value {
 
 /// The `successions` part of `wb sync status`: the refused successions of registry keys, as
 /// JSON and as text lines (none when there are none).
-pub(crate) fn status(store: &Store, peers: &[Peer], own: &PublicKey) -> Result<(Value, Vec<String>)> {
+pub(crate) fn status(
+    store: &Store,
+    peers: &[Peer],
+    own: &PublicKey,
+) -> Result<(Value, Vec<String>)> {
     let report = store::successions::report(store, peers, own)?;
     let mut lines = Vec::new();
     let mut refused = Vec::new();

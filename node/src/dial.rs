@@ -262,9 +262,10 @@ async fn session(
     let mut hello = Message::hello_with(store.epoch().0, Role::Node, &capabilities);
     // A replaced key's successions: a peer that has not received them yet still admits us.
     let s = store.clone();
-    let successions = tokio::task::spawn_blocking(move || crate::succession::hello_capabilities(&s))
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    let successions =
+        tokio::task::spawn_blocking(move || crate::succession::hello_capabilities(&s))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))??;
     if let Message::Hello { capabilities, .. } = &mut hello {
         capabilities.extend(successions);
     }

@@ -495,10 +495,7 @@ impl Access {
         let unknown = crate::succession::unknown_hello(
             conn,
             &r.name,
-            (
-                Deadlines::default(),
-                crate::succession::UNKNOWN_HELLO_WAIT,
-            ),
+            (Deadlines::default(), crate::succession::UNKNOWN_HELLO_WAIT),
             &self.home,
             &self.store,
             &self.hub,
@@ -751,7 +748,10 @@ impl Intake {
             .filter(|r| r.entity.as_str() == protocol::succession::ENTITY && r.verify().is_ok())
             .filter_map(protocol::succession::Succession::from_record)
             .collect();
-        successions.extend(store::successions::held_from(store, outside.iter().copied())?);
+        successions.extend(store::successions::held_from(
+            store,
+            outside.iter().copied(),
+        )?);
         loop {
             let before = allowed.len();
             for s in &successions {

@@ -39,7 +39,8 @@ pub(crate) async fn unknown_hello(
     extra: &[PublicKey],
     remote: &PublicKey,
 ) -> Result<Option<Unknown>, NodeError> {
-    let Ok(Ok((ch, hello))) = tokio::time::timeout(wait, receive_hello(conn, name, deadlines)).await
+    let Ok(Ok((ch, hello))) =
+        tokio::time::timeout(wait, receive_hello(conn, name, deadlines)).await
     else {
         return Ok(None);
     };

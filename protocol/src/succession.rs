@@ -177,7 +177,10 @@ pub enum Refusal {
     /// The predecessor's registry entry is revoked here (`Revoked: yes`).
     RevokedHere,
     /// An applied revocation of the predecessor was made before (or when) it was signed.
-    RevokedBefore { revoker: PublicKey, revoked_at: String },
+    RevokedBefore {
+        revoker: PublicKey,
+        revoked_at: String,
+    },
     /// The successor is this instance's own key.
     SuccessorIsUs,
     /// The successor is revoked here.
@@ -257,12 +260,7 @@ impl Plan {
 /// revocations in force here (`revocation::assess`'s applied list); `own` is this instance's
 /// key. Successions are followed hop by hop, so a key replaced twice while a peer was away moves
 /// to its latest successor.
-pub fn plan(
-    peers: &[Peer],
-    own: &PublicKey,
-    applied: &[Revocation],
-    held: &[Succession],
-) -> Plan {
+pub fn plan(peers: &[Peer], own: &PublicKey, applied: &[Revocation], held: &[Succession]) -> Plan {
     let by_predecessor = by_predecessor(held);
     let revoked: HashSet<PublicKey> = crate::peers::revoked_keys(peers)
         .into_iter()
@@ -279,7 +277,8 @@ pub fn plan(
         while let Some(candidates) = by_predecessor.get(key.as_bytes()) {
             let refuse = |out: &mut Plan, why: Refusal| {
                 for s in candidates {
-                    out.refused.push((peer.name.clone(), (*s).clone(), why.clone()));
+                    out.refused
+                        .push((peer.name.clone(), (*s).clone(), why.clone()));
                 }
             };
             if peer.revoked {
@@ -492,7 +491,11 @@ mod tests {
         assert_eq!(after[1], peers[1]);
         assert_eq!(former_keys(&after[0], &held), vec![a2.public(), a.public()]);
         // Applied again: nothing more to do.
-        assert!(super::plan(&after, &me.public(), &[], &held).moves.is_empty());
+        assert!(
+            super::plan(&after, &me.public(), &[], &held)
+                .moves
+                .is_empty()
+        );
     }
 
     #[test]
@@ -504,7 +507,9 @@ mod tests {
         let p = plan(&peers, &me.public(), &[], &both);
         assert!(p.moves.is_empty());
         assert_eq!(p.refused.len(), 2);
-        assert!(matches!(p.refused[0].2, Refusal::Conflicting { ref successors } if successors.len() == 2));
+        assert!(
+            matches!(p.refused[0].2, Refusal::Conflicting { ref successors } if successors.len() == 2)
+        );
         // After the first applied, the second is a conflict reported, never applied.
         let after = plan(&peers, &me.public(), &[], &both[..1]).apply(&peers);
         let reported = conflicts_after_move(&after, &both);
@@ -529,10 +534,7 @@ mod tests {
         assert_eq!(p.moves.len(), 1);
         // A successor that is another entry's key, or ours.
         let p = plan(&peers, &me.public(), &[], &[succession(&a, &b, T)]);
-        assert_eq!(
-            p.refused[0].2,
-            Refusal::SuccessorTaken { name: "b".into() }
-        );
+        assert_eq!(p.refused[0].2, Refusal::SuccessorTaken { name: "b".into() });
         let p = plan(&peers, &me.public(), &[], &[succession(&a, &me, T)]);
         assert_eq!(p.refused[0].2, Refusal::SuccessorIsUs);
     }

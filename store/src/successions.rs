@@ -19,7 +19,10 @@ const HOPS_MAX: usize = 64;
 
 /// The held successions whose predecessors are `keys`, and the successions of their
 /// successors in turn (one range read per key: cheap enough for every session).
-pub fn held_from(store: &Store, keys: impl IntoIterator<Item = PublicKey>) -> Result<Vec<Succession>> {
+pub fn held_from(
+    store: &Store,
+    keys: impl IntoIterator<Item = PublicKey>,
+) -> Result<Vec<Succession>> {
     let mut todo: Vec<PublicKey> = keys.into_iter().collect();
     let mut seen: HashSet<PublicKey> = todo.iter().copied().collect();
     let mut out = Vec::new();
@@ -158,15 +161,19 @@ pub fn admit(
     held.extend(offered.iter().map(|(_, s)| s.clone()));
     let (view, applied) = crate::revocations::effective_peers(store, &peers, extra, own)?;
     let plan = succession::plan(&peers, own, &applied, &held);
-    let Some(entry) = plan.apply(&peers).into_iter().find(|p| p.public_key == *remote) else {
+    let Some(entry) = plan
+        .apply(&peers)
+        .into_iter()
+        .find(|p| p.public_key == *remote)
+    else {
         return Ok(None);
     };
     let chain: Vec<Record> = offered
         .iter()
         .filter(|(_, s)| {
-            plan.moves.iter().any(|m| {
-                m.name == entry.name && m.from == s.predecessor && m.to == s.successor
-            })
+            plan.moves
+                .iter()
+                .any(|m| m.name == entry.name && m.from == s.predecessor && m.to == s.successor)
         })
         .map(|(r, _)| r.clone())
         .collect();

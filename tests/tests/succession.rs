@@ -93,13 +93,7 @@ fn a_rotation_reaches_a_peer_that_does_nothing_through_a_closed_hub() {
         process: hub_node, ..
     } = hub.start_hub(&[]);
     for (name, t) in [("a", &a), ("b", &b)] {
-        hub.ok([
-            "hub",
-            "allow",
-            &t.public_key().to_hex(),
-            "--name",
-            name,
-        ]);
+        hub.ok(["hub", "allow", &t.public_key().to_hex(), "--name", name]);
         t.add_hub("hub", &hub, &hub_node);
     }
     b.add_peer("a", &a, None, true);
@@ -153,7 +147,8 @@ fn a_rotation_reaches_a_peer_that_does_nothing_through_a_closed_hub() {
     assert_eq!(ids_of(&b, &new), set(&["p1", "p2", "t1"]));
     let text = b.run(["sync", "peers", "list"]);
     assert!(
-        text.stdout.contains(&format!("new-key-since:{}", old.key_id())),
+        text.stdout
+            .contains(&format!("new-key-since:{}", old.key_id())),
         "{text}"
     );
     let log = node_b.log();
@@ -220,7 +215,11 @@ fn a_peer_admits_the_successor_from_its_hello_and_refuses_forgeries_and_conflict
     let old_secret = rotate(&a);
     let new = a.public_key();
     let report = a.sync_now("d", &[]);
-    assert_eq!(report["sent"].as_u64().map(|n| n > 0), Some(true), "{report}");
+    assert_eq!(
+        report["sent"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{report}"
+    );
     let entry = listed(&d, "a");
     assert_eq!(entry["key_id"], new.key_id(), "{entry}");
     assert_eq!(entry["trusted"], true, "{entry}");
@@ -236,8 +235,7 @@ fn a_peer_admits_the_successor_from_its_hello_and_refuses_forgeries_and_conflict
     let before = std::fs::read_to_string(d.home().join("wb_peers.txt")).expect("registry");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let closed = runtime.block_on(async {
-        let (_endpoint, conn) =
-            raw_connect(&z, &d.public_key(), node_d.addr(), SYNC_ALPN).await;
+        let (_endpoint, conn) = raw_connect(&z, &d.public_key(), node_d.addr(), SYNC_ALPN).await;
         let (send, recv) = conn.open_bi().await.expect("open a stream");
         let mut ch = node::session::Channel::new("raw".into(), send, recv);
         let mut hello = Message::hello([9; 16], Role::Node);
@@ -265,7 +263,7 @@ fn a_peer_admits_the_successor_from_its_hello_and_refuses_forgeries_and_conflict
         let store = store::Store::open(&f.home().join("store.redb")).expect("open F's store");
         let report = store
             .apply_batch(
-                &[not_z.clone()],
+                std::slice::from_ref(&not_z),
                 &ApplyOptions::new("test", store::time::now_ms()),
             )
             .expect("apply");
