@@ -6,7 +6,7 @@
 //! [`record`] (the signed record, canonical and sealed bytes), [`contact`] (contact-data
 //! detection for the scope warning), [`sync_txt`] (the `.sync.txt` file codec and record
 //! mapping), [`bundle`] (manifest, `bundle.sig`, public key files), [`peers`] (the
-//! `wb_peers.txt` format), [`revocation`] (revocation records and whose apply here), [`time`] (ISO 8601 text of Unix milliseconds), [`text`] (peer-supplied text made safe), [`wire`] (the
+//! `wb_peers.txt` format), [`revocation`] (revocation records and whose apply here), [`succession`] (a replaced key's succession records and whose registry entries they move), [`time`] (ISO 8601 text of Unix milliseconds), [`text`] (peer-supplied text made safe), [`wire`] (the
 //! `wb-sync/1` messages), [`hub`] (the hub's `wb-hub/1` messages and signed announcements), [`trust`] (the invite/vouch
 //! graph) and [`trust_picture`] (that graph as DOT or Mermaid text).
 
