@@ -504,10 +504,10 @@ impl Access {
         )
         .await;
         match unknown {
-            Ok(Some(crate::succession::Unknown {
+            Ok(crate::succession::Unknown {
                 received: (mut ch, hello),
                 admitted: Some(_),
-            })) => match self.admit(&remote) {
+            }) => match self.admit(&remote) {
                 Ok(known) => {
                     let (remote, name, tracked) = self.admitted(conn, remote, known);
                     ch.rename(name.clone());

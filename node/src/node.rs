@@ -12,7 +12,7 @@ use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Audience, PublicKey, SecretKey};
 use store::{Home, Store, time};
 use tokio::sync::Semaphore;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::NodeError;
 use crate::accept::{
@@ -236,7 +236,7 @@ impl SyncHandler {
             } else {
                 crate::succession::UNKNOWN_HELLO_WAIT.min(self.deadlines.message)
             };
-            if let Some(unknown) = crate::succession::unknown_hello(
+            let unknown = crate::succession::unknown_hello(
                 conn,
                 &name,
                 (self.deadlines, wait),
@@ -246,18 +246,24 @@ impl SyncHandler {
                 &[],
                 &remote,
             )
-            .await?
-            {
-                let (mut ch, hello) = unknown.received;
-                if let Some(registry) = unknown.admitted {
-                    peers = crate::revocations::effective(&self.store, &registry, &[], &own)?;
-                    known = store::peer_by_key(&peers, &remote).cloned();
-                    if let Some(p) = &known {
-                        name = p.name.clone();
-                        ch.rename(name.clone());
+            .await;
+            match unknown {
+                Ok(unknown) => {
+                    let (mut ch, hello) = unknown.received;
+                    if let Some(registry) = unknown.admitted {
+                        peers = crate::revocations::effective(&self.store, &registry, &[], &own)?;
+                        known = store::peer_by_key(&peers, &remote).cloned();
+                        if let Some(p) = &known {
+                            name = p.name.clone();
+                            ch.rename(name.clone());
+                        }
                     }
+                    received = Some((ch, hello));
                 }
-                received = Some((ch, hello));
+                // An open node ends the session as a bad Hello always did; a closed one refuses
+                // the stranger as unknown (below).
+                Err(e) if self.open => return Err(e),
+                Err(e) => debug!(peer = %name, "no Hello showing a succession: {e}"),
             }
         }
         match &known {

@@ -27,7 +27,9 @@ pub(crate) struct Unknown {
 }
 
 /// Reads the `Hello` of the unknown `remote` on `conn` within `wait`, and admits the key if it
-/// proves to be a registry entry's new key ([`admit_by_proof`]). `None`: no `Hello` in time.
+/// proves to be a registry entry's new key ([`admit_by_proof`]). An error when no `Hello` came
+/// in time (a [`NodeError::Timeout`]) or something else came (what [`receive_hello`] says):
+/// a closed listener refuses the key as unknown then, an open one ends the session with it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn unknown_hello(
     conn: &Connection,
@@ -38,21 +40,23 @@ pub(crate) async fn unknown_hello(
     own: &PublicKey,
     extra: &[PublicKey],
     remote: &PublicKey,
-) -> Result<Option<Unknown>, NodeError> {
-    let Ok(Ok((ch, hello))) =
-        tokio::time::timeout(wait, receive_hello(conn, name, deadlines)).await
-    else {
-        return Ok(None);
-    };
+) -> Result<Unknown, NodeError> {
+    let (ch, hello) = tokio::time::timeout(wait, receive_hello(conn, name, deadlines))
+        .await
+        .map_err(|_| NodeError::Timeout {
+            peer: name.to_string(),
+            step: "waiting for Hello".into(),
+            limit: format!("{} s per message", wait.as_secs_f64()),
+        })??;
     let admitted = if hello.successions.is_empty() {
         None
     } else {
         admit_by_proof(home, store, own, extra, remote, &hello)?
     };
-    Ok(Some(Unknown {
+    Ok(Unknown {
         received: (ch, hello),
         admitted,
-    }))
+    })
 }
 
 /// The `Hello` capabilities showing this instance's successions (none for a key never

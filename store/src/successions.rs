@@ -233,3 +233,107 @@ pub fn report(store: &Store, peers: &[Peer], own: &PublicKey) -> Result<Report> 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::SecretKey;
+
+    fn peer(key: PublicKey, name: &str, revoked: bool) -> Peer {
+        Peer {
+            name: name.into(),
+            public_key: key,
+            addrs: vec!["127.0.0.1:9".into()],
+            hub: false,
+            trusted: true,
+            revoked,
+            follow_revocations: false,
+            notes: "kept".into(),
+        }
+    }
+
+    /// A home that knows A (and a revoked R): a held succession of A moves A's entry in
+    /// `wb_peers.txt` (name, trust, addresses, notes kept); one of R is refused and reported;
+    /// `own_records` of the rotated instance is its succession.
+    #[test]
+    fn settle_moves_the_entry_in_the_file_and_reports_refusals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A rotates: its store holds the succession.
+        let a_home = Home::new(dir.path().join("a"));
+        let (_, a_old, a_store) = a_home.init(Some("a")).expect("init a");
+        let rotation =
+            crate::instance::rotate::rotate_key(&a_home, Some(&a_store), &a_old, &mut |_| Ok(()))
+                .expect("rotate");
+        let own = own_records(&a_store).expect("own");
+        assert_eq!(own.len(), 1);
+        let s = Succession::from_record(&own[0]).expect("a succession");
+        assert_eq!(
+            (s.predecessor, s.successor),
+            (a_old.public(), rotation.new.public())
+        );
+
+        // B knows A's old key and a revoked R that rotated too.
+        let b_home = Home::new(dir.path().join("b"));
+        let (_, b_key, b_store) = b_home.init(Some("b")).expect("init b");
+        let (r_old, r_new) = (
+            SecretKey::from_bytes(&[5; 32]),
+            SecretKey::from_bytes(&[6; 32]),
+        );
+        crate::peers::save_peers(
+            &b_home,
+            &[
+                peer(a_old.public(), "a", false),
+                peer(r_old.public(), "r", true),
+            ],
+        )
+        .expect("registry");
+        let mut r_succession = own[0].clone();
+        r_succession.origin = r_old.public();
+        r_succession.id = succession::record_id(&r_new.public());
+        r_succession.fields = succession::fields(&r_old.public(), &r_new, 1_700_000_000_000);
+        r_succession.sign(&r_old).expect("sign");
+        let report = b_store
+            .apply_batch(
+                &[own[0].clone(), r_succession],
+                &crate::ApplyOptions::new("test", crate::time::now_ms()),
+            )
+            .expect("apply");
+        assert_eq!(report.new, 2);
+        let settled = settle(&b_home, &b_store, &b_key.public(), &[]).expect("settle");
+        assert_eq!(settled.plan.moves.len(), 1);
+        let peers = crate::peers::load_peers(&b_home).expect("load");
+        let a = crate::peers::find_peer(&peers, "a").expect("a");
+        assert_eq!(a.public_key, rotation.new.public());
+        assert_eq!(
+            (a.trusted, a.notes.as_str(), a.addrs.len()),
+            (true, "kept", 1)
+        );
+        let r = crate::peers::find_peer(&peers, "r").expect("r");
+        assert_eq!(
+            r.public_key,
+            r_old.public(),
+            "a revoked entry does not move"
+        );
+        // Settling again changes nothing; the report shows A's former key and R's refusal.
+        assert!(
+            settle(&b_home, &b_store, &b_key.public(), &[])
+                .expect("again")
+                .plan
+                .moves
+                .is_empty()
+        );
+        let shown = report_of(&b_store, &peers, &b_key.public());
+        assert_eq!(shown.former, vec![("a".to_string(), vec![a_old.public()])]);
+        assert_eq!(shown.refused.len(), 1);
+        assert_eq!(shown.refused[0].0, "r");
+        assert!(
+            shown.refused[0].2.contains("revoked here"),
+            "{:?}",
+            shown.refused
+        );
+    }
+
+    fn report_of(store: &Store, peers: &[Peer], own: &PublicKey) -> Report {
+        report(store, peers, own).expect("report")
+    }
+}

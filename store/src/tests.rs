@@ -392,8 +392,16 @@ fn rekey_moves_local_records_and_withdraws_old_ones() {
             ..Default::default()
         })
         .expect("list");
-    assert!(gone.iter().all(|r| r.deleted && r.verify().is_ok()));
-    assert_eq!(store.log_len().expect("len"), 4);
+    // The old key's records are withdrawn; the one live record left of it is the succession
+    // naming the new key (issue 15).
+    let (succession, withdrawn): (Vec<_>, Vec<_>) = gone
+        .iter()
+        .partition(|r| r.entity == protocol::succession::entity());
+    assert!(withdrawn.iter().all(|r| r.deleted && r.verify().is_ok()));
+    assert_eq!(succession.len(), 1);
+    let s = protocol::succession::Succession::from_record(succession[0]).expect("a succession");
+    assert_eq!((s.predecessor, s.successor), (old.public(), new.public()));
+    assert_eq!(store.log_len().expect("len"), 5);
 }
 
 /// A key replacement stopped after each of its steps (as a crash would) leaves a home that
@@ -499,8 +507,17 @@ fn old_key_trusted_withdrawals_go_to_trusted_peers() {
             .collect()
     };
     let (old_id, new_id) = (old.public().key_id(), new.public().key_id());
-    assert_eq!(sent(true), vec![(old_id, true), (new_id, false)]);
-    assert_eq!(sent(false), Vec::<(String, bool)>::new());
+    // The old key's withdrawal and the new key's copy go to trusted peers only; the succession
+    // (public, signed by the old key) to everyone.
+    assert_eq!(
+        sent(true),
+        vec![
+            (old_id.clone(), true),
+            (new_id, false),
+            (old_id.clone(), false)
+        ]
+    );
+    assert_eq!(sent(false), vec![(old_id, false)]);
 }
 
 /// Issue 11 item 12: our records carry `Contact-*` values out only when the operator allowed

@@ -576,8 +576,8 @@ fn keygen_force_yes_replaces_the_key_and_resigns_local_records() {
     let run = t.ok_run(["sync", "keygen", "--force", "--yes"]);
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        said.contains("re-add"),
-        "keygen --force should warn that peers must re-add us:\n{run}"
+        said.contains("signed a succession naming the new one"),
+        "keygen --force should say peers take the new key by the succession:\n{run}"
     );
 
     let new = t.json(["id"]);
@@ -618,13 +618,23 @@ fn keygen_force_yes_replaces_the_key_and_resigns_local_records() {
     assert_eq!(r1["origin"], new_key.as_str());
     assert_eq!(r1["fields"]["Title"], "Soup");
 
-    // Under the old key they are withdrawn: tombstones, hidden unless --deleted.
+    // Under the old key they are withdrawn: tombstones, hidden unless --deleted. The one live
+    // record of the old key is its succession naming the new one (issue 15).
+    let new_hex = protocol::PublicKey::parse(&new_key)
+        .expect("a key")
+        .to_hex();
+    let succession = ("succession".to_string(), new_hex);
     let old_live = t.json(["record", "list", "--origin", &old_key]);
-    assert_eq!(keys(&old_live), Vec::<(String, String)>::new());
+    assert_eq!(keys(&old_live), vec![succession.clone()]);
     let old_all = t.json(["record", "list", "--deleted", "--origin", &old_key]);
-    assert_eq!(keys(&old_all), keys(&before));
+    let mut want = keys(&before);
+    want.push(succession);
+    want.sort();
+    let mut got = keys(&old_all);
+    got.sort();
+    assert_eq!(got, want);
     for r in old_all.as_array().expect("array") {
-        assert_eq!(r["deleted"], true, "{r}");
+        assert_eq!(r["deleted"], r["entity"] != "succession", "{r}");
         assert_eq!(r["origin"], old_key.as_str());
     }
     // The old key id still resolves while its tombstones are here.

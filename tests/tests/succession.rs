@@ -13,6 +13,7 @@ use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Record, Scope, SecretKey, Version};
 use serde_json::Value;
 use store::ApplyOptions;
+use wb_tests::app::App;
 use wb_tests::harness::{HubProcess, TestHome, put_user, raw_connect};
 
 /// `t`'s `peers list --json` entry for NAME.
@@ -185,6 +186,21 @@ fn a_rotation_reaches_an_air_gapped_peer_through_a_bundle() {
     assert_eq!(entry["trusted"], true, "{entry}");
     assert_eq!(ids_of(&c, &new), set(&["t1"]));
     assert_eq!(ids_of(&c, &old), set(&[&new.to_hex()]));
+    // The app, given A's bundle with the succession in it, imports it without harm and keeps
+    // no trace of the succession.
+    let manifest = std::fs::read_to_string(out.join("manifest.sync.txt")).expect("manifest");
+    assert!(
+        manifest.contains("succession"),
+        "the bundle carries the succession:\n{manifest}"
+    );
+    let app = App::seeded(&c, "https://c.example");
+    let run = app.import(&out);
+    assert!(run.status.success(), "{run}");
+    let dump = app.dump().to_string();
+    assert!(
+        !dump.contains(&new.to_hex()) && !dump.contains("succession"),
+        "nothing of the succession in the app's tables"
+    );
     // C's bundle for A now goes to the new key: A imports it.
     put_user(&c, "c1", "trusted");
     let back = c.dir().join("for-a");
