@@ -218,16 +218,24 @@ pub fn sync_now_with(
             .ok_or_else(|| anyhow!("no peer named {peer_name:?} (see `wb sync peers list`)"))
     };
     find(&store::load_peers(home)?)?;
-    // The peer's entry moves to its new key first if a held succession replaced it.
-    let opened = match crate::running::get() {
+    // The peer's entry moves to its new key first if a held succession replaced it; a key
+    // revoked by the announcement of a peer whose revocations we follow is revoked here too.
+    let (opened, view) = match crate::running::get() {
         Some(node) => {
-            store::successions::settle(home, node.store(), &node.key().public(), &[])?;
-            None
+            let own = node.key().public();
+            store::successions::settle(home, node.store(), &own, &[])?;
+            let peers = store::load_peers(home)?;
+            (
+                None,
+                store::revocations::effective_peers(node.store(), &peers, &[], &own)?,
+            )
         }
         None => {
             let (key, store) = home.open()?;
             store::successions::settle(home, &store, &key.public(), &[])?;
-            Some((key, Arc::new(store)))
+            let peers = store::load_peers(home)?;
+            let view = store::revocations::effective_peers(&store, &peers, &[], &key.public())?;
+            (Some((key, Arc::new(store))), view)
         }
     };
     let peers = store::load_peers(home)?;
@@ -235,6 +243,13 @@ pub fn sync_now_with(
     if peer.revoked {
         return Err(anyhow!(
             "peer {peer_name} is revoked; nothing is synced with it"
+        ));
+    }
+    if let Some(r) = view.1.iter().find(|r| r.revoked == peer.public_key) {
+        let by = store::peer_by_key(&peers, &r.revoker)
+            .map_or_else(|| r.revoker.key_id(), |p| p.name.clone());
+        return Err(anyhow!(
+            "peer {peer_name} is revoked by the announcement of {by}, whose revocations you              follow; nothing is synced with it"
         ));
     }
     let report = match opened {

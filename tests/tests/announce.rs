@@ -142,6 +142,13 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     assert_eq!(entry["revoked_by"][0]["reason"], "lost laptop", "{entry}");
     let text = b.ok(["sync", "peers", "list"]);
     assert!(text.contains("revoked-by:a"), "{text}");
+    // B does not dial X either: `sync now x` says why, and nothing is synced.
+    let dial = b.run(["sync", "now", "x"]);
+    assert!(!dial.status.success(), "{dial}");
+    assert!(
+        dial.stderr.contains("revoked by the announcement of a"),
+        "{dial}"
+    );
     let status = b.json(["sync", "status"]);
     assert_eq!(
         status["revocations"]["applied"][0]["revoked"], "x",
