@@ -184,7 +184,9 @@ pub struct DigestEntry {
 /// Capabilities a `Hello` may name.
 pub mod capability {
     /// "Let us compare state digests at the end of the session" (`Message::Digests`).
-    pub const DIGESTS: &str = "digests";
+    /// Format 2: digests of live records only (`store::digest`); a peer naming another format
+    /// is not compared with.
+    pub const DIGESTS: &str = "digests/2";
     /// "Send me my own records too": the sender's store was restored from a backup and gets
     /// back from its peers what it signed after the backup (a receiver otherwise never sends a
     /// peer its own records). Only records whose origin is the sender itself are added.

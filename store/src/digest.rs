@@ -4,12 +4,16 @@
 //!
 //! A digest ([`protocol::wire::Digest`]) is a count and the sum modulo 2^256 of
 //! SHA-256(`wb-digest/1\0` ++ the record's signing bytes), which cover its key, version and
-//! content. Kinds, per origin:
+//! content, over the **live** records (format 2): a tombstone, or a record that leaves as its
+//! withdrawal, counts nowhere, so two stores agree when neither holds a live version of a key,
+//! whether or not one holds its tombstone (a trusted peer of a record narrowed from public to
+//! trusted holds the trusted version, an untrusted one the public withdrawal), and a store
+//! still holding a version another deleted differs. Kinds, per origin:
 //! - `HeldPublic` / `HeldTrusted`: the signed records held whose effective scope is public /
 //!   trusted (what a peer compares with what this store offers it);
-//! - `ToUntrusted`: what `leaving::Rule` lets leave to an untrusted audience, in the form it
-//!   leaves (a record that leaves as its withdrawal counts as that withdrawal; comments on a
-//!   hidden request and our records withheld for `Contact-*` values do not count);
+//! - `ToUntrusted`: what `leaving::Rule` lets leave to an untrusted audience as itself (a record
+//!   that leaves as its withdrawal, comments on a hidden request and our records withheld for
+//!   `Contact-*` values do not count);
 //! - `ToTrustedPublic` / `ToTrustedTrusted`: the same for a trusted audience, split by the
 //!   scope of the form that leaves.
 //!

@@ -278,7 +278,6 @@ impl<'a> LocalBatch<'a> {
                 .map_err(|e| store.err(e))?;
             let env = Env {
                 records: &self.records,
-                withdrawals: &withdrawals,
                 allowed: Some(&allowed),
             };
             let comments = self.digesting.before(
@@ -315,7 +314,6 @@ impl<'a> LocalBatch<'a> {
             )?;
             let env = Env {
                 records: &self.records,
-                withdrawals: &withdrawals,
                 allowed: Some(&allowed),
             };
             self.digesting

@@ -107,7 +107,6 @@ impl Applying<'_> {
         let mut records = self.tx.open_table(RECORDS).map_err(|e| store.err(e))?;
         let mut log = self.tx.open_table(LOG).map_err(|e| store.err(e))?;
         let mut conflicts = self.tx.open_table(CONFLICTS).map_err(|e| store.err(e))?;
-        let withdrawals = self.tx.open_table(WITHDRAWALS).map_err(|e| store.err(e))?;
         let allowed = self
             .tx
             .open_table(CONTACT_ALLOWED)
@@ -163,7 +162,6 @@ impl Applying<'_> {
                 let old_seq = current.as_ref().map(|(seq, _)| *seq);
                 let env = Env {
                     records: &records,
-                    withdrawals: &withdrawals,
                     allowed: Some(&allowed),
                 };
                 let comments = self.digesting.before(
@@ -178,7 +176,6 @@ impl Applying<'_> {
                 self.seq += 1;
                 let env = Env {
                     records: &records,
-                    withdrawals: &withdrawals,
                     allowed: Some(&allowed),
                 };
                 // The sealed bytes are the signing bytes, then the signature flag and

@@ -15,12 +15,12 @@ use crate::digest::{
 use crate::error::Result;
 use crate::leaving::{Lookup, Rule};
 
-const DIGESTS_VERSION: u8 = 1;
+/// The digest tables' format: 2 counts live records only (1 counted tombstones too).
+const DIGESTS_VERSION: u8 = 2;
 
 /// The tables a contribution reads, inside one transaction.
 pub(crate) struct Env<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
     pub records: &'a T,
-    pub withdrawals: &'a T,
     /// `None`: the store has no such table yet.
     pub allowed: Option<&'a T>,
 }
@@ -123,10 +123,18 @@ impl Digesting {
         store: &Store,
         env: &Env<'_, T>,
         r: &Record,
-        kb: &[u8],
         signing: Option<&[u8]>,
         negate: bool,
     ) -> Result<()> {
+        // Digests cover live records only (format 2): a tombstone, or a record that leaves as
+        // its withdrawal, counts nowhere. Two stores that both hold no live version of a key
+        // agree whether or not one of them holds its tombstone — which a trusted peer of a
+        // record narrowed from public to trusted never does (it holds the trusted version, its
+        // untrusted peers the public withdrawal; both are right). A store still holding a
+        // live version another deleted differs, as it should.
+        if r.deleted {
+            return Ok(());
+        }
         let mut own: Option<[u8; 32]> = None;
         let mut own_hash = |r: &Record| -> [u8; 32] {
             *own.get_or_insert_with(|| match signing {
@@ -151,31 +159,11 @@ impl Digesting {
             return Ok(());
         };
         let mut lookup = EnvLookup { store, env };
-        let mut withdrawal: Option<Option<Record>> = None;
         for (rule, is_trusted) in [(&untrusted, false), (&trusted, true)] {
             let form = if rule.check(r, &mut lookup)?.is_ok() {
                 Some((r.effective_scope(), own_hash(r)))
             } else {
-                let w = match &withdrawal {
-                    Some(w) => w.clone(),
-                    None => {
-                        let w = match env.withdrawals.get(kb).map_err(|e| store.err(e))? {
-                            Some(v) => Some(
-                                Record::from_sealed_bytes(v.value())
-                                    .map_err(|e| store.corrupt(format!("withdrawal: {e}")))?,
-                            ),
-                            None => None,
-                        };
-                        withdrawal = Some(w.clone());
-                        w
-                    }
-                };
-                match w {
-                    Some(w) if rule.check(&w, &mut lookup)?.is_ok() => {
-                        Some((w.effective_scope(), entry_hash(&w)))
-                    }
-                    _ => None,
-                }
+                None
             };
             let kind = match (form.as_ref().map(|f| f.0), is_trusted) {
                 (Some(Scope::Public), false) => Kind::ToUntrusted,
@@ -214,7 +202,7 @@ impl Digesting {
         new: Option<&Record>,
     ) -> Result<Vec<Vec<u8>>> {
         if let Some(old) = old {
-            self.contribute(store, env, old, kb, None, true)?;
+            self.contribute(store, env, old, None, true)?;
             if let Some(q) = old.commented_request() {
                 index
                     .remove(index_key(&key_bytes(&q), kb).as_slice())
@@ -239,7 +227,7 @@ impl Digesting {
         }
         for ckb in &comments {
             if let Some(c) = read_record(store, env.records, ckb)? {
-                self.contribute(store, env, &c, ckb, None, true)?;
+                self.contribute(store, env, &c, None, true)?;
             }
         }
         Ok(comments)
@@ -260,7 +248,7 @@ impl Digesting {
         comments: Vec<Vec<u8>>,
     ) -> Result<()> {
         if let Some(new) = new {
-            self.contribute(store, env, new, kb, signing, false)?;
+            self.contribute(store, env, new, signing, false)?;
             if let Some(q) = new.commented_request() {
                 index
                     .insert(index_key(&key_bytes(&q), kb).as_slice(), [].as_slice())
@@ -269,7 +257,7 @@ impl Digesting {
         }
         for ckb in &comments {
             if let Some(c) = read_record(store, env.records, ckb)? {
-                self.contribute(store, env, &c, ckb, None, false)?;
+                self.contribute(store, env, &c, None, false)?;
             }
         }
         Ok(())
@@ -364,7 +352,6 @@ impl Store {
     pub fn digests_by_scan(&self) -> Result<StoreDigests> {
         let tx = self.read_tx()?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
         let allowed = match tx.open_table(CONTACT_ALLOWED) {
             Ok(t) => Some(t),
             Err(redb::TableError::TableDoesNotExist(_)) => None,
@@ -374,13 +361,12 @@ impl Store {
         let mut digesting = Digesting::with_meta(self, &meta)?;
         let env = Env {
             records: &records,
-            withdrawals: &withdrawals,
             allowed: allowed.as_ref(),
         };
         for item in records.range::<&[u8]>(..).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (_, v) = item.map_err(|e| self.err(e))?;
             let (_, r) = self.decode_value(v.value())?;
-            digesting.contribute(self, &env, &r, k.value(), None, false)?;
+            digesting.contribute(self, &env, &r, None, false)?;
         }
         let mut out = StoreDigests::default();
         for (key, d) in digesting.delta {
@@ -398,12 +384,10 @@ impl Store {
         tx.delete_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
         let mut digesting = Digesting::begin(self, tx)?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
         let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
         let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
         let env = Env {
             records: &records,
-            withdrawals: &withdrawals,
             allowed: Some(&allowed),
         };
         let mut n = 0u64;
@@ -421,7 +405,7 @@ impl Store {
             )?;
             n += 1;
         }
-        drop((records, withdrawals, allowed, index));
+        drop((records, allowed, index));
         tx.open_table(DIGESTS).map_err(|e| self.err(e))?;
         digesting.write(self, tx)?;
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
@@ -430,13 +414,41 @@ impl Store {
         Ok(n)
     }
 
+    /// The format of the digest tables (`None`: none built yet).
+    pub fn digests_format(&self) -> Result<Option<u8>> {
+        let tx = self.read_tx()?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(meta
+            .get(META_DIGESTS)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| v.value().first().copied()))
+    }
+
+    /// Test hook: marks the digest tables as of `format` and empties them, as a store of that
+    /// format would look to a newer version.
+    #[doc(hidden)]
+    pub fn set_digests_format_for_test(&self, format: u8) -> Result<()> {
+        let tx = self.write_tx()?;
+        tx.delete_table(DIGESTS).map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(META_DIGESTS, [format].as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Builds the digest tables of a store opened for writing that has none yet (made before
     /// them, or restored from such a backup): one scan, logged.
     pub(crate) fn ensure_digests(&self) -> Result<()> {
         {
             let tx = self.read_tx()?;
             let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            if meta.get(META_DIGESTS).map_err(|e| self.err(e))?.is_some() {
+            if meta
+                .get(META_DIGESTS)
+                .map_err(|e| self.err(e))?
+                .is_some_and(|v| v.value() == [DIGESTS_VERSION].as_slice())
+            {
                 return Ok(());
             }
         }
@@ -449,7 +461,7 @@ impl Store {
                 store = %self.path().display(),
                 records = n,
                 ms = started.elapsed().as_millis() as u64,
-                "built the state digests of a store made before them (one scan)"
+                "built the state digests of a store made before them, or before their format changed (one scan)"
             );
         }
         Ok(())

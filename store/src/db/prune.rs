@@ -252,7 +252,6 @@ impl Store {
                 };
                 let env = Env {
                     records: &*records,
-                    withdrawals: &*withdrawals,
                     allowed: Some(&allowed),
                 };
                 let comments =
@@ -264,7 +263,6 @@ impl Store {
                     .map_err(|e| self.err(e))?;
                 let env = Env {
                     records: &*records,
-                    withdrawals: &*withdrawals,
                     allowed: Some(&allowed),
                 };
                 digesting.after(self, &env, &mut index, &v.key, None, None, comments)?;

@@ -93,7 +93,6 @@ impl Store {
                 for (kb, seq, record) in targets {
                     let env = Env {
                         records: &records,
-                        withdrawals: &withdrawals,
                         allowed: Some(&allowed),
                     };
                     let comments = digesting.before(
@@ -135,7 +134,6 @@ impl Store {
                     self.write_record(&mut records, &mut log, &mut meta, &kb, Some(seq), &again)?;
                     let env = Env {
                         records: &records,
-                        withdrawals: &withdrawals,
                         allowed: Some(&allowed),
                     };
                     digesting.after(self, &env, &mut index, &kb, Some(&again), None, comments)?;
