@@ -69,7 +69,9 @@ pub(crate) fn hello_capabilities(store: &Store) -> Result<Vec<String>, NodeError
 }
 
 /// `peers` (the registry as read) after moving the entries whose keys held successions
-/// replaced; the registry read again when one moved. `extra`: a hub's followed revokers.
+/// replaced; the registry read again when one moved. `extra`: a hub's followed revokers. A
+/// failure to settle (a registry that cannot be written, say) is logged and the registry used
+/// as it is: the session goes on, and the next one tries again.
 pub(crate) fn settle(
     home: &Home,
     store: &Store,
@@ -77,11 +79,14 @@ pub(crate) fn settle(
     extra: &[PublicKey],
     peers: std::sync::Arc<Vec<Peer>>,
 ) -> Result<std::sync::Arc<Vec<Peer>>, NodeError> {
-    let settled = store::successions::settle_with(home, store, own, extra, &peers)?;
-    if settled.plan.moves.is_empty() {
-        return Ok(peers);
+    match store::successions::settle_with(home, store, own, extra, &peers) {
+        Ok(settled) if settled.plan.moves.is_empty() => Ok(peers),
+        Ok(_) => Ok(std::sync::Arc::new(store::load_peers(home)?)),
+        Err(e) => {
+            tracing::warn!("cannot apply the successions held: {e}");
+            Ok(peers)
+        }
     }
-    Ok(std::sync::Arc::new(store::load_peers(home)?))
 }
 
 /// For an unknown `remote`: the registry with it in, if its `Hello` showed successions that
