@@ -655,6 +655,58 @@ impl TestHome {
 // ---------------------------------------------------------------------------------------------
 
 /// `wb record put user ID --scope SCOPE --field Username=ID`.
+/// The live record ids of `origin` that `t` holds (`wb record list --origin`; through the
+/// control socket while its node runs).
+pub fn live_ids_of(
+    t: &TestHome,
+    origin: &protocol::PublicKey,
+) -> std::collections::BTreeSet<String> {
+    let list = t.json(["record", "list", "--origin", &origin.to_hex()]);
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A public record of `key`'s origin, versioned now, with `fields` and no body, signed by `key`.
+pub fn signed_public(
+    key: &protocol::SecretKey,
+    entity: protocol::Entity,
+    id: &str,
+    fields: Vec<(String, String)>,
+) -> protocol::Record {
+    let mut r = protocol::Record {
+        origin: key.public(),
+        entity,
+        id: id.to_string(),
+        version: protocol::Version::new(store::time::now_ms(), 0),
+        scope: protocol::Scope::Public,
+        deleted: false,
+        fields,
+        body: String::new(),
+        signature: None,
+    };
+    r.sign(key).expect("sign");
+    r
+}
+
+/// A set of record ids, to compare with [`live_ids_of`].
+pub fn id_set(ids: &[&str]) -> std::collections::BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// `t`'s `wb sync peers list --json` entry for NAME.
+pub fn peer_entry(t: &TestHome, name: &str) -> Value {
+    let list = t.json(["sync", "peers", "list"]);
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no peer {name} in {list}"))
+        .clone()
+}
+
 pub fn put_user(t: &TestHome, id: &str, scope: &str) {
     put_user_named(t, id, id, scope);
 }

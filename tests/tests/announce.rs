@@ -5,56 +5,23 @@
 //! forged revocation, a non-followed revoker's, or one of the node's own key changes nothing.
 //! Real `wb` binaries, each syncing over QUIC on 127.0.0.1.
 
-use std::collections::BTreeSet;
-
 use protocol::revocation;
-use protocol::{Record, Scope, SecretKey, Version};
+use protocol::{Record, SecretKey};
 use serde_json::Value;
 use store::{ApplyOptions, ListFilter};
 use wb_tests::app::App;
-use wb_tests::harness::{HubProcess, TestHome, put_user};
-
-/// The live record ids of `origin` that `t` holds (`wb record list --origin`; through the
-/// control socket while its node runs).
-fn ids_of(t: &TestHome, origin: &TestHome) -> BTreeSet<String> {
-    let list = t.json(["record", "list", "--origin", &origin.public_key().to_hex()]);
-    list.as_array()
-        .expect("an array")
-        .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
-/// `t`'s `peers list --json` entry for NAME.
-fn listed(t: &TestHome, name: &str) -> Value {
-    let list = t.json(["sync", "peers", "list"]);
-    list.as_array()
-        .expect("an array")
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no peer {name} in {list}"))
-        .clone()
-}
+use wb_tests::harness::{
+    HubProcess, TestHome, id_set, live_ids_of, peer_entry, put_user, signed_public,
+};
 
 /// A revocation record of `revoked` with origin `origin`, signed by `signer`.
 fn revocation_record(origin: &SecretKey, signer: &SecretKey, revoked: &TestHome) -> Record {
-    let now = store::time::now_ms();
-    let mut r = Record {
-        origin: signer.public(),
-        entity: revocation::entity(),
-        id: revocation::record_id(&revoked.public_key()),
-        version: Version::new(now, 0),
-        scope: Scope::Public,
-        deleted: false,
-        fields: revocation::fields(&revoked.public_key(), "forged", now),
-        body: String::new(),
-        signature: None,
-    };
-    r.sign(signer).expect("sign");
+    let mut r = signed_public(
+        signer,
+        revocation::entity(),
+        &revocation::record_id(&revoked.public_key()),
+        revocation::fields(&revoked.public_key(), "forged", store::time::now_ms()),
+    );
     // Claimed by `origin`: the signature is `signer`'s.
     r.origin = origin.public();
     r
@@ -103,7 +70,7 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     // Before the announcement, X syncs with B.
     put_user(&x, "x1", "public");
     x.sync_now("b", &[]);
-    assert_eq!(ids_of(&b, &x), set(&["x1"]));
+    assert_eq!(live_ids_of(&b, &x.public_key()), id_set(&["x1"]));
 
     let revoked = a.json([
         "sync",
@@ -132,7 +99,7 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     let refused = x.run(["sync", "now", "b"]);
     assert!(!refused.status.success(), "B refuses X:\n{refused}");
     assert!(refused.stderr.contains("revoked"), "{refused}");
-    let entry = listed(&b, "x");
+    let entry = peer_entry(&b, "x");
     assert_eq!(
         entry["revoked"], false,
         "the registry line is unchanged: {entry}"
@@ -160,12 +127,16 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     put_user(&x, "x2", "public");
     x.sync_now("c", &[]);
     assert_eq!(
-        ids_of(&c, &x),
-        set(&["x1", "x2"]),
+        live_ids_of(&c, &x.public_key()),
+        id_set(&["x1", "x2"]),
         "C still takes X's records"
     );
     c.sync_now("b", &[]);
-    assert_eq!(ids_of(&b, &x), set(&["x1"]), "B took nothing of X from C");
+    assert_eq!(
+        live_ids_of(&b, &x.public_key()),
+        id_set(&["x1"]),
+        "B took nothing of X from C"
+    );
 
     // C received A's revocation through B: advice, with the command.
     let status = c.json(["sync", "status"]);
@@ -199,9 +170,13 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     assert_eq!(withdrawn["withdrawn"], true, "{withdrawn}");
     assert_eq!(withdrawn["revoked"], false, "{withdrawn}");
     a.sync_now("b", &[]);
-    assert_eq!(listed(&b, "x")["refused"], false);
+    assert_eq!(peer_entry(&b, "x")["refused"], false);
     x.sync_now("b", &[]);
-    assert_eq!(ids_of(&b, &x), set(&["x1", "x2"]), "X's records flow again");
+    assert_eq!(
+        live_ids_of(&b, &x.public_key()),
+        id_set(&["x1", "x2"]),
+        "X's records flow again"
+    );
     // The withdrawal reached C too: no advice left.
     c.sync_now("b", &[]);
     let status = c.json(["sync", "status"]);
@@ -218,7 +193,7 @@ fn an_announced_revocation_applies_where_its_revoker_is_followed() {
     a.ok(["sync", "peers", "revoke", "x", "--announce"]);
     a.sync_now("b", &[]);
     x.sync_now("b", &[]);
-    assert_eq!(listed(&b, "x")["refused"], false);
+    assert_eq!(peer_entry(&b, "x")["refused"], false);
     assert!(
         !std::fs::read_to_string(b.home().join("wb_peers.txt"))
             .expect("registry")
@@ -270,8 +245,12 @@ fn forged_unfollowed_and_own_key_revocations_change_nothing() {
     x.add_peer("b", &b, Some(node_b.addr()), false);
     put_user(&x, "x1", "public");
     x.sync_now("b", &[]);
-    assert_eq!(ids_of(&b, &x), set(&["x1"]), "X is not refused");
-    assert_eq!(listed(&b, "x")["refused"], false);
+    assert_eq!(
+        live_ids_of(&b, &x.public_key()),
+        id_set(&["x1"]),
+        "X is not refused"
+    );
+    assert_eq!(peer_entry(&b, "x")["refused"], false);
     let status = b.json(["sync", "status"]);
     let advice = status["revocations"]["advice"].as_array().expect("advice");
     assert_eq!(advice.len(), 2, "{status}");
@@ -333,13 +312,13 @@ fn a_hub_applies_the_revocations_of_the_instances_it_follows() {
     c.add_peer("x", &x, Some(node_x.addr()), false);
     x.add_peer("c", &c, None, false);
     c.sync_now("x", &[]);
-    assert_eq!(ids_of(&c, &x), set(&["x1", "x2"]));
+    assert_eq!(live_ids_of(&c, &x.public_key()), id_set(&["x1", "x2"]));
     c.sync_now("hub", &[]);
     // D pulls everything the hub has: X's old record (held from before), never x2.
     d.sync_now("hub", &[]);
     assert_eq!(
-        ids_of(&d, &x),
-        set(&["x1"]),
+        live_ids_of(&d, &x.public_key()),
+        id_set(&["x1"]),
         "the hub forwarded nothing new of X"
     );
     assert!(

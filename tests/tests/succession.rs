@@ -5,41 +5,16 @@
 //! without any command on their side. A forged succession is refused; a second, conflicting one
 //! from the same key is refused and reported. Real `wb` binaries over QUIC on 127.0.0.1.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use protocol::succession;
 use protocol::wire::{Message, Role, SYNC_ALPN, code};
-use protocol::{Record, Scope, SecretKey, Version};
-use serde_json::Value;
+use protocol::{Record, SecretKey};
 use store::ApplyOptions;
 use wb_tests::app::App;
-use wb_tests::harness::{HubProcess, TestHome, put_user, raw_connect};
-
-/// `t`'s `peers list --json` entry for NAME.
-fn listed(t: &TestHome, name: &str) -> Value {
-    let list = t.json(["sync", "peers", "list"]);
-    list.as_array()
-        .expect("an array")
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no peer {name} in {list}"))
-        .clone()
-}
-
-/// The live record ids of `origin` (a key) that `t` holds.
-fn ids_of(t: &TestHome, origin: &protocol::PublicKey) -> BTreeSet<String> {
-    let list = t.json(["record", "list", "--origin", &origin.to_hex()]);
-    list.as_array()
-        .expect("an array")
-        .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
+use wb_tests::harness::{
+    HubProcess, TestHome, id_set, live_ids_of, peer_entry, put_user, raw_connect, signed_public,
+};
 
 /// Replaces `t`'s key (`wb sync keygen --force --yes`); returns the old secret key.
 fn rotate(t: &TestHome) -> SecretKey {
@@ -62,20 +37,12 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 /// A signed succession record of `old` by `new`.
 fn succession_record(old: &SecretKey, new: &SecretKey) -> Record {
-    let now = store::time::now_ms();
-    let mut r = Record {
-        origin: old.public(),
-        entity: succession::entity(),
-        id: succession::record_id(&new.public()),
-        version: Version::new(now, 0),
-        scope: Scope::Public,
-        deleted: false,
-        fields: succession::fields(&old.public(), new, now),
-        body: String::new(),
-        signature: None,
-    };
-    r.sign(old).expect("sign");
-    r
+    signed_public(
+        old,
+        succession::entity(),
+        &succession::record_id(&new.public()),
+        succession::fields(&old.public(), new, store::time::now_ms()),
+    )
 }
 
 /// B runs a node and does nothing else; it knows A (trusted) and a closed hub that allows both.
@@ -104,7 +71,7 @@ fn a_rotation_reaches_a_peer_that_does_nothing_through_a_closed_hub() {
     a.sync_now("hub", &[]);
     let old = a.public_key();
     eventually("B pulls p1 from the hub", || {
-        ids_of(&b, &old) == set(&["p1"])
+        live_ids_of(&b, &old) == id_set(&["p1"])
     });
 
     let old_secret = rotate(&a);
@@ -125,9 +92,9 @@ fn a_rotation_reaches_a_peer_that_does_nothing_through_a_closed_hub() {
 
     // B, doing nothing, takes the succession from the hub and moves its entry.
     eventually("B moves its entry for A to the new key", || {
-        listed(&b, "a")["key_id"] == new.key_id()
+        peer_entry(&b, "a")["key_id"] == new.key_id()
     });
-    let entry = listed(&b, "a");
+    let entry = peer_entry(&b, "a");
     assert_eq!(entry["trusted"], true, "same trust: {entry}");
     assert_eq!(
         entry["former_keys"],
@@ -135,17 +102,17 @@ fn a_rotation_reaches_a_peer_that_does_nothing_through_a_closed_hub() {
         "{entry}"
     );
     eventually("B holds A's records under the new key", || {
-        ids_of(&b, &new) == set(&["p1", "p2"])
+        live_ids_of(&b, &new) == id_set(&["p1", "p2"])
     });
     assert_eq!(
-        ids_of(&b, &old),
-        set(&[&new.to_hex()]),
+        live_ids_of(&b, &old),
+        id_set(&[&new.to_hex()]),
         "the old key's copies are withdrawn; its succession record stays"
     );
     // A's trusted records go straight to B, which knows the new key as trusted A.
     put_user(&a, "t1", "trusted");
     a.sync_now("b", &[]);
-    assert_eq!(ids_of(&b, &new), set(&["p1", "p2", "t1"]));
+    assert_eq!(live_ids_of(&b, &new), id_set(&["p1", "p2", "t1"]));
     let text = b.run(["sync", "peers", "list"]);
     assert!(
         text.stdout
@@ -170,7 +137,7 @@ fn a_rotation_reaches_an_air_gapped_peer_through_a_bundle() {
     a.json(["sync", "export", &out_s, "--for", "c"]);
     c.json(["sync", "import", &out_s]);
     let old = a.public_key();
-    assert_eq!(ids_of(&c, &old), set(&["t1"]));
+    assert_eq!(live_ids_of(&c, &old), id_set(&["t1"]));
 
     rotate(&a);
     let new = a.public_key();
@@ -181,11 +148,11 @@ fn a_rotation_reaches_an_air_gapped_peer_through_a_bundle() {
         text.stdout.contains("replaced its key"),
         "the import says the entry moved:\n{text}"
     );
-    let entry = listed(&c, "a");
+    let entry = peer_entry(&c, "a");
     assert_eq!(entry["key_id"], new.key_id(), "{entry}");
     assert_eq!(entry["trusted"], true, "{entry}");
-    assert_eq!(ids_of(&c, &new), set(&["t1"]));
-    assert_eq!(ids_of(&c, &old), set(&[&new.to_hex()]));
+    assert_eq!(live_ids_of(&c, &new), id_set(&["t1"]));
+    assert_eq!(live_ids_of(&c, &old), id_set(&[&new.to_hex()]));
     // The app, given A's bundle with the succession in it, imports it without harm and keeps
     // no trace of the succession.
     let manifest = std::fs::read_to_string(out.join("manifest.sync.txt")).expect("manifest");
@@ -207,7 +174,7 @@ fn a_rotation_reaches_an_air_gapped_peer_through_a_bundle() {
     let back_s = back.display().to_string();
     c.json(["sync", "export", &back_s, "--for", "a"]);
     a.json(["sync", "import", &back_s]);
-    assert_eq!(ids_of(&a, &c.public_key()), set(&["c1"]));
+    assert_eq!(live_ids_of(&a, &c.public_key()), id_set(&["c1"]));
 }
 
 /// D runs a node and knows only A's old key. A replaces its key and dials D: D admits the new
@@ -236,10 +203,10 @@ fn a_peer_admits_the_successor_from_its_hello_and_refuses_forgeries_and_conflict
         Some(true),
         "{report}"
     );
-    let entry = listed(&d, "a");
+    let entry = peer_entry(&d, "a");
     assert_eq!(entry["key_id"], new.key_id(), "{entry}");
     assert_eq!(entry["trusted"], true, "{entry}");
-    assert_eq!(ids_of(&d, &new), set(&["t1"]));
+    assert_eq!(live_ids_of(&d, &new), id_set(&["t1"]));
 
     // A stranger Z shows a succession "from A's old key to Z" that Z signed itself, and one
     // that a real old key signed for someone else: both are refused as unknown.
@@ -286,7 +253,7 @@ fn a_peer_admits_the_successor_from_its_hello_and_refuses_forgeries_and_conflict
         assert_eq!(report.new, 1);
     }
     f.sync_now("d", &[]);
-    assert_eq!(listed(&d, "a")["key_id"], new.key_id());
+    assert_eq!(peer_entry(&d, "a")["key_id"], new.key_id());
     let status = d.json(["sync", "status"]);
     let refused = status["successions"]["refused"]
         .as_array()

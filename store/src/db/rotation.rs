@@ -67,12 +67,7 @@ impl Store {
                         ..record.clone()
                     };
                     next.sign(key)?;
-                    let kb = key_bytes(&next.key());
-                    let old_seq = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                        Some(v) => Some(self.decode_value(v.value())?.0),
-                        None => None,
-                    };
-                    self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &next)?;
+                    self.replace_record(&mut records, &mut log, &mut meta, &next)?;
                 }
             }
             // The succession (issue 15): the old key names the new one, which countersigns;
@@ -90,12 +85,7 @@ impl Store {
                 signature: None,
             };
             succession.sign(old)?;
-            let kb = key_bytes(&succession.key());
-            let old_seq = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
-                Some(v) => Some(self.decode_value(v.value())?.0),
-                None => None,
-            };
-            self.write_record(&mut records, &mut log, &mut meta, &kb, old_seq, &succession)?;
+            self.replace_record(&mut records, &mut log, &mut meta, &succession)?;
             meta.insert(META_CLOCK, version_bytes(clock).as_slice())
                 .map_err(|e| self.err(e))?;
             meta.insert(META_INSTANCE_KEY, new.public().as_bytes().as_slice())
@@ -114,6 +104,22 @@ impl Store {
         self.rebuild_digests(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(live.len() as u64)
+    }
+
+    /// Writes `record` under its key, in place of what is held there (its log entry moves).
+    fn replace_record(
+        &self,
+        records: &mut redb::Table<&[u8], &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        meta: &mut redb::Table<&str, &[u8]>,
+        record: &Record,
+    ) -> Result<u64> {
+        let kb = key_bytes(&record.key());
+        let old_seq = match records.get(kb.as_slice()).map_err(|e| self.err(e))? {
+            Some(v) => Some(self.decode_value(v.value())?.0),
+            None => None,
+        };
+        self.write_record(records, log, meta, &kb, old_seq, record)
     }
 
     /// The keys this instance replaced (`wb sync keygen --force`), oldest first.
