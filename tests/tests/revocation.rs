@@ -17,7 +17,7 @@ use protocol::hub::{Announcement, HUB_ALPN, HubRequest, HubResponse};
 use protocol::wire::{Message, Role, SYNC_ALPN, code};
 use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
 use store::{ApplyOptions, ListFilter, Store};
-use wb_tests::harness::{InProcess, TestHome, put_user, raw_connect, raw_push, runtime};
+use wb_tests::harness::{InProcess, TestHome, id_set, put_user, raw_connect, raw_push, runtime};
 
 /// How long a test waits for a condition before failing.
 const WAIT: Duration = Duration::from_secs(30);
@@ -61,26 +61,10 @@ fn ids_of(store: &Store, origin: &PublicKey) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
-
 /// A revoked entry for `key` in the registry of `home`.
 fn revoke_in(home: &store::Home, name: &str, key: PublicKey) {
-    store::add_peer(
-        home,
-        store::Peer {
-            name: name.to_string(),
-            public_key: key,
-            addrs: Vec::new(),
-            hub: false,
-            trusted: false,
-            revoked: true,
-            follow_revocations: false,
-            notes: String::new(),
-        },
-    )
-    .expect("add a revoked peer");
+    store::add_peer(home, store::Peer::revoked_key(name.to_string(), key))
+        .expect("add a revoked peer");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,8 +95,8 @@ fn a_node_takes_no_record_of_a_revoked_origin_from_a_relay() {
             .sync_with(to_a, Direction::PushOnly)
             .await
             .expect("B pushes to A");
-        assert_eq!(ids_of(&a.store, &y.public()), set(&["y-1"]));
-        assert_eq!(ids_of(&a.store, &x.public()), set(&[]), "pushed by B");
+        assert_eq!(ids_of(&a.store, &y.public()), id_set(&["y-1"]));
+        assert_eq!(ids_of(&a.store, &x.public()), id_set(&[]), "pushed by B");
 
         // A pulls (a new record of each): the dialling side drops X's too.
         hold(&b.store, &[signed_user(&x, "x-2"), signed_user(&y, "y-2")]);
@@ -125,8 +109,8 @@ fn a_node_takes_no_record_of_a_revoked_origin_from_a_relay() {
             .expect("A pulls from B");
         assert_eq!(report.pulled.new, 1, "{report:?}");
         assert_eq!(report.pulled.rejected, 1, "{report:?}");
-        assert_eq!(ids_of(&a.store, &y.public()), set(&["y-1", "y-2"]));
-        assert_eq!(ids_of(&a.store, &x.public()), set(&[]), "pulled from B");
+        assert_eq!(ids_of(&a.store, &y.public()), id_set(&["y-1", "y-2"]));
+        assert_eq!(ids_of(&a.store, &x.public()), id_set(&[]), "pulled from B");
         let counters = a.store.counters().expect("counters");
         assert_eq!(
             counters.get(store::counter::REJECTED_REVOKED).copied(),
@@ -166,8 +150,8 @@ fn a_bundle_import_skips_revoked_origins_and_refuses_a_revoked_signer() {
     let (_, store) = store::Home::new(a.home())
         .open_read_only()
         .expect("open A's store");
-    assert_eq!(ids_of(&store, &b.public_key()), set(&["b-pub"]));
-    assert_eq!(ids_of(&store, &x.public_key()), set(&[]));
+    assert_eq!(ids_of(&store, &b.public_key()), id_set(&["b-pub"]));
+    assert_eq!(ids_of(&store, &x.public_key()), id_set(&[]));
     drop(store);
 
     let err = a.fail(["sync", "import", s(&from_x)]);
@@ -175,7 +159,7 @@ fn a_bundle_import_skips_revoked_origins_and_refuses_a_revoked_signer() {
     let (_, store) = store::Home::new(a.home())
         .open_read_only()
         .expect("open A's store");
-    assert_eq!(ids_of(&store, &x.public_key()), set(&[]));
+    assert_eq!(ids_of(&store, &x.public_key()), id_set(&[]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,7 +277,7 @@ fn a_closed_hub_stores_only_allowed_origins() {
         // Revoked, an allowed origin is no longer taken either.
         hub.revoke("c");
         raw_push(&b, &hub.hub.id(), hub.addr(), &[signed_user(&c, "c-2")]).await;
-        assert_eq!(ids_of(&hub.store, &c.public()), set(&["c-1"]));
+        assert_eq!(ids_of(&hub.store, &c.public()), id_set(&["c-1"]));
         hub.hub.shutdown().await.expect("shut down");
     });
 }
