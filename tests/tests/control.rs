@@ -381,8 +381,6 @@ fn nix_is_root() -> bool {
 /// path, a command that never runs through a node — gets one clear error line, and nothing runs.
 #[test]
 fn a_request_the_node_cannot_decode_is_refused_and_changes_nothing() {
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixStream;
     let t = TestHome::initialized();
     put_user_named(&t, "u0", "before", "public");
     let node = t.start_node_with("127.0.0.1:0", &["--no-auto-sync"]);
@@ -420,14 +418,7 @@ fn a_request_the_node_cannot_decode_is_refused_and_changes_nothing() {
         ),
     ];
     for (request, expected) in &cases {
-        let mut stream = UnixStream::connect(t.path("node.sock")).expect("connect to the node");
-        stream.write_all(request.as_bytes()).expect("send");
-        stream
-            .shutdown(std::net::Shutdown::Write)
-            .expect("end the request");
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).expect("read the reply");
-        let reply: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+        let reply = ask_raw(&t, request);
         assert_eq!(reply["code"], 1, "{request}: {reply}");
         assert_eq!(reply["stdout"], serde_json::Value::Null, "{reply}");
         let lines = reply["stderr"].as_array().expect("stderr lines");
@@ -441,16 +432,24 @@ fn a_request_the_node_cannot_decode_is_refused_and_changes_nothing() {
     assert!(!t.dir().join("relative.bak").exists());
 
     // The same command, well formed and of this version, runs.
-    let mut stream = UnixStream::connect(t.path("node.sock")).expect("connect to the node");
     let ok = format!(r#"{{"wb":"{version}","command":{put},"json":false,"stdin_tty":false}}"#);
-    stream.write_all(ok.as_bytes()).expect("send");
+    let reply = ask_raw(&t, &ok);
+    assert_eq!(reply["code"], 0, "{reply}");
+    node.stop();
+    assert!(record_ids(&t.all_records()).contains(&"u9"));
+}
+
+/// Sends `request` as it is to the running node's control socket of `t` and returns the JSON
+/// reply.
+fn ask_raw(t: &TestHome, request: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let mut stream = UnixStream::connect(t.path("node.sock")).expect("connect to the node");
+    stream.write_all(request.as_bytes()).expect("send");
     stream
         .shutdown(std::net::Shutdown::Write)
         .expect("end the request");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("read the reply");
-    let reply: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
-    assert_eq!(reply["code"], 0, "{reply}");
-    node.stop();
-    assert!(record_ids(&t.all_records()).contains(&"u9"));
+    serde_json::from_str(&reply).expect("a JSON reply")
 }
