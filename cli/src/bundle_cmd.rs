@@ -438,7 +438,7 @@ pub fn status(home: &Home) -> Result<Output> {
 
 /// The last comparison of state digests with a peer, as JSON (`null`: never compared) and as
 /// the text of its `digests:` line.
-fn digest_state(digests: Option<&DigestStatus>) -> (Value, String) {
+pub(crate) fn digest_state(digests: Option<&DigestStatus>) -> (Value, String) {
     let Some(d) = digests else {
         return (Value::Null, "never compared".into());
     };
@@ -464,6 +464,7 @@ fn digest_state(digests: Option<&DigestStatus>) -> (Value, String) {
         "complete": d.complete,
         "differences_total": d.differences_total,
         "differences": differences,
+        "not_taken_by_hub": d.not_taken,
     });
     let mut text = match d.state {
         DigestState::InSync => format!("in sync (compared {at})"),
@@ -496,7 +497,16 @@ fn digest_state(digests: Option<&DigestStatus>) -> (Value, String) {
     if d.differences_total > 10 {
         text.push_str(&format!(" … {} in all", d.differences_total));
     }
-    (j, text.trim_end_matches(';').to_string())
+    let mut text = text.trim_end_matches(';').to_string();
+    if d.not_taken > 0 {
+        text.push_str(&format!(
+            "; {} origin{} not compared (the hub does not take {})",
+            d.not_taken,
+            if d.not_taken == 1 { "" } else { "s" },
+            if d.not_taken == 1 { "it" } else { "them" },
+        ));
+    }
+    (j, text)
 }
 
 pub fn conflicts(home: &Home) -> Result<Output> {

@@ -285,6 +285,7 @@ fn status(home: &Home) -> Result<Output> {
     directory.retain(|_, e| !e.expired(now));
     let holdings = inst.store().holdings()?;
     let states = inst.store().peer_states()?;
+    let digests = inst.store().digests()?;
     let mut keys: BTreeSet<PublicKey> = peers.iter().map(|p| p.public_key).collect();
     keys.extend(directory.keys().copied());
     keys.extend(holdings.keys().copied());
@@ -303,6 +304,13 @@ fn status(home: &Home) -> Result<Output> {
         let ts = |ms: Option<u64>| ms.map(format_timestamp);
         let name = entry.map(|p| p.name.clone());
         let revoked = entry.is_some_and(|p| p.revoked);
+        let (digests_json, digests_line) = crate::bundle_cmd::digest_state(
+            state
+                .digests
+                .as_ref()
+                .map(|o| store::instance::status::digest_status(&digests, &me, key, o, &peers))
+                .as_ref(),
+        );
         instances.push(json!({
             "name": name,
             "key_id": key.key_id(),
@@ -319,6 +327,7 @@ fn status(home: &Home) -> Result<Output> {
             "last_error": state.last_error,
             "received": state.received,
             "sent": state.sent,
+            "digests": digests_json,
         }));
         lines.push(format!(
             "{:<20} {}  records {:>7} ({} bytes)  announced {}  last sync {}{}",
@@ -330,6 +339,9 @@ fn status(home: &Home) -> Result<Output> {
             ts(state.last_sync_ms).unwrap_or_else(|| "never".into()),
             if revoked { "  REVOKED" } else { "" },
         ));
+        if state.digests.is_some() {
+            lines.push(format!("    digests: {digests_line}"));
+        }
     }
     let hub = json!({
         "endpoint_id": node::identity::endpoint_id(&me)?.to_string(),

@@ -27,7 +27,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// see `Store::recovering_from`); the session then runs under `deadlines`. `name` is the peer
 /// as logs and errors show it. Returns the channel, the peer's epoch, the role its `Hello`
 /// claims, whether it asks for its own records back and whether both sides compare state
-/// digests (a node names [`capability::DIGESTS`]; a hub does not).
+/// digests (we name [`capability::DIGESTS`], or as a hub [`capability::HUB_DIGESTS`]; the
+/// dialer names `DIGESTS`).
 /// `received`: the dialer's stream and `Hello` if they were already read ([`receive_hello`]:
 /// an unknown key's, to see whether it succeeds a known one).
 pub(crate) async fn accept_hello(
@@ -46,15 +47,16 @@ pub(crate) async fn accept_hello(
     if ask_own {
         capabilities.push(capability::OWN_RECORDS);
     }
-    let digests = role == Role::Node;
-    if digests {
-        capabilities.push(capability::DIGESTS);
-    }
+    capabilities.push(if role == Role::Hub {
+        capability::HUB_DIGESTS
+    } else {
+        capability::DIGESTS
+    });
     ch.send(
         &Message::hello_with(store.epoch().0, role, &capabilities).with_time(store::time::now_ms()),
     )
     .await?;
-    Ok((ch, peer.epoch, peer.role, peer.own, digests && peer.digests))
+    Ok((ch, peer.epoch, peer.role, peer.own, peer.digests))
 }
 
 /// Takes the stream the dialer opens on `conn` and expects its `Hello`, within one message's

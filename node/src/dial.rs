@@ -323,13 +323,13 @@ async fn session(
         )
         .await?;
     }
-    if hello.digests {
+    if hello.digests || hello.hub_digests {
         crate::digests::exchange(
             &mut ch,
             store,
-            key.public(),
-            peer.public_key,
+            (key.public(), peer.public_key),
             audience.trusted,
+            hello.hub_digests,
         )
         .await?;
     }

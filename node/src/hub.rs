@@ -330,7 +330,7 @@ impl HubSync {
         received: Option<(Channel, PeerHello)>,
     ) -> Result<(), NodeError> {
         // A hub never lost records of its own; a restored node gets its public ones back here.
-        let (mut ch, peer_epoch, _, return_own, _) = accept_hello(
+        let (mut ch, peer_epoch, _, return_own, digests) = accept_hello(
             conn,
             name,
             &self.store,
@@ -343,8 +343,14 @@ impl HubSync {
         let mut new_origins = NewOrigins::default();
         let mut sent = 0;
         let mut requests = 0;
+        let mut compared = false;
+        let kinds: &[&'static str] = if digests {
+            &["Pull", "Offer", "Digests", "Bye"]
+        } else {
+            &["Pull", "Offer", "Bye"]
+        };
         loop {
-            let message = ch.recv_of(&["Pull", "Offer", "Bye"]).await?;
+            let message = ch.recv_of(kinds).await?;
             if matches!(message, Some(Message::Pull { .. } | Message::Offer)) {
                 requests += 1;
                 if requests > REQUESTS_PER_SESSION_MAX {
@@ -380,6 +386,27 @@ impl HubSync {
                     )
                     .await?;
                     received.add(stats);
+                }
+                Some(message @ Message::Digests { .. }) if !compared => {
+                    compared = true;
+                    let Some(first) = crate::digests::first(message) else {
+                        break;
+                    };
+                    // Compared over the origins the hub's intake takes, as it stands now.
+                    let intake = self.access.intake()?;
+                    let takes = move |o: &[u8; 32]| {
+                        PublicKey::from_bytes(*o).is_ok_and(|k| intake.takes_origin(&k))
+                    };
+                    crate::digests::answer(
+                        &mut ch,
+                        &self.store,
+                        (self.key.public(), remote),
+                        false,
+                        first,
+                        true,
+                        Some(&takes),
+                    )
+                    .await?;
                 }
                 Some(Message::Bye) | None => break,
                 Some(other) => return Err(unexpected(&mut ch, &other).await),

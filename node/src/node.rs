@@ -375,11 +375,11 @@ impl SyncHandler {
                     crate::digests::answer(
                         &mut ch,
                         &self.store,
-                        self.key.public(),
-                        remote,
+                        (self.key.public(), remote),
                         audience.trusted,
                         first,
                         known.is_some(),
+                        None,
                     )
                     .await?;
                 }

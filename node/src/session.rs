@@ -324,6 +324,9 @@ pub struct PeerHello {
     pub own: bool,
     /// It compares state digests at the end of a session ([`capability::DIGESTS`]).
     pub digests: bool,
+    /// A hub that compares state digests over the origins it takes
+    /// ([`capability::HUB_DIGESTS`]).
+    pub hub_digests: bool,
     /// The successions it shows (`protocol::succession::CAPABILITY`), signatures verified: a
     /// key we do not know may be the successor of one we do.
     pub successions: Vec<(protocol::Record, protocol::succession::Succession)>,
@@ -357,6 +360,8 @@ pub async fn expect_hello_at(ch: &mut Channel) -> Result<PeerHello, NodeError> {
                 time_ms: protocol::wire::hello_time(&capabilities),
                 own: capabilities.iter().any(|c| c == capability::OWN_RECORDS),
                 digests: capabilities.iter().any(|c| c == capability::DIGESTS),
+                hub_digests: role == Role::Hub
+                    && capabilities.iter().any(|c| c == capability::HUB_DIGESTS),
                 successions: protocol::succession::from_hello(&capabilities),
             })
         }

@@ -22,7 +22,11 @@
 //!
 //! `Digests` (issue 12): state digests of what each side offers the other and holds of what
 //! the other offers, compared by both (`store::digest`). Sent only when both `Hello`s name
-//! [`capability::DIGESTS`], so older peers never see one.
+//! [`capability::DIGESTS`], so older peers never see one. With a hub (its `Hello` names
+//! [`capability::HUB_DIGESTS`] instead, the instance's `DIGESTS`), the same three messages
+//! follow the instance's pull and push, but a hub stores only the origins its intake takes: in
+//! its `Digests` it lists exactly the origins of the instance's offer it takes (even those it
+//! holds nothing of yet), and both sides compare over those origins only.
 //!
 //! Either side may send `Error` and close instead.
 
@@ -187,6 +191,10 @@ pub mod capability {
     /// Format 2: digests of live records only (`store::digest`); a peer naming another format
     /// is not compared with.
     pub const DIGESTS: &str = "digests/2";
+    /// A hub's "let us compare state digests" (format 2), over the origins its intake takes
+    /// (`store::digest::compare_within`). An instance that names [`DIGESTS`] sends a hub that
+    /// names this one its `Digests` after its pull and push.
+    pub const HUB_DIGESTS: &str = "hub-digests/2";
     /// "Send me my own records too": the sender's store was restored from a backup and gets
     /// back from its peers what it signed after the backup (a receiver otherwise never sends a
     /// peer its own records). Only records whose origin is the sender itself are added.

@@ -206,9 +206,13 @@ pub struct DigestOutcome {
     /// Classes whose digests differ (at most [`DIFFERENCES_KEPT`]).
     pub differences: Vec<DigestDifference>,
     pub differences_total: u64,
-    /// SHA-256 (hex) of our own digests that took part ([`fingerprint`]): when it no longer
-    /// matches, something changed here since.
+    /// SHA-256 (hex) of our own digests that took part ([`fingerprint_within`]): when it no
+    /// longer matches, something changed here since.
     pub fingerprint: String,
+    /// With a hub: the origins (hex) left out of the comparison because the hub does not take
+    /// them (a closed hub's allowlist, a revoked origin). Empty with a node.
+    #[serde(default)]
+    pub not_taken: Vec<String>,
 }
 
 /// Differences kept per peer.
@@ -288,16 +292,35 @@ fn relevant(
     out
 }
 
-/// SHA-256 (hex) of the digests of ours a comparison with `peer` reads.
-pub fn fingerprint(ours: &StoreDigests, me: &PublicKey, peer: &PublicKey, trusted: bool) -> String {
+/// SHA-256 (hex) of the digests of ours a comparison with `peer` reads, the origins of
+/// `left_out` (see [`DigestOutcome::not_taken`]) left out.
+pub fn fingerprint_within(
+    ours: &StoreDigests,
+    me: &PublicKey,
+    peer: &PublicKey,
+    trusted: bool,
+    left_out: &BTreeSet<[u8; 32]>,
+) -> String {
     let mut h = Sha256::new();
     for ((side, origin, class), d) in relevant(ours, me, peer, trusted) {
+        if left_out.contains(&origin) {
+            continue;
+        }
         h.update([side, class as u8]);
         h.update(origin);
         h.update(d.count.to_be_bytes());
         h.update(d.sum);
     }
     hex::encode(h.finalize())
+}
+
+/// The origins (hex) of a kept outcome's [`DigestOutcome::not_taken`], as a set.
+pub fn not_taken_set(outcome: &DigestOutcome) -> BTreeSet<[u8; 32]> {
+    outcome
+        .not_taken
+        .iter()
+        .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+        .collect()
 }
 
 /// Compares our digests with a peer's: (a) what it offers us against what we hold, (b) what
@@ -310,13 +333,46 @@ pub fn compare(
     theirs: &PeerDigests,
     now_ms: u64,
 ) -> DigestOutcome {
+    compare_within(ours, me, peer, trusted, theirs, now_ms, |_| true)
+}
+
+/// With a hub, what it takes as a test on origins, seen from the instance: the origins the
+/// hub listed in its `Digests` (it offers, or it reports what it holds of one we offered, even
+/// nothing). A hub lists exactly the origins of our offer it takes, and offers only origins it
+/// took.
+pub fn taken_by_hub(theirs: &PeerDigests) -> BTreeSet<[u8; 32]> {
+    theirs
+        .offer
+        .iter()
+        .chain(&theirs.held)
+        .map(|e| e.origin)
+        .collect()
+}
+
+/// [`compare`] over the origins `takes` accepts: with a hub, which stores the origins its
+/// intake takes only ([`taken_by_hub`] on the instance, the hub's intake rule on the hub).
+/// The origins left out are kept in [`DigestOutcome::not_taken`].
+pub fn compare_within(
+    ours: &StoreDigests,
+    me: &PublicKey,
+    peer: &PublicKey,
+    trusted: bool,
+    theirs: &PeerDigests,
+    now_ms: u64,
+    takes: impl Fn(&[u8; 32]) -> bool,
+) -> DigestOutcome {
     let mut differences = Vec::new();
     let mut total = 0u64;
+    let mut left_out: BTreeSet<[u8; 32]> = BTreeSet::new();
     let mut note = |origin: &[u8; 32],
                     class: DigestClass,
                     direction: &str,
                     offered: &Digest,
                     held: &Digest| {
+        if !takes(origin) {
+            left_out.insert(*origin);
+            return;
+        }
         if offered == held {
             return;
         }
@@ -392,13 +448,20 @@ pub fn compare(
             .unwrap_or_default();
         note(origin, *class, "outgoing", &offered, &held);
     }
+    // Our own rows a later fingerprint reads, of origins left out, are left out there too.
+    for (_, origin, _) in relevant(ours, me, peer, trusted).keys() {
+        if !takes(origin) {
+            left_out.insert(*origin);
+        }
+    }
     DigestOutcome {
         at_ms: now_ms,
         complete: !theirs.more,
         trusted,
         differences,
         differences_total: total,
-        fingerprint: fingerprint(ours, me, peer, trusted),
+        fingerprint: fingerprint_within(ours, me, peer, trusted, &left_out),
+        not_taken: left_out.iter().map(hex::encode).collect(),
     }
 }
 

@@ -290,6 +290,100 @@ fn between_names_the_class_that_differs() {
     );
 }
 
+/// With a hub (`compare_within`): an origin the hub does not take is left out of the
+/// comparison, kept in `not_taken`, and a later change to it leaves the fingerprint as it was;
+/// a change to a compared origin does not.
+#[test]
+fn an_origin_left_out_of_a_comparison_neither_differs_nor_changes_the_fingerprint() {
+    let (a, hub, c) = (
+        SecretKey::from_bytes(&[1; 32]),
+        SecretKey::from_bytes(&[2; 32]),
+        SecretKey::from_bytes(&[3; 32]),
+    );
+    let (_da, sa) = temp_store(&a);
+    put(&sa, &a, Entity::User, "1", Scope::Public, "");
+    sa.apply_batch(
+        &[incoming(
+            &c,
+            Entity::User,
+            "c1",
+            Scope::Public,
+            NOW,
+            false,
+            "",
+        )],
+        &ApplyOptions::new("c", NOW),
+    )
+    .expect("apply");
+    // The hub holds a's record only, and says so for a, not for c.
+    let (_dh, sh) = temp_store(&hub);
+    let sent = sa
+        .outgoing(
+            &a.public(),
+            Some(&hub.public()),
+            protocol::Audience { trusted: false },
+            0,
+            100,
+            100,
+        )
+        .expect("outgoing");
+    let of_a: Vec<Record> = sent
+        .records
+        .into_iter()
+        .filter(|r| r.origin == a.public())
+        .collect();
+    sh.apply_batch(&of_a, &ApplyOptions::new("a", NOW))
+        .expect("apply");
+    let (ours, theirs) = (sa.digests().expect("a"), sh.digests().expect("hub"));
+    let (a_offer, _) = digest::entries(&ours.offer(&hub.public(), false), usize::MAX);
+    let mut report = theirs.held_report(&hub.public(), &a.public(), &a_offer);
+    report.retain(|(o, _), _| o != c.public().as_bytes());
+    let (held, _) = digest::entries(&report, usize::MAX);
+    let (offer, _) = digest::entries(&theirs.offer(&a.public(), false), usize::MAX);
+    let peer = PeerDigests {
+        trusted: false,
+        offer,
+        held,
+        more: false,
+    };
+    let taken = digest::taken_by_hub(&peer);
+    assert!(taken.contains(a.public().as_bytes()) && !taken.contains(c.public().as_bytes()));
+    let within = |o: &[u8; 32]| taken.contains(o);
+    let outcome =
+        digest::compare_within(&ours, &a.public(), &hub.public(), false, &peer, NOW, within);
+    assert_eq!(outcome.differences_total, 0, "{:?}", outcome.differences);
+    assert_eq!(outcome.not_taken, vec![hex::encode(c.public().as_bytes())]);
+    // Compared over every origin, c differs.
+    let all = digest::compare(&ours, &a.public(), &hub.public(), false, &peer, NOW);
+    assert_eq!(all.differences_total, 2, "{:?}", all.differences);
+
+    let fingerprint = |s: &Store| {
+        digest::fingerprint_within(
+            &s.digests().expect("digests"),
+            &a.public(),
+            &hub.public(),
+            false,
+            &digest::not_taken_set(&outcome),
+        )
+    };
+    sa.apply_batch(
+        &[incoming(
+            &c,
+            Entity::User,
+            "c2",
+            Scope::Public,
+            NOW,
+            false,
+            "",
+        )],
+        &ApplyOptions::new("c", NOW),
+    )
+    .expect("apply");
+    assert_eq!(fingerprint(&sa), outcome.fingerprint, "c is not compared");
+    put(&sa, &a, Entity::User, "2", Scope::Public, "");
+    assert_ne!(fingerprint(&sa), outcome.fingerprint, "a is");
+}
+
 /// One step of the property test.
 #[derive(Clone, Debug)]
 enum Op {

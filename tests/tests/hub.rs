@@ -215,6 +215,100 @@ fn the_hub_stores_and_forwards_public_records_only() {
     );
 }
 
+/// The `digests` object of `t`'s `wb sync status --json` for peer `name`.
+fn digests_of(t: &TestHome, name: &str) -> Value {
+    let status = t.json(["sync", "status"]);
+    status["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no peer {name} in {status}"))["digests"]
+        .clone()
+}
+
+/// State digests with a closed hub (issue 12, item 3): an instance and the hub compare over
+/// the origins the hub takes. A relays the public records of C, which is not on the hub's
+/// allowlist: A and the hub are in sync all the same, and both say one origin was not
+/// compared. B, which pushed without pulling, sees which origin it lacks, until it pulls.
+#[test]
+fn an_instance_and_a_closed_hub_compare_digests_over_the_origins_the_hub_takes() {
+    let (hub, a, b, c) = (
+        TestHome::new(),
+        TestHome::initialized(),
+        TestHome::initialized(),
+        TestHome::initialized(),
+    );
+    allow(&hub, "a", &a);
+    allow(&hub, "b", &b);
+    // A holds C's public record, got directly from C.
+    wb_tests::harness::link(&a, "a", &c, "c", false);
+    put_user(&c, "c-1", "public");
+    let node_c = c.start_node();
+    a.set_peer_addr("c", node_c.addr());
+    a.sync_now("c", &["--pull-only"]);
+    drop(node_c);
+    put_user(&a, "a-1", "public");
+    put_user(&a, "a-2", "public");
+    put_user(&a, "a-private", "private");
+    put_user(&b, "b-1", "public");
+    let HubProcess { process: node, .. } = hub.start_hub(&[]);
+    a.add_hub("hub", &hub, &node);
+    b.add_hub("hub", &hub, &node);
+
+    let pushed = a.sync_now("hub", &[]);
+    assert_eq!(count(&pushed, "sent"), 3, "a-1, a-2 and C's c-1: {pushed}");
+    let d = digests_of(&a, "hub");
+    assert_eq!(d["state"], "in_sync", "{d}");
+    assert_eq!(d["not_taken_by_hub"], 1, "C's origin: {d}");
+    let text = a.ok(["sync", "status"]);
+    assert!(
+        text.contains("1 origin not compared (the hub does not take it)"),
+        "{text}"
+    );
+    let seen = hub_instance(&hub, &a.public_key()).expect("a on the hub");
+    assert_eq!(seen["digests"]["state"], "in_sync", "{seen}");
+    assert_eq!(seen["digests"]["not_taken_by_hub"], 1, "{seen}");
+    assert!(
+        hub.ok(["hub", "status"]).contains("digests: in sync"),
+        "the hub's text status"
+    );
+
+    // B pushes without pulling: the hub offers A's two records, B holds none.
+    b.sync_now("hub", &["--push-only"]);
+    let d = digests_of(&b, "hub");
+    assert_eq!(d["state"], "differs", "{d}");
+    let diffs = d["differences"].as_array().expect("differences");
+    assert!(
+        diffs
+            .iter()
+            .all(|x| x["origin"] == a.public_key().key_id().as_str()),
+        "only A's origin differs: {d}"
+    );
+    assert!(
+        diffs
+            .iter()
+            .any(|x| x["direction"] == "incoming" && x["offered"] == 2 && x["held"] == 0),
+        "{d}"
+    );
+    assert_eq!(d["not_taken_by_hub"], 0, "{d}");
+    let seen = hub_instance(&hub, &b.public_key()).expect("b on the hub");
+    assert_eq!(seen["digests"]["state"], "differs", "{seen}");
+
+    // Full syncs: each holds what the hub offers, and A gets B's record through the hub.
+    b.sync_now("hub", &[]);
+    assert_eq!(digests_of(&b, "hub")["state"], "in_sync");
+    a.sync_now("hub", &[]);
+    let d = digests_of(&a, "hub");
+    assert_eq!(d["state"], "in_sync", "{d}");
+    assert_eq!(
+        live_ids(&a, &b.public_key()),
+        BTreeSet::from(["b-1".to_string()])
+    );
+    let (status, _) = node.stop();
+    assert!(status.success());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Discovery
 // ---------------------------------------------------------------------------------------------

@@ -63,6 +63,16 @@ impl Intake {
         Ok(())
     }
 
+    /// Whether the hub takes records of `origin` at all: not revoked and, on a closed hub,
+    /// allowed (an allowed instance's former keys aside: see [`Self::allow_former_keys`]).
+    pub(crate) fn takes_origin(&self, origin: &PublicKey) -> bool {
+        !self.revoked.contains(origin)
+            && self
+                .allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(origin))
+    }
+
     /// Why the hub does not take `record` (checks that need no store), if it does not: public
     /// records (and public withdrawals) only, signed, of an origin neither revoked nor, on a
     /// closed hub, missing from the allowlist.
@@ -71,11 +81,7 @@ impl Intake {
             Some("not public and signed")
         } else if self.revoked.contains(&record.origin) {
             Some("of a revoked origin")
-        } else if self
-            .allowed
-            .as_ref()
-            .is_some_and(|allowed| !allowed.contains(&record.origin))
-        {
+        } else if !self.takes_origin(&record.origin) {
             Some("of an origin not on the hub's allowlist")
         } else {
             None

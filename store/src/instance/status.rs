@@ -58,6 +58,8 @@ pub struct DigestStatus {
     pub complete: bool,
     pub differences_total: u64,
     pub differences: Vec<DigestDifferenceView>,
+    /// With a hub: origins left out because the hub does not take them.
+    pub not_taken: u64,
 }
 
 /// The verdict of a digest comparison.
@@ -160,7 +162,7 @@ impl Instance {
             let digest_status = state
                 .digests
                 .as_ref()
-                .map(|o| digest_status(&digests, &local, p, o, &peers));
+                .map(|o| digest_status(&digests, &local, &p.public_key, o, &peers));
             peer_status.push(PeerStatus {
                 peer: p.clone(),
                 state,
@@ -191,15 +193,22 @@ impl Instance {
     }
 }
 
-fn digest_status(
+/// The verdict of a kept comparison with `peer`, against our digests now (`peers`: the
+/// registry, to name origins).
+pub fn digest_status(
     ours: &StoreDigests,
     local: &PublicKey,
-    peer: &Peer,
+    peer: &PublicKey,
     outcome: &DigestOutcome,
     peers: &[Peer],
 ) -> DigestStatus {
-    let changed_here = crate::digest::fingerprint(ours, local, &peer.public_key, outcome.trusted)
-        != outcome.fingerprint;
+    let changed_here = crate::digest::fingerprint_within(
+        ours,
+        local,
+        peer,
+        outcome.trusted,
+        &crate::digest::not_taken_set(outcome),
+    ) != outcome.fingerprint;
     let state = if outcome.differences_total > 0 {
         DigestState::Differs
     } else if !outcome.complete {
@@ -240,5 +249,6 @@ fn digest_status(
         complete: outcome.complete,
         differences_total: outcome.differences_total,
         differences,
+        not_taken: outcome.not_taken.len() as u64,
     }
 }
