@@ -65,6 +65,8 @@ struct FanOut {
     /// From the first sync started to the last instance holding everything.
     time: Duration,
     rounds: usize,
+    /// Instances whose last state-digest comparison with the hub found no difference.
+    in_sync: usize,
     /// Every `sync now --hub` run, all rounds.
     syncs: Vec<Measured>,
     hub_peak_rss_bytes: u64,
@@ -180,10 +182,21 @@ fn fan_out(
             }
         }
         let time = started.elapsed();
+        // The oracle: each instance's last state-digest comparison with the hub, made at the
+        // end of its last sync (the hub changes no more after the first round's pushes).
+        let mut in_sync = 0;
+        for home in &homes {
+            let (_, store) = home.open_read_only()?;
+            let outcome = store.peer_state(&hub_key)?.digests;
+            if outcome.is_some_and(|o| o.differences_total == 0 && o.complete) {
+                in_sync += 1;
+            }
+        }
         let hub_peak_rss_bytes = peak_rss(hub.id())?;
         let hub_cpu = cpu_time(hub.id())?;
         progress(&format!(
-            "{n} instances: all hold {want} records after {:.2} s ({rounds} rounds); baseline…",
+            "{n} instances: all hold {want} records after {:.2} s ({rounds} rounds), \
+             {in_sync} in sync with the hub by their state digests; baseline…",
             time.as_secs_f64()
         ));
         let baseline = baseline(&dir.join("baseline"), all)?;
@@ -193,6 +206,7 @@ fn fan_out(
             records,
             time,
             rounds,
+            in_sync,
             syncs,
             hub_peak_rss_bytes,
             hub_cpu,
@@ -376,6 +390,7 @@ fn figures(f: &FanOut) -> Value {
         "records_total": total,
         "time_s": round(secs, 3),
         "rounds": f.rounds,
+        "digests_in_sync": f.in_sync,
         "records_delivered_per_s": round(total as f64 * (f.instances as f64 - 1.0) / secs.max(1e-9), 3),
         "syncs": f.syncs.len(),
         "sync_wall_s_median": round(walls.get(walls.len() / 2).copied().unwrap_or(0.0), 3),
@@ -399,17 +414,18 @@ fn table(doc: &Value) -> String {
         doc["records_per_instance"], doc["cores"]
     );
     out.push_str(
-        "instances  at once   total   time s  s/inst  rounds  sync median/max s  sync peak MB  hub peak MB  MB/inst  hub CPU s  baseline s  ratio\n",
+        "instances  at once   total   time s  s/inst  rounds  in sync  sync median/max s  sync peak MB  hub peak MB  MB/inst  hub CPU s  baseline s  ratio\n",
     );
     for r in doc["runs"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "{:>9}  {:>7}  {:>6}  {:>7.2}  {:>6.3}  {:>6}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>7.2}  {:>9.2}  {:>10.2}  {:>5.2}\n",
+            "{:>9}  {:>7}  {:>6}  {:>7.2}  {:>6.3}  {:>6}  {:>7}  {:>8.2} / {:<7.2}  {:>12.1}  {:>11.1}  {:>7.2}  {:>9.2}  {:>10.2}  {:>5.2}\n",
             r["instances"].as_u64().unwrap_or(0),
             r["concurrency"].as_u64().unwrap_or(0),
             r["records_total"].as_u64().unwrap_or(0),
             r["time_s"].as_f64().unwrap_or(0.0),
             r["time_per_instance_s"].as_f64().unwrap_or(0.0),
             r["rounds"].as_u64().unwrap_or(0),
+            r["digests_in_sync"].as_u64().unwrap_or(0),
             r["sync_wall_s_median"].as_f64().unwrap_or(0.0),
             r["sync_wall_s_max"].as_f64().unwrap_or(0.0),
             r["sync_peak_rss_mb_max"].as_f64().unwrap_or(0.0),
@@ -421,7 +437,8 @@ fn table(doc: &Value) -> String {
         ));
     }
     out.push_str(
-        "(at once: syncs run at the same time; time: from the first sync to every instance holding every record, s/inst: that per \
+        "(at once: syncs run at the same time; in sync: instances whose state digests equal \
+         the hub's after their last sync; time: from the first sync to every instance holding every record, s/inst: that per \
          instance; hub CPU: the hub process's user + system time until then; MB/inst: hub peak \
          / instances; baseline: verifying and applying all records into one store in-process; \
          ratio: time / (instances × baseline))\n",
