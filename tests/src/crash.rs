@@ -1071,6 +1071,22 @@ fn hub(o: &mut Outcome, rng: &mut Rng) -> Result<(), String> {
     for t in [&a, &c, &a] {
         must(t, &sync_hub)?;
     }
+    // The state digests A and C compared with the hub at the end of their last sync.
+    for (what, t) in [("A", &a), ("C", &c)] {
+        let status: Value = serde_json::from_str(&must(t, &["--json", "sync", "status"])?.stdout)
+            .map_err(|e| format!("wb sync status printed no JSON ({e})"))?;
+        let digests = status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "hub")
+            .map(|p| p["digests"].clone())
+            .unwrap_or_default();
+        if digests["state"] != "in_sync" {
+            o.errors
+                .push(format!("{what} is not in sync with the hub: {digests}"));
+        }
+    }
     hub_node.stop();
     let (sa, sc, sh) = (inspect(&a)?, inspect(&c)?, inspect(&hub_home)?);
     for (what, s) in [("A", &sa), ("C", &sc), ("the hub", &sh)] {
