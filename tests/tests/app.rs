@@ -701,6 +701,101 @@ fn a_dry_run_adoption_reports_and_changes_nothing() {
     assert_eq!(again["already_imported"], true, "{again}");
 }
 
+/// Every file of a bundle directory but its manifest, signature and key files, by path.
+fn record_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            let rel = path
+                .strip_prefix(dir)
+                .expect("inside")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if path.is_dir() {
+                if rel != "public_keys" {
+                    stack.push(path);
+                }
+            } else if rel.ends_with(".sync.txt") && rel != "manifest.sync.txt" {
+                out.push((rel, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out
+}
+
+/// Signs the files of `dir` again with `t`'s key (the app's key: one home), as the app would
+/// after writing them.
+fn sign_again(t: &TestHome, dir: &Path) {
+    let files = record_files(dir);
+    let manifest = protocol::bundle::Manifest::from_files(
+        files.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+    )
+    .expect("manifest")
+    .to_text();
+    std::fs::write(dir.join("manifest.sync.txt"), &manifest).expect("write manifest");
+    let sig = protocol::bundle::BundleSignature::sign(
+        manifest.as_bytes(),
+        &t.secret_key(),
+        store::time::now_ms(),
+    );
+    std::fs::write(dir.join("bundle.sig"), sig.to_text()).expect("write bundle.sig");
+}
+
+/// A snapshot is read a file at a time, twice (issue 12: adoption holds no snapshot in
+/// memory), so what the first reading checked must be what the second adopts: a row the
+/// snapshot holds twice is refused naming both files, and a file changed after the check is
+/// refused; either way nothing changes.
+#[test]
+fn a_repeated_row_or_a_file_changed_after_the_check_is_refused_and_changes_nothing() {
+    let t = TestHome::initialized();
+    let app = App::seeded(&t, "local-instance");
+    let dir = app.export();
+    let before = t.all_records();
+
+    // The same user in a second file, signed as the app signs.
+    let (path, bytes) = record_files(&dir)
+        .into_iter()
+        .find(|(p, _)| p.starts_with("users/"))
+        .expect("a user file");
+    let copy = path.replace(".sync.txt", "-again.sync.txt");
+    std::fs::write(dir.join(&copy), &bytes).expect("copy");
+    sign_again(&t, &dir);
+    let err = t.fail(["app", "import", &dir.display().to_string()]);
+    assert!(err.contains("appears twice in the snapshot"), "{err}");
+    assert!(
+        err.contains(&path) && err.contains(&copy),
+        "names both files: {err}"
+    );
+    assert_eq!(t.all_records(), before);
+
+    // A file changed between the check and the adoption (the library's two steps).
+    std::fs::remove_file(dir.join(&copy)).expect("remove the copy");
+    sign_again(&t, &dir);
+    let bundle = store::bundles::verify_dir(&dir, None).expect("the snapshot verifies");
+    let mut changed = bytes.clone();
+    changed.extend_from_slice(b"\n");
+    std::fs::write(dir.join(&path), &changed).expect("change the file");
+    let (key, store) = store::Home::new(t.home()).open().expect("open");
+    let opts = store::app::AdoptOptions {
+        allow_contact: false,
+        now_ms: store::time::now_ms(),
+        dry_run: false,
+    };
+    let err = store::app::adopt(&store, &key, bundle, "snapshot", &opts)
+        .expect_err("a changed file is refused")
+        .to_string();
+    assert!(err.contains(&path) && err.contains("changed"), "{err}");
+    drop(store);
+    assert_eq!(t.all_records(), before);
+
+    // Unchanged again, it is adopted.
+    std::fs::write(dir.join(&path), &bytes).expect("restore the file");
+    let done = t.json(["app", "import", &dir.display().to_string()]);
+    assert_eq!(done["created"], 4, "{done}");
+}
+
 #[test]
 fn the_apps_quirks_are_accepted() {
     let t = TestHome::initialized();

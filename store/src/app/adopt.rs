@@ -7,16 +7,22 @@
 //! `<origin>/<id>`. Rows the inbox handed the app (negative ids) are not ours and are skipped. A
 //! record adopted earlier and missing from this snapshot is deleted (a signed withdrawal reaches
 //! peers); records made with `wb record put` are never touched. One transaction: all or nothing.
+//!
+//! The snapshot is read a file at a time, twice (verified, then adopted with each file checked
+//! against its manifest hash again), and never held: what grows with its size is 20 bytes per
+//! row (a 128-bit hash of its key, the file it came from), and the keys of the records it
+//! deletes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use protocol::{Entity, Record, RecordKey, Scope, SecretKey};
 use serde::{Deserialize, Serialize};
 
 use super::{Adopted, AppError, MapTables, STATE_SNAPSHOT, SnapshotState, app_int, bump_entity};
+use crate::LocalBatch;
 use crate::bundles::{self, VerifiedBundle};
-use crate::db::{Draft, ListFilter, LocalChange, Store};
+use crate::db::{Draft, LocalChange, Store};
 
 /// How to adopt.
 #[derive(Clone, Debug)]
@@ -108,17 +114,18 @@ pub fn adopt(
         dry_run: opts.dry_run,
         ..AdoptReport::default()
     };
-    // Records taken from app bundles before adoption existed: app rows, unsigned.
-    let unsigned: Vec<RecordKey> = store
-        .list(&ListFilter {
-            origin: Some(own),
-            include_deleted: true,
-            ..ListFilter::default()
-        })?
-        .into_iter()
-        .filter(|r| r.signature.is_none())
-        .map(|r| r.key())
-        .collect();
+    // Records taken from app bundles before adoption existed: app rows, unsigned (few: only
+    // their keys are kept).
+    let mut unsigned: Vec<RecordKey> = Vec::new();
+    store.scan::<AppError>(
+        |_| true,
+        |r| {
+            if r.origin == own && r.signature.is_none() {
+                unsigned.push(r.key());
+            }
+            Ok(())
+        },
+    )?;
 
     store.local_batch(key, |batch| -> Result<AdoptReport, AppError> {
         // `Contact-*` values reach the rows only with --allow-contact (see `app_row`).
@@ -135,61 +142,69 @@ pub fn adopt(
         )? {
             return Ok(done);
         }
-        let rows = app_rows(&bundle, &maps, opts, &mut report)?;
         let mut adopted = Adopted::open(batch.store(), tx)?;
-        let managed = adopted.keys()?;
-        let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
-        for row in rows.into_values() {
-            let record_key = RecordKey {
-                origin: own,
-                entity: row.entity.clone(),
-                id: row.id.clone(),
-            };
-            seen.insert(record_key.clone());
-            let is_managed = managed.contains(&record_key);
-            let current = batch.get(&row.entity, &row.id)?;
-            if let Some(c) = &current
-                && c.signature.is_some()
-                && !is_managed
-            {
-                report.kept_local += 1;
-                continue;
-            }
-            let unsigned_before = current.as_ref().is_some_and(|c| c.signature.is_none());
-            let change = batch.update(row.entity.clone(), &row.id, opts.now_ms, |cur| {
-                // Adopted records keep a scope the operator narrowed in wb.
-                let scope = match cur {
-                    Some(c) if !c.deleted => c.scope.min(row.scope),
-                    _ => row.scope,
-                };
-                Ok::<_, AppError>(Draft {
-                    scope,
-                    deleted: false,
-                    fields: row.fields,
-                    body: row.body,
-                })
-            });
-            let change = change.map_err(|e| match e {
-                AppError::Store(source) => AppError::Bundle(bundles::BundleError::BadRecord {
-                    path: row.path.clone(),
-                    reason: source.to_string(),
-                }),
-                other => other,
-            })?;
-            match change {
-                LocalChange::Created(_) => report.created += 1,
-                LocalChange::Updated { .. } => {
-                    report.updated += 1;
-                    report.signed_now += u64::from(unsigned_before);
+        // Each row's key (hashed) and the file it came from: repeats are refused.
+        let mut seen: HashMap<[u8; 16], u32> = HashMap::new();
+        let mut failed: Option<AppError> = None;
+        let mut file: u32 = 0;
+        let read = bundle.for_each_file(&mut |path, records| {
+            let done = (|| -> Result<(), AppError> {
+                for r in &records {
+                    if r.signature.is_some() {
+                        return Err(AppError::NotAppWritten {
+                            path: path.to_string(),
+                        });
+                    }
+                    let Some(row) = app_row(path, r, &maps, opts, &mut report)? else {
+                        continue;
+                    };
+                    let record_key = RecordKey {
+                        origin: own,
+                        entity: row.entity.clone(),
+                        id: row.id.clone(),
+                    };
+                    if let Some(first) = seen.insert(key_hash(&record_key), file) {
+                        return Err(AppError::Duplicate {
+                            path: path.to_string(),
+                            first: bundle
+                                .listed_path(u64::from(first))?
+                                .unwrap_or_else(|| format!("file #{first}")),
+                            entity: row.entity.to_string(),
+                            id: row.id,
+                        });
+                    }
+                    bump_entity(&mut report.records, &row.entity);
+                    adopt_row(batch, &mut adopted, &record_key, row, opts, &mut report)?;
                 }
-                LocalChange::Unchanged(_) => report.unchanged += 1,
-            }
-            adopted.insert(&record_key)?;
+                Ok(())
+            })();
+            file = file.saturating_add(1);
+            done.map_err(|e| {
+                failed = Some(e);
+                // Stands for the error kept in `failed`, returned below.
+                bundles::BundleError::BadRecord {
+                    path: path.to_string(),
+                    reason: "adoption stopped".into(),
+                }
+            })
+        });
+        if let Err(e) = read {
+            return Err(failed.take().unwrap_or(AppError::Bundle(e)));
         }
         // Rows adopted before (or taken unsigned from an app bundle) that the app no longer
         // exports: deleted, so peers withdraw them.
-        let candidates: BTreeSet<RecordKey> = managed.into_iter().chain(unsigned).collect();
-        for gone in candidates.difference(&seen) {
+        let mut gone: Vec<RecordKey> = adopted
+            .keys_where(|k| !seen.contains_key(&key_hash(k)))?
+            .into_iter()
+            .chain(
+                unsigned
+                    .into_iter()
+                    .filter(|k| !seen.contains_key(&key_hash(k))),
+            )
+            .collect();
+        gone.sort();
+        gone.dedup();
+        for gone in &gone {
             if batch.get(&gone.entity, &gone.id)?.is_none() {
                 continue;
             }
@@ -227,6 +242,67 @@ pub fn adopt(
         }
         Ok(report.clone())
     })
+}
+
+/// 128 bits of SHA-256 of a record key: what adoption remembers of each row.
+fn key_hash(key: &RecordKey) -> [u8; 16] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(crate::db::key_bytes(key));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// Writes one row as the instance's own record, unless a record made with `wb record put`
+/// holds its key.
+fn adopt_row(
+    batch: &mut LocalBatch<'_>,
+    adopted: &mut Adopted<'_>,
+    record_key: &RecordKey,
+    row: Row,
+    opts: &AdoptOptions,
+    report: &mut AdoptReport,
+) -> Result<(), AppError> {
+    let is_managed = adopted.contains(record_key)?;
+    let current = batch.get(&row.entity, &row.id)?;
+    if let Some(c) = &current
+        && c.signature.is_some()
+        && !is_managed
+    {
+        report.kept_local += 1;
+        return Ok(());
+    }
+    let unsigned_before = current.as_ref().is_some_and(|c| c.signature.is_none());
+    let change = batch.update(row.entity.clone(), &row.id, opts.now_ms, |cur| {
+        // Adopted records keep a scope the operator narrowed in wb.
+        let scope = match cur {
+            Some(c) if !c.deleted => c.scope.min(row.scope),
+            _ => row.scope,
+        };
+        Ok::<_, AppError>(Draft {
+            scope,
+            deleted: false,
+            fields: row.fields,
+            body: row.body,
+        })
+    });
+    let change = change.map_err(|e| match e {
+        AppError::Store(source) => AppError::Bundle(bundles::BundleError::BadRecord {
+            path: row.path.clone(),
+            reason: source.to_string(),
+        }),
+        other => other,
+    })?;
+    match change {
+        LocalChange::Created(_) => report.created += 1,
+        LocalChange::Updated { .. } => {
+            report.updated += 1;
+            report.signed_now += u64::from(unsigned_before);
+        }
+        LocalChange::Unchanged(_) => report.unchanged += 1,
+    }
+    adopted.insert(record_key)?;
+    Ok(())
 }
 
 /// The checks that need no write: the signer, whether the snapshot is an inbox wb wrote, or the
@@ -281,37 +357,6 @@ fn verdict(
         });
     }
     Ok(None)
-}
-
-/// The rows of the app's own in a snapshot, by key, ready to write: ids and references the
-/// inbox handed out mapped back to `<origin>/<id>`, `Contact-*` dropped unless allowed.
-fn app_rows(
-    bundle: &VerifiedBundle,
-    maps: &MapTables<'_>,
-    opts: &AdoptOptions,
-    report: &mut AdoptReport,
-) -> Result<BTreeMap<(String, String), Row>, AppError> {
-    let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
-    for (path, r) in &bundle.records {
-        if r.signature.is_some() {
-            return Err(AppError::NotAppWritten { path: path.clone() });
-        }
-        let Some(row) = app_row(path, r, maps, opts, report)? else {
-            continue;
-        };
-        let key = (row.entity.to_string(), row.id.clone());
-        if let Some(first) = rows.get(&key) {
-            return Err(AppError::Duplicate {
-                path: path.clone(),
-                first: first.path.clone(),
-                entity: row.entity.to_string(),
-                id: row.id,
-            });
-        }
-        bump_entity(&mut report.records, &row.entity);
-        rows.insert(key, row);
-    }
-    Ok(rows)
 }
 
 /// What a negative (inbox-handed) id in a reference stands for.

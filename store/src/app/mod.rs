@@ -22,7 +22,7 @@
 pub mod adopt;
 pub mod inbox;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use protocol::{Entity, PublicKey, RecordKey};
 use redb::{ReadableTable, TableError};
@@ -456,13 +456,29 @@ impl<'a> Adopted<'a> {
         })
     }
 
-    pub(crate) fn keys(&self) -> Result<BTreeSet<RecordKey>, StoreError> {
-        let mut out = BTreeSet::new();
+    /// The managed keys `keep` accepts (one pass over the table; only those are collected).
+    pub(crate) fn keys_where(
+        &self,
+        mut keep: impl FnMut(&RecordKey) -> bool,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut out = Vec::new();
         for item in self.table.iter().map_err(|e| self.store.err(e))? {
             let (k, _) = item.map_err(|e| self.store.err(e))?;
-            out.insert(key_from_bytes(self.store, k.value())?);
+            let key = key_from_bytes(self.store, k.value())?;
+            if keep(&key) {
+                out.push(key);
+            }
         }
         Ok(out)
+    }
+
+    /// Whether adoption manages `key`.
+    pub(crate) fn contains(&self, key: &RecordKey) -> Result<bool, StoreError> {
+        Ok(self
+            .table
+            .get(key_bytes(key).as_slice())
+            .map_err(|e| self.store.err(e))?
+            .is_some())
     }
 
     pub(crate) fn insert(&mut self, key: &RecordKey) -> Result<(), StoreError> {

@@ -50,43 +50,71 @@ impl ExpectedSigner {
     }
 }
 
-/// A bundle that passed every check, its records held: what adopting the app's snapshot takes
-/// (see [`verify_dir`]). A bundle to import is verified by [`verify`] instead, which holds none.
+/// A bundle that passed every check, its records not held: what adopting the app's snapshot
+/// takes (see [`verify_dir`]), which reads them again, a file at a time
+/// ([`VerifiedBundle::for_each_file`]). A bundle to import is verified by [`verify`] instead.
 #[derive(Debug)]
 pub struct VerifiedBundle {
     pub signer: PublicKey,
     pub signed_at: String,
     pub manifest_digest: String,
     pub files: u64,
-    /// Each record with the bundle-relative file it came from.
-    pub records: Vec<(String, Record)>,
     /// Records per entity.
     pub entities: BTreeMap<String, u64>,
+    signed: Signed,
+}
+
+impl VerifiedBundle {
+    /// Reads the bundle's files again, in the manifest's order, one at a time: each must still
+    /// hash to its manifest line, and the manifest to what `bundle.sig` signed
+    /// ([`BundleError::ChangedDuringImport`] otherwise), so these are the very records
+    /// [`verify_dir`] checked. `each` gets a file's path and records (its comments included).
+    /// Returns how many files were read.
+    pub fn for_each_file(
+        &self,
+        each: &mut dyn FnMut(&str, Vec<Record>) -> Result<()>,
+    ) -> Result<u64> {
+        for_each_file(&self.signed, Pass::Apply, each)
+    }
+
+    /// The path of the manifest's `n`-th file (from 0), for a message naming an earlier file.
+    pub fn listed_path(&self, n: u64) -> Result<Option<String>> {
+        let mut seen = 0u64;
+        let mut found = None;
+        files::stream_manifest(&self.signed.root, None, &mut |_, _, path| {
+            if seen == n {
+                found = Some(path.to_string());
+            }
+            seen += 1;
+            Ok(())
+        })?;
+        Ok(found)
+    }
 }
 
 /// Reads and verifies a bundle directory like [`verify`] (the signature over the manifest and
 /// the expected signer, every listed file's checksum, no path leaving the directory, no unlisted
-/// record file, each file's format and schema version) and keeps its records, whose signatures
-/// are not checked here. For the app's snapshots, which are adopted, not imported. Touches no
-/// store.
+/// record file, each file's format and schema version), one file at a time, holding none of its
+/// records, whose signatures are not checked here. For the app's snapshots, which are adopted,
+/// not imported. Touches no store.
 pub fn verify_dir(dir: &Path, expect_key: Option<&ExpectedSigner>) -> Result<VerifiedBundle> {
-    let signed = verify_signed(dir, expect_key)?;
-    let mut records = Vec::new();
+    let mut signed = verify_signed(dir, expect_key)?;
     let mut entities: BTreeMap<String, u64> = BTreeMap::new();
-    let files = for_each_file(&signed, Pass::Verify, &mut |path, parsed| {
+    let files = for_each_file(&signed, Pass::Verify, &mut |_, parsed| {
         for r in parsed {
             *entities.entry(r.entity.to_string()).or_default() += 1;
-            records.push((path.to_string(), r));
         }
         Ok(())
     })?;
+    // Only the first pass looks for unlisted files.
+    signed.listed = protocol::bundle::ListedPaths::default();
     Ok(VerifiedBundle {
         signer: signed.signature.public_key,
         signed_at: signed.signature.signed_at.clone(),
         manifest_digest: hex::encode(signed.signature.manifest_digest),
         files,
-        records,
         entities,
+        signed,
     })
 }
 
@@ -185,6 +213,7 @@ pub fn verify(
 }
 
 /// A bundle directory whose manifest verified (see [`verify_signed`]).
+#[derive(Debug)]
 pub(super) struct Signed {
     pub(super) root: PathBuf,
     pub(super) signature: protocol::bundle::BundleSignature,
