@@ -72,6 +72,29 @@ fn incoming(
     r
 }
 
+/// Applies `origin`'s public user `id`, received from it.
+fn public_user_from(store: &Store, origin: &SecretKey, id: &str) {
+    let r = incoming(origin, Entity::User, id, Scope::Public, NOW, false, "");
+    store
+        .apply_batch(&[r], &ApplyOptions::new("c", NOW))
+        .expect("apply");
+}
+
+/// What `from`'s store sends `to` (as trusted or not) from the start of its log.
+fn sent(store: &Store, from: &SecretKey, to: &SecretKey, trusted: bool) -> Vec<Record> {
+    store
+        .outgoing(
+            &from.public(),
+            Some(&to.public()),
+            protocol::Audience { trusted },
+            0,
+            100,
+            100,
+        )
+        .expect("outgoing")
+        .records
+}
+
 fn assert_matches_scan(store: &Store) {
     assert_eq!(
         store.digests().expect("digests"),
@@ -250,17 +273,7 @@ fn between_names_the_class_that_differs() {
     let (_db, sb) = temp_store(&b);
     put(&sa, &a, Entity::User, "1", Scope::Public, "");
     put(&sa, &a, Entity::User, "2", Scope::Trusted, "");
-    let sent = sa
-        .outgoing(
-            &a.public(),
-            Some(&b.public()),
-            protocol::Audience { trusted: true },
-            0,
-            100,
-            100,
-        )
-        .expect("outgoing");
-    sb.apply_batch(&sent.records, &ApplyOptions::new("a", NOW))
+    sb.apply_batch(&sent(&sa, &a, &b, true), &ApplyOptions::new("a", NOW))
         .expect("apply");
     let (da, db) = (sa.digests().expect("a"), sb.digests().expect("b"));
     let outcome = digest::between(&da, &a.public(), true, &db, &b.public(), true);
@@ -302,33 +315,10 @@ fn an_origin_left_out_of_a_comparison_neither_differs_nor_changes_the_fingerprin
     );
     let (_da, sa) = temp_store(&a);
     put(&sa, &a, Entity::User, "1", Scope::Public, "");
-    sa.apply_batch(
-        &[incoming(
-            &c,
-            Entity::User,
-            "c1",
-            Scope::Public,
-            NOW,
-            false,
-            "",
-        )],
-        &ApplyOptions::new("c", NOW),
-    )
-    .expect("apply");
+    public_user_from(&sa, &c, "c1");
     // The hub holds a's record only, and says so for a, not for c.
     let (_dh, sh) = temp_store(&hub);
-    let sent = sa
-        .outgoing(
-            &a.public(),
-            Some(&hub.public()),
-            protocol::Audience { trusted: false },
-            0,
-            100,
-            100,
-        )
-        .expect("outgoing");
-    let of_a: Vec<Record> = sent
-        .records
+    let of_a: Vec<Record> = sent(&sa, &a, &hub, false)
         .into_iter()
         .filter(|r| r.origin == a.public())
         .collect();
@@ -366,19 +356,7 @@ fn an_origin_left_out_of_a_comparison_neither_differs_nor_changes_the_fingerprin
             &digest::not_taken_set(&outcome),
         )
     };
-    sa.apply_batch(
-        &[incoming(
-            &c,
-            Entity::User,
-            "c2",
-            Scope::Public,
-            NOW,
-            false,
-            "",
-        )],
-        &ApplyOptions::new("c", NOW),
-    )
-    .expect("apply");
+    public_user_from(&sa, &c, "c2");
     assert_eq!(fingerprint(&sa), outcome.fingerprint, "c is not compared");
     put(&sa, &a, Entity::User, "2", Scope::Public, "");
     assert_ne!(fingerprint(&sa), outcome.fingerprint, "a is");

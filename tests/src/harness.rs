@@ -556,6 +556,19 @@ impl TestHome {
         args.extend_from_slice(extra);
         self.json(args)
     }
+
+    /// The `digests` object `wb sync status --json` shows for peer `name` (`null`: never
+    /// compared).
+    pub fn peer_digests(&self, name: &str) -> Value {
+        let status = self.json(["sync", "status"]);
+        status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no peer {name} in {status}"))["digests"]
+            .clone()
+    }
 }
 
 /// Makes two homes peers of each other without addresses: `a` knows `b` as `b_name`, `b`

@@ -17,14 +17,7 @@ use wb_tests::harness::{
 
 /// The `digests` object `wb sync status --json` shows for peer `name`.
 fn digest_status(t: &TestHome, name: &str) -> Value {
-    let status = t.json(["sync", "status"]);
-    status["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no peer {name} in {status}"))["digests"]
-        .clone()
+    t.peer_digests(name)
 }
 
 fn state(t: &TestHome, name: &str) -> String {

@@ -215,18 +215,6 @@ fn the_hub_stores_and_forwards_public_records_only() {
     );
 }
 
-/// The `digests` object of `t`'s `wb sync status --json` for peer `name`.
-fn digests_of(t: &TestHome, name: &str) -> Value {
-    let status = t.json(["sync", "status"]);
-    status["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no peer {name} in {status}"))["digests"]
-        .clone()
-}
-
 /// State digests with a closed hub (issue 12, item 3): an instance and the hub compare over
 /// the origins the hub takes. A relays the public records of C, which is not on the hub's
 /// allowlist: A and the hub are in sync all the same, and both say one origin was not
@@ -258,7 +246,7 @@ fn an_instance_and_a_closed_hub_compare_digests_over_the_origins_the_hub_takes()
 
     let pushed = a.sync_now("hub", &[]);
     assert_eq!(count(&pushed, "sent"), 3, "a-1, a-2 and C's c-1: {pushed}");
-    let d = digests_of(&a, "hub");
+    let d = a.peer_digests("hub");
     assert_eq!(d["state"], "in_sync", "{d}");
     assert_eq!(d["not_taken_by_hub"], 1, "C's origin: {d}");
     let text = a.ok(["sync", "status"]);
@@ -276,7 +264,7 @@ fn an_instance_and_a_closed_hub_compare_digests_over_the_origins_the_hub_takes()
 
     // B pushes without pulling: the hub offers A's two records, B holds none.
     b.sync_now("hub", &["--push-only"]);
-    let d = digests_of(&b, "hub");
+    let d = b.peer_digests("hub");
     assert_eq!(d["state"], "differs", "{d}");
     let diffs = d["differences"].as_array().expect("differences");
     assert!(
@@ -297,9 +285,9 @@ fn an_instance_and_a_closed_hub_compare_digests_over_the_origins_the_hub_takes()
 
     // Full syncs: each holds what the hub offers, and A gets B's record through the hub.
     b.sync_now("hub", &[]);
-    assert_eq!(digests_of(&b, "hub")["state"], "in_sync");
+    assert_eq!(b.peer_digests("hub")["state"], "in_sync");
     a.sync_now("hub", &[]);
-    let d = digests_of(&a, "hub");
+    let d = a.peer_digests("hub");
     assert_eq!(d["state"], "in_sync", "{d}");
     assert_eq!(
         live_ids(&a, &b.public_key()),
