@@ -297,6 +297,76 @@ fn an_instance_and_a_closed_hub_compare_digests_over_the_origins_the_hub_takes()
     assert!(status.success());
 }
 
+/// A hub names `hub-digests/2`, answers one `Digests` exchange per session (listing the origins
+/// of the offer it takes, even those it holds nothing of) and refuses a second one.
+#[test]
+fn a_hub_answers_one_digests_exchange_per_session() {
+    use node::session::{Channel, expect_hello_at};
+    use protocol::wire::{Digest, DigestClass, DigestEntry, Message, SYNC_ALPN, capability};
+    let (hub, a) = (TestHome::new(), TestHome::initialized());
+    allow(&hub, "a", &a);
+    let HubProcess { process: node, .. } = hub.start_hub(&[]);
+    let key = a.secret_key();
+    let not_allowed = SecretKey::from_bytes(&[42; 32]).public();
+    let text = runtime().block_on(async {
+        let (endpoint, conn) = raw_connect(&key, &hub.public_key(), node.addr(), SYNC_ALPN).await;
+        let (send, recv) = conn.open_bi().await.expect("open a stream");
+        let mut ch = Channel::new("raw".into(), send, recv);
+        ch.send(&Message::hello_with(
+            [3; 16],
+            Role::Node,
+            &[capability::DIGESTS],
+        ))
+        .await
+        .expect("send Hello");
+        let hello = expect_hello_at(&mut ch).await.expect("Hello back");
+        assert!(hello.hub_digests && !hello.digests, "{:?}", hello.role);
+        let entry = |origin: [u8; 32]| DigestEntry {
+            origin,
+            class: DigestClass::Public,
+            digest: Digest::default(),
+        };
+        let offer = Message::Digests {
+            trusted: false,
+            offer: vec![
+                entry(*key.public().as_bytes()),
+                entry(*not_allowed.as_bytes()),
+            ],
+            held: Vec::new(),
+            more: false,
+        };
+        ch.send(&offer).await.expect("send Digests");
+        let Some(Message::Digests { held, .. }) = ch.recv().await.expect("an answer") else {
+            panic!("no Digests back");
+        };
+        let listed: Vec<[u8; 32]> = held.iter().map(|e| e.origin).collect();
+        assert_eq!(
+            listed,
+            vec![*key.public().as_bytes()],
+            "only the allowed origin"
+        );
+        ch.send(&Message::Digests {
+            trusted: false,
+            offer: Vec::new(),
+            held: Vec::new(),
+            more: false,
+        })
+        .await
+        .expect("send held");
+        ch.send(&offer).await.expect("send a second Digests");
+        let text = match ch.recv().await {
+            Ok(Some(Message::Error { message, .. })) => message,
+            Ok(other) => format!("{other:?}"),
+            Err(e) => e.to_string(),
+        };
+        endpoint.close().await;
+        text
+    });
+    assert!(text.contains("unexpected Digests"), "{text}");
+    let (status, _) = node.stop();
+    assert!(status.success());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Discovery
 // ---------------------------------------------------------------------------------------------
