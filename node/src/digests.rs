@@ -123,7 +123,11 @@ pub(crate) async fn answer(
     let mut held_report = ours.held_report(&me, &peer, &first.offer);
     // A hub also counts the origins it holds live records of (an allowed instance's former
     // key; an origin since left off its allowlist, still served until pruned).
-    let holds = ours.origins();
+    let holds = if takes.is_some() {
+        ours.origins()
+    } else {
+        Default::default()
+    };
     let takes = |o: &[u8; 32]| takes.is_none_or(|t| t(o) || holds.contains(o));
     held_report.retain(|(o, _), _| takes(o));
     let (held, more_held) = entries(&held_report, DIGEST_ENTRIES_MAX);

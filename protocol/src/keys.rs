@@ -18,6 +18,14 @@ pub const KEY_ID_LEN: usize = 16;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey([u8; 32]);
 
+/// A key is its bytes (its `Hash`, `Eq` and `Ord` are theirs), so a set of keys can be asked
+/// about bytes without checking them as a point first.
+impl std::borrow::Borrow<[u8; 32]> for PublicKey {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 impl PublicKey {
     /// Wraps raw bytes; fails if they are not a valid Ed25519 point.
     ///

@@ -65,7 +65,7 @@ impl Intake {
 
     /// Whether the hub takes records of `origin` at all: not revoked and, on a closed hub,
     /// allowed (an allowed instance's former keys aside: see [`Self::allow_former_keys`]).
-    pub(crate) fn takes_origin(&self, origin: &PublicKey) -> bool {
+    pub(crate) fn takes_origin(&self, origin: &[u8; 32]) -> bool {
         !self.revoked.contains(origin)
             && self
                 .allowed
@@ -81,7 +81,7 @@ impl Intake {
             Some("not public and signed")
         } else if self.revoked.contains(&record.origin) {
             Some("of a revoked origin")
-        } else if !self.takes_origin(&record.origin) {
+        } else if !self.takes_origin(record.origin.as_bytes()) {
             Some("of an origin not on the hub's allowlist")
         } else {
             None
