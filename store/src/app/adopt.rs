@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::{Adopted, AppError, MapTables, STATE_SNAPSHOT, SnapshotState, app_int, bump_entity};
 use crate::LocalBatch;
 use crate::bundles::{self, VerifiedBundle};
-use crate::db::{Draft, LocalChange, Store};
+use crate::db::{Draft, ListFilter, LocalChange, Store};
 
 /// How to adopt.
 #[derive(Clone, Debug)]
@@ -117,15 +117,17 @@ pub fn adopt(
     // Records taken from app bundles before adoption existed: app rows, unsigned (few: only
     // their keys are kept).
     let mut unsigned: Vec<RecordKey> = Vec::new();
-    store.scan::<AppError>(
-        |_| true,
-        |r| {
-            if r.origin == own && r.signature.is_none() {
-                unsigned.push(r.key());
-            }
-            Ok(())
-        },
-    )?;
+    let ours = ListFilter {
+        origin: Some(own),
+        include_deleted: true,
+        ..ListFilter::default()
+    };
+    store.each_listed::<AppError>(&ours, |r| {
+        if r.signature.is_none() {
+            unsigned.push(r.key());
+        }
+        Ok(())
+    })?;
 
     store.local_batch(key, |batch| -> Result<AdoptReport, AppError> {
         // `Contact-*` values reach the rows only with --allow-contact (see `app_row`).

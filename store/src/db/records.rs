@@ -82,9 +82,24 @@ impl Store {
 
     /// Records matching the filter, ordered by origin, entity, id.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.each_listed(filter, |record| {
+            out.push(record);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Visits the records [`Store::list`] would return, in its order, one at a time inside one
+    /// read transaction (a filter on an origin reads that origin's key range only). An error
+    /// from `visit` stops the scan and is returned.
+    pub fn each_listed<E: From<StoreError>>(
+        &self,
+        filter: &ListFilter,
+        mut visit: impl FnMut(Record) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let tx = self.read_tx()?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
         let iter = match &filter.origin {
             Some(origin) => {
                 let mut start = origin.as_bytes().to_vec();
@@ -114,9 +129,9 @@ impl Store {
             {
                 continue;
             }
-            out.push(record);
+            visit(record)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Number of records in the store, every origin, entity and scope (tombstones included).
