@@ -16,10 +16,10 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use node::node::{CONNECTION_WINDOW, Direction, MAX_INCOMING_SESSIONS, sync_once};
 use node::session::{Channel, Deadlines, expect_hello};
 use protocol::wire::{Cursor, MAX_FRAME_LEN, Message, Role, SYNC_ALPN};
-use protocol::{PublicKey, Scope, SecretKey};
+use protocol::{Entity, PublicKey, RecordKey, Scope, SecretKey};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use wb_tests::harness::{
-    InProcess, TestHome, fake_peer, put_user, raw_connect, runtime, store_put_user,
+    InProcess, TestHome, fake_peer, put_user, raw_connect, runtime, signed_public, store_put_user,
 };
 
 /// How long a test waits for something that must happen before failing.
@@ -443,6 +443,82 @@ fn a_flood_of_empty_batches_costs_no_commit_each() {
             closed.to_string().contains("more than 4 requests"),
             "{closed}"
         );
+        endpoint.close().await;
+    });
+}
+
+/// A push's batches share commits: 12 batches sent 10 ms apart make 2 commits (8 batches,
+/// `BATCHES_PER_COMMIT_MAX`, then the rest), where each batch used to be one as soon as it was
+/// checked. The pusher then stalls without its last batch: what it sent is written anyway,
+/// with its cursor, once the second group waited `COMMIT_WAIT`, while the session stays open.
+#[test]
+fn a_pushs_batches_share_commits_and_a_stalled_push_is_still_written() {
+    let rt = runtime();
+    rt.block_on(async {
+        let a = InProcess::start("a").await;
+        let key = client_key(4);
+        a.add_peer("pusher", key.public(), &[], false);
+        let (endpoint, conn, mut ch) = hello(&key, &a.public(), a.addr()).await;
+        ch.send(&Message::Offer).await.expect("Offer");
+        assert!(matches!(ch.expect("Pull").await, Ok(Message::Pull { .. })));
+        let batch = |seq: u64, done: bool| Message::Batch {
+            records: vec![
+                signed_public(
+                    &key,
+                    Entity::User,
+                    &format!("u{seq}"),
+                    vec![("Username".into(), format!("user{seq}"))],
+                )
+                .to_sealed_bytes(),
+            ],
+            next: Cursor {
+                epoch: [9; 16],
+                seq,
+            },
+            done,
+        };
+        let held = |a: &InProcess| {
+            let cursor = a.store.cursor(&key.public()).expect("cursor");
+            let users = (1..=13)
+                .filter(|i| {
+                    let k = RecordKey {
+                        origin: key.public(),
+                        entity: Entity::User,
+                        id: format!("u{i}"),
+                    };
+                    a.store.get(&k).expect("get").is_some()
+                })
+                .count();
+            (cursor.map(|c| c.seq), users)
+        };
+        let before = a.store.write_transactions();
+        for seq in 1..=12 {
+            ch.send(&batch(seq, false)).await.expect("send a batch");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stalled = Instant::now();
+        while held(&a) != (Some(12), 12) {
+            assert!(
+                stalled.elapsed() < WAIT,
+                "the stalled push was not written: {:?}",
+                held(&a)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let writes = a.store.write_transactions() - before;
+        eprintln!(
+            "12 batches 10 ms apart: {writes} commits; written {:?} after the pusher stalled",
+            stalled.elapsed()
+        );
+        assert!(writes <= 3, "{writes} commits for 12 batches");
+        assert!(conn.close_reason().is_none(), "the session is still open");
+
+        ch.send(&batch(13, true)).await.expect("the last batch");
+        ch.send(&Message::Bye).await.expect("Bye");
+        ch.finish().await;
+        while let Ok(Some(_)) = ch.recv().await {}
+        assert_eq!(held(&a), (Some(13), 13));
+        conn.close(0u32.into(), b"bye");
         endpoint.close().await;
     });
 }
