@@ -28,11 +28,21 @@ pub(crate) struct Env<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
 struct EnvLookup<'a, 'e, T: ReadableTable<&'static [u8], &'static [u8]>> {
     store: &'a Store,
     env: &'e Env<'e, T>,
+    /// The last record read: a comment's two rule checks (untrusted and trusted audience)
+    /// read its request once.
+    last: Option<(RecordKey, Option<Record>)>,
 }
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for EnvLookup<'_, '_, T> {
     fn record(&mut self, key: &RecordKey) -> Result<Option<Record>> {
-        read_record(self.store, self.env.records, &key_bytes(key))
+        if let Some((k, r)) = &self.last
+            && k == key
+        {
+            return Ok(r.clone());
+        }
+        let r = read_record(self.store, self.env.records, &key_bytes(key))?;
+        self.last = Some((key.clone(), r.clone()));
+        Ok(r)
     }
 
     fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool> {
@@ -158,7 +168,11 @@ impl Digesting {
         let Some((untrusted, trusted)) = self.rules.clone() else {
             return Ok(());
         };
-        let mut lookup = EnvLookup { store, env };
+        let mut lookup = EnvLookup {
+            store,
+            env,
+            last: None,
+        };
         for (rule, is_trusted) in [(&untrusted, false), (&trusted, true)] {
             let form = if rule.check(r, &mut lookup)?.is_ok() {
                 Some((r.effective_scope(), own_hash(r)))
