@@ -341,6 +341,20 @@ fn two_hundred_extra_streams_of_one_megabyte_do_not_grow_the_node() {
 // Item 4: no write storms
 // ---------------------------------------------------------------------------------------------
 
+/// A client known to `a` as `name` (untrusted) that opened a session and offered a push: the
+/// node answered with its `Pull`, so the next frames are the pusher's batches.
+async fn offering(
+    a: &InProcess,
+    name: &str,
+    key: &SecretKey,
+) -> (iroh::Endpoint, Connection, Channel) {
+    a.add_peer(name, key.public(), &[], false);
+    let (endpoint, conn, mut ch) = hello(key, &a.public(), a.addr()).await;
+    ch.send(&Message::Offer).await.expect("Offer");
+    assert!(matches!(ch.expect("Pull").await, Ok(Message::Pull { .. })));
+    (endpoint, conn, ch)
+}
+
 /// 100,000 empty `Batch{done: false}` frames cost no commit each: the whole push makes a
 /// handful of write transactions, and local writes meanwhile are not held up behind them.
 /// A fifth `Pull`/`Offer` in one session ends it.
@@ -350,10 +364,7 @@ fn a_flood_of_empty_batches_costs_no_commit_each() {
     rt.block_on(async {
         let a = InProcess::start("a").await;
         let key = client_key(3);
-        a.add_peer("flooder", key.public(), &[], false);
-        let (endpoint, conn, mut ch) = hello(&key, &a.public(), a.addr()).await;
-        ch.send(&Message::Offer).await.expect("Offer");
-        assert!(matches!(ch.expect("Pull").await, Ok(Message::Pull { .. })));
+        let (endpoint, conn, mut ch) = offering(&a, "flooder", &key).await;
         let before = a.store.write_transactions();
         // Local writes while the flood runs: the slowest is printed (a figure, not a bound).
         let (store, own) = (a.store.clone(), a.key.clone());
@@ -457,10 +468,7 @@ fn a_pushs_batches_share_commits_and_a_stalled_push_is_still_written() {
     rt.block_on(async {
         let a = InProcess::start("a").await;
         let key = client_key(4);
-        a.add_peer("pusher", key.public(), &[], false);
-        let (endpoint, conn, mut ch) = hello(&key, &a.public(), a.addr()).await;
-        ch.send(&Message::Offer).await.expect("Offer");
-        assert!(matches!(ch.expect("Pull").await, Ok(Message::Pull { .. })));
+        let (endpoint, conn, mut ch) = offering(&a, "pusher", &key).await;
         let batch = |seq: u64, done: bool| Message::Batch {
             records: vec![
                 signed_public(
