@@ -20,8 +20,10 @@
 //! A comment's offer depends on its request (held and hidden, or not), so the table
 //! `comment_index` (request key ++ comment key) finds a request's comments: when a write
 //! changes whether a request is hidden from an audience, its comments' offers are moved in
-//! the same transaction. Writes accumulate deltas in memory ([`Digesting`]); each touched row
-//! is written once, at commit.
+//! the same transaction. A comment written is appended to `comment_pending` and folded into
+//! `comment_index` by the next lookup (`db::CommentIndex`), which checks each entry against
+//! the comment's current version. Writes accumulate deltas in memory ([`Digesting`]); each
+//! touched row is written once, at commit.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -167,7 +167,7 @@ fn digests_of_an_older_format_are_rebuilt_at_open() {
     assert_eq!(store.digests().expect("digests"), StoreDigests::default());
     drop(store);
     let reopened = Store::open(&path).expect("open");
-    assert_eq!(reopened.digests_format().expect("format"), Some(2));
+    assert_eq!(reopened.digests_format().expect("format"), Some(3));
     assert_eq!(reopened.digests().expect("digests"), kept);
     drop(dir);
 }
@@ -228,6 +228,156 @@ fn comments_follow_their_request_into_and_out_of_the_offers() {
     assert_eq!(d.get(&o, Kind::ToUntrusted).count, 0);
     assert_eq!(d.get(&o, Kind::ToTrustedPublic).count, 0);
     assert_matches_scan(&store);
+}
+
+/// Entries in `comment_index` and in `comment_pending`.
+fn comment_entries(store: &Store) -> (u64, u64) {
+    use redb::ReadableTableMetadata;
+    let tx = store.read_tx().expect("tx");
+    let index = tx.open_table(crate::db::COMMENT_INDEX).expect("index");
+    // Dropped (version-2 tables taken as they are) until the next write opens it.
+    let pending = match tx.open_table(crate::db::COMMENT_PENDING) {
+        Ok(t) => t.len().expect("len"),
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => panic!("pending: {e}"),
+    };
+    (index.len().expect("len"), pending)
+}
+
+fn comment_on(from: &SecretKey, id: &str, request: &str) -> Record {
+    incoming(
+        from,
+        Entity::Comment,
+        id,
+        Scope::Public,
+        NOW,
+        false,
+        request,
+    )
+}
+
+/// Comments written are appended to `comment_pending`, never inserted into `comment_index`
+/// one by one (each insert rewrote an index page per comment and commit); the first lookup
+/// of a request's comments folds them in, and keeps only the comments that still point at it.
+#[test]
+fn comments_wait_in_pending_until_a_request_needs_them() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let other = SecretKey::from_bytes(&[2; 32]);
+    let (_dir, store) = temp_store(&me);
+    let o = *other.public().as_bytes();
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    put(&store, &me, Entity::Request, "r", Scope::Public, "");
+    let q = format!("{}/q", me.public().to_hex());
+    let r = format!("{}/r", me.public().to_hex());
+    let opts = ApplyOptions::new("peer", NOW);
+    let batch = [
+        comment_on(&other, "1", &q),
+        comment_on(&other, "2", &q),
+        comment_on(&other, "3", &r),
+    ];
+    store.apply_batch(&batch, &opts).expect("apply");
+    assert_eq!(comment_entries(&store), (0, 3));
+    // Comment 2 moves to request r while its entry on q is still pending: that entry is stale.
+    let mut moved = incoming(
+        &other,
+        Entity::Comment,
+        "2",
+        Scope::Public,
+        NOW + 1,
+        false,
+        &r,
+    );
+    moved.sign(&other).expect("sign");
+    store.apply_batch(&[moved], &opts).expect("apply");
+    assert_eq!(comment_entries(&store), (0, 4));
+    assert_eq!(
+        store
+            .digests()
+            .expect("digests")
+            .get(&o, Kind::ToUntrusted)
+            .count,
+        3
+    );
+
+    // Hiding q looks up its comments: everything pending is folded in, the stale entry of
+    // comment 2 on q dropped, and only comment 1 stops being offered.
+    put(&store, &me, Entity::Request, "q", Scope::Private, "");
+    assert_eq!(comment_entries(&store), (3, 0));
+    let d = store.digests().expect("digests");
+    assert_eq!(d.get(&o, Kind::HeldPublic).count, 3);
+    assert_eq!(d.get(&o, Kind::ToUntrusted).count, 2);
+    assert_matches_scan(&store);
+    put(&store, &me, Entity::Request, "r", Scope::Private, "");
+    assert_eq!(
+        store
+            .digests()
+            .expect("digests")
+            .get(&o, Kind::ToUntrusted)
+            .count,
+        0
+    );
+    assert_matches_scan(&store);
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    assert_eq!(
+        store
+            .digests()
+            .expect("digests")
+            .get(&o, Kind::ToUntrusted)
+            .count,
+        1
+    );
+    assert_matches_scan(&store);
+}
+
+/// Digest tables of version 2 kept every comment in `comment_index`: they are taken as they
+/// are, and whatever `comment_pending` still holds (left by a newer wb before an older one
+/// rebuilt the tables without it) is dropped, not folded in.
+#[test]
+fn version_2_digest_tables_are_kept_and_a_leftover_pending_table_dropped() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let other = SecretKey::from_bytes(&[2; 32]);
+    let (dir, store) = temp_store(&me);
+    let o = *other.public().as_bytes();
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    let q = format!("{}/q", me.public().to_hex());
+    let opts = ApplyOptions::new("peer", NOW);
+    store
+        .apply_batch(&[comment_on(&other, "1", &q)], &opts)
+        .expect("apply");
+    // Folded, as a version-2 wb keeps it; then a leftover pending entry and version 2.
+    put(&store, &me, Entity::Request, "q", Scope::Trusted, "");
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    assert_eq!(comment_entries(&store), (1, 0));
+    {
+        let tx = store.write_tx().expect("tx");
+        tx.open_table(crate::db::COMMENT_PENDING)
+            .expect("pending")
+            .insert(7, b"not an index key".as_slice())
+            .expect("insert");
+        tx.open_table(crate::db::META)
+            .expect("meta")
+            .insert(crate::db::META_DIGESTS, [2u8].as_slice())
+            .expect("version");
+        tx.commit().expect("commit");
+    }
+    let path = store.path().to_path_buf();
+    let kept = store.digests().expect("digests");
+    drop(store);
+    let store = Store::open(&path).expect("open");
+    assert_eq!(store.digests_format().expect("format"), Some(3));
+    assert_eq!(comment_entries(&store), (1, 0));
+    assert_eq!(store.digests().expect("digests"), kept);
+    put(&store, &me, Entity::Request, "q", Scope::Private, "");
+    assert_eq!(
+        store
+            .digests()
+            .expect("digests")
+            .get(&o, Kind::ToUntrusted)
+            .count,
+        0
+    );
+    assert_matches_scan(&store);
+    drop(dir);
 }
 
 /// A store made before the digest tables builds them once, when opened for writing.

@@ -7,7 +7,7 @@ use protocol::{Entity, Record, RecordKey, Scope, SecretKey, Version};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::db::{
-    COMMENT_INDEX, CONTACT_ALLOWED, COUNTERS, Digesting, Draft, Env, LOG, LocalChange, META,
+    CONTACT_ALLOWED, COUNTERS, CommentIndex, Digesting, Draft, Env, LOG, LocalChange, META,
     META_CLOCK, META_NEXT_SEQ, RECORDS, Store, WITHDRAWALS, bump, counter, key_bytes,
     version_bytes, version_from_bytes, widens_request,
 };
@@ -272,10 +272,7 @@ impl<'a> LocalBatch<'a> {
                 .tx
                 .open_table(CONTACT_ALLOWED)
                 .map_err(|e| store.err(e))?;
-            let mut index = self
-                .tx
-                .open_table(COMMENT_INDEX)
-                .map_err(|e| store.err(e))?;
+            let mut index = CommentIndex::open(store, self.tx)?;
             let env = Env {
                 records: &self.records,
                 allowed: Some(&allowed),

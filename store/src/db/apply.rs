@@ -111,10 +111,7 @@ impl Applying<'_> {
             .tx
             .open_table(CONTACT_ALLOWED)
             .map_err(|e| store.err(e))?;
-        let mut comment_index = self
-            .tx
-            .open_table(COMMENT_INDEX)
-            .map_err(|e| store.err(e))?;
+        let mut comment_index = CommentIndex::open(store, &self.tx)?;
         for ((incoming, verdict), sealed) in
             batch.records.iter().zip(&batch.verdicts).zip(&batch.sealed)
         {

@@ -29,6 +29,7 @@ macro_rules! known_tables {
             CONTACT_ALLOWED,
             DIGESTS,
             COMMENT_INDEX,
+            COMMENT_PENDING,
             HUB_DIRECTORY,
             APP_IDS,
             APP_IDS_REV,

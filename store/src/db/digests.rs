@@ -15,8 +15,13 @@ use crate::digest::{
 use crate::error::Result;
 use crate::leaving::{Lookup, Rule};
 
-/// The digest tables' format: 2 counts live records only (1 counted tombstones too).
-const DIGESTS_VERSION: u8 = 2;
+/// The digest tables' format: 2 counts live records only (1 counted tombstones too); 3 adds
+/// `comment_pending` ([`CommentIndex`]).
+const DIGESTS_VERSION: u8 = 3;
+/// Version 2's tables are version 3's with nothing pending: taken as they are. A wb of version 2
+/// that opens a version-3 store rebuilds its tables (the version differs) without knowing
+/// `comment_pending`, so what it left there is dropped when this wb opens the store again.
+const DIGESTS_VERSION_UNPENDED: u8 = 2;
 
 /// The tables a contribution reads, inside one transaction.
 pub(crate) struct Env<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
@@ -74,6 +79,117 @@ fn index_key(qkb: &[u8], ckb: &[u8]) -> Vec<u8> {
     out.extend_from_slice(qkb);
     out.extend_from_slice(ckb);
     out
+}
+
+/// Which comments point at which request, inside one write transaction: `comment_index`
+/// (sorted by request) and `comment_pending` (the index keys written since it was last
+/// folded in, in the order they were written).
+///
+/// A comment written is appended to `comment_pending`, at its end: the comments of a large
+/// pull point at requests all over the key space, and inserting each into `comment_index`
+/// rewrote one of its pages per comment at every commit (half the writes of a million-record
+/// pull). The pending entries are folded into `comment_index` in one pass the first time a
+/// request's comments are looked up (a request hidden or shown again, a prune).
+///
+/// An entry is a hint, checked when it is read: a comment replaced or removed takes its entry
+/// out of `comment_index`, but one still pending stays behind, and a lookup keeps only the
+/// comments whose current version points at the request (and drops the others' entries).
+/// So the lookup's answer is exactly the held comments on the request, as an exact index
+/// would give.
+pub(crate) struct CommentIndex<'txn> {
+    index: Table<'txn, &'static [u8], &'static [u8]>,
+    pending: Table<'txn, u64, &'static [u8]>,
+    /// The next pending sequence, once read.
+    next: Option<u64>,
+}
+
+impl<'txn> CommentIndex<'txn> {
+    pub(crate) fn open(store: &Store, tx: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            index: tx.open_table(COMMENT_INDEX).map_err(|e| store.err(e))?,
+            pending: tx.open_table(COMMENT_PENDING).map_err(|e| store.err(e))?,
+            next: None,
+        })
+    }
+
+    /// Records that comment `ckb` points at request `qkb`.
+    fn add(&mut self, store: &Store, qkb: &[u8], ckb: &[u8]) -> Result<()> {
+        let next = match self.next {
+            Some(n) => n,
+            None => match self.pending.last().map_err(|e| store.err(e))? {
+                Some((k, _)) => k.value().saturating_add(1),
+                None => 0,
+            },
+        };
+        self.pending
+            .insert(next, index_key(qkb, ckb).as_slice())
+            .map_err(|e| store.err(e))?;
+        self.next = Some(next.saturating_add(1));
+        Ok(())
+    }
+
+    /// Takes out the entry of comment `ckb` on request `qkb` (its version is being replaced or
+    /// removed); a pending one is left to the lookups' check.
+    fn remove(&mut self, store: &Store, qkb: &[u8], ckb: &[u8]) -> Result<()> {
+        self.index
+            .remove(index_key(qkb, ckb).as_slice())
+            .map_err(|e| store.err(e))?;
+        Ok(())
+    }
+
+    /// Moves every pending entry into `comment_index`.
+    fn fold(&mut self, store: &Store) -> Result<()> {
+        if self.pending.first().map_err(|e| store.err(e))?.is_none() {
+            return Ok(());
+        }
+        for item in self.pending.iter().map_err(|e| store.err(e))? {
+            let (_, key) = item.map_err(|e| store.err(e))?;
+            self.index
+                .insert(key.value(), [].as_slice())
+                .map_err(|e| store.err(e))?;
+        }
+        self.pending
+            .retain(|_, _| false)
+            .map_err(|e| store.err(e))?;
+        self.next = None;
+        Ok(())
+    }
+
+    /// The comments held on request `qkb`, with their current versions, in key order.
+    fn comments_of<T: ReadableTable<&'static [u8], &'static [u8]>>(
+        &mut self,
+        store: &Store,
+        records: &T,
+        qkb: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Record)>> {
+        self.fold(store)?;
+        let prefix = index_key(qkb, &[]);
+        let mut found = Vec::new();
+        for item in self
+            .index
+            .range::<&[u8]>(prefix.as_slice()..)
+            .map_err(|e| store.err(e))?
+        {
+            let (k, _) = item.map_err(|e| store.err(e))?;
+            let Some(ckb) = k.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            found.push(ckb.to_vec());
+        }
+        let mut comments = Vec::with_capacity(found.len());
+        for ckb in found {
+            let current = read_record(store, records, &ckb)?;
+            match current {
+                Some(c) if c.commented_request().is_some_and(|q| key_bytes(&q) == qkb) => {
+                    comments.push((ckb, c));
+                }
+                // Replaced by a version on another request, deleted or removed while its entry
+                // was pending.
+                _ => self.remove(store, qkb, &ckb)?,
+            }
+        }
+        Ok(comments)
+    }
 }
 
 /// Deltas of one write transaction, and the rules they are computed with.
@@ -210,7 +326,7 @@ impl Digesting {
         &mut self,
         store: &Store,
         env: &Env<'_, T>,
-        index: &mut Table<&'static [u8], &'static [u8]>,
+        index: &mut CommentIndex<'_>,
         kb: &[u8],
         old: Option<&Record>,
         new: Option<&Record>,
@@ -218,33 +334,20 @@ impl Digesting {
         if let Some(old) = old {
             self.contribute(store, env, old, None, true)?;
             if let Some(q) = old.commented_request() {
-                index
-                    .remove(index_key(&key_bytes(&q), kb).as_slice())
-                    .map_err(|e| store.err(e))?;
+                index.remove(store, &key_bytes(&q), kb)?;
             }
         }
         let is_request = old.or(new).is_some_and(|r| r.entity == Entity::Request);
         if !is_request || self.rules.is_none() || self.hidden(old) == self.hidden(new) {
             return Ok(Vec::new());
         }
-        let prefix = index_key(kb, &[]);
-        let mut comments = Vec::new();
-        for item in index
-            .range::<&[u8]>(prefix.as_slice()..)
-            .map_err(|e| store.err(e))?
-        {
-            let (k, _) = item.map_err(|e| store.err(e))?;
-            let Some(ckb) = k.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            comments.push(ckb.to_vec());
+        let comments = index.comments_of(store, env.records, kb)?;
+        let mut keys = Vec::with_capacity(comments.len());
+        for (ckb, c) in comments {
+            self.contribute(store, env, &c, None, true)?;
+            keys.push(ckb);
         }
-        for ckb in &comments {
-            if let Some(c) = read_record(store, env.records, ckb)? {
-                self.contribute(store, env, &c, None, true)?;
-            }
-        }
-        Ok(comments)
+        Ok(keys)
     }
 
     /// After the record under `kb` became `new` (`signing`: its signing bytes, if at hand):
@@ -255,7 +358,7 @@ impl Digesting {
         &mut self,
         store: &Store,
         env: &Env<'_, T>,
-        index: &mut Table<&'static [u8], &'static [u8]>,
+        index: &mut CommentIndex<'_>,
         kb: &[u8],
         new: Option<&Record>,
         signing: Option<&[u8]>,
@@ -264,9 +367,7 @@ impl Digesting {
         if let Some(new) = new {
             self.contribute(store, env, new, signing, false)?;
             if let Some(q) = new.commented_request() {
-                index
-                    .insert(index_key(&key_bytes(&q), kb).as_slice(), [].as_slice())
-                    .map_err(|e| store.err(e))?;
+                index.add(store, &key_bytes(&q), kb)?;
             }
         }
         for ckb in &comments {
@@ -396,10 +497,11 @@ impl Store {
     pub(crate) fn rebuild_digests(&self, tx: &WriteTransaction) -> Result<u64> {
         tx.delete_table(DIGESTS).map_err(|e| self.err(e))?;
         tx.delete_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+        tx.delete_table(COMMENT_PENDING).map_err(|e| self.err(e))?;
         let mut digesting = Digesting::begin(self, tx)?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
-        let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+        let mut index = CommentIndex::open(self, tx)?;
         let env = Env {
             records: &records,
             allowed: Some(&allowed),
@@ -455,18 +557,29 @@ impl Store {
     /// Builds the digest tables of a store opened for writing that has none yet (made before
     /// them, or restored from such a backup): one scan, logged.
     pub(crate) fn ensure_digests(&self) -> Result<()> {
-        {
+        let version = {
             let tx = self.read_tx()?;
             let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            if meta
-                .get(META_DIGESTS)
+            meta.get(META_DIGESTS)
                 .map_err(|e| self.err(e))?
-                .is_some_and(|v| v.value() == [DIGESTS_VERSION].as_slice())
-            {
-                return Ok(());
-            }
+                .and_then(|v| match v.value() {
+                    [b] => Some(*b),
+                    _ => None,
+                })
+        };
+        if version == Some(DIGESTS_VERSION) {
+            return Ok(());
         }
         let tx = self.write_tx()?;
+        if version == Some(DIGESTS_VERSION_UNPENDED) {
+            tx.delete_table(COMMENT_PENDING).map_err(|e| self.err(e))?;
+            {
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert(META_DIGESTS, [DIGESTS_VERSION].as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            return tx.commit().map_err(|e| self.err(e));
+        }
         let started = std::time::Instant::now();
         let n = self.rebuild_digests(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;

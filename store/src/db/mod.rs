@@ -30,7 +30,7 @@ pub use conflicts::Conflict;
 pub(crate) use copy::{
     copy_all, copy_to_new_file, db_err, io_err, known_names, sync_parent, write_new,
 };
-pub(crate) use digests::{Digesting, Env};
+pub(crate) use digests::{CommentIndex, Digesting, Env};
 pub use log::Change;
 pub(crate) use log::widens_request;
 pub(crate) use meta::bump;

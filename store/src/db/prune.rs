@@ -244,7 +244,7 @@ impl Store {
         let mut digesting = Digesting::begin(self, tx)?;
         {
             let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
-            let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+            let mut index = CommentIndex::open(self, tx)?;
             for v in victims {
                 let old = match records.get(v.key.as_slice()).map_err(|e| self.err(e))? {
                     Some(value) => Some(self.decode_value(value.value())?.1),

@@ -90,6 +90,10 @@ pub(crate) const DIGESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 /// request key length (u16 BE) ++ request key ++ comment key → nothing.
 pub(crate) const COMMENT_INDEX: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("comment_index");
+/// Index keys of `comment_index` not yet folded into it, in the order they were written
+/// (`digests::CommentIndex`).
+pub(crate) const COMMENT_PENDING: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("comment_pending");
 /// `meta`: the version of the digest tables; absent: they are built by a scan on open.
 pub(crate) const META_DIGESTS: &str = "digests";
 /// `meta`: when the backup was taken (ms, big-endian); only in backup files.

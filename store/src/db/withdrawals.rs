@@ -66,7 +66,7 @@ impl Store {
                 let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
                 let mut withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
                 let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;
-                let mut index = tx.open_table(COMMENT_INDEX).map_err(|e| self.err(e))?;
+                let mut index = CommentIndex::open(self, &tx)?;
                 let mut digesting = Digesting::with_meta(self, &meta)?;
                 let start = me.as_bytes().to_vec();
                 let mut end = start.clone();
