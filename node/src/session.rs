@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{RecvStream, SendStream};
 use protocol::wire::{
-    BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, capability, code,
-    seal_batches,
+    BATCH_RECORDS_MAX, Cursor, MAX_FRAME_LEN, Message, PROTOCOL_MAJOR, Role, batches_of_sealed,
+    capability, code,
 };
 use protocol::{Audience, PublicKey};
 use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
@@ -583,7 +583,8 @@ pub fn next_batches(
         BATCH_RECORDS_MAX,
         SCAN_MAX,
     )?;
-    let sealed = seal_batches(&out.records);
+    let records = out.records.len() as u64;
+    let sealed = batches_of_sealed(out.sealed);
     let parts = sealed.len().max(1);
     let mut sealed = sealed.into_iter();
     let mut messages = Vec::with_capacity(parts);
@@ -602,7 +603,7 @@ pub fn next_batches(
     }
     Ok(ServeStep {
         messages,
-        records: out.records.len() as u64,
+        records,
         last_seq: out.last_seq,
         done: out.done,
     })

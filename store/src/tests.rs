@@ -491,7 +491,7 @@ fn old_key_trusted_withdrawals_go_to_trusted_peers() {
     store.rekey(&old, &new, NOW).expect("rekey");
     assert_eq!(store.former_keys().expect("former"), vec![old.public()]);
     let sent = |trusted: bool| -> Vec<(String, bool)> {
-        store
+        let out = store
             .outgoing(
                 &new.public(),
                 Some(&peer),
@@ -500,8 +500,11 @@ fn old_key_trusted_withdrawals_go_to_trusted_peers() {
                 100,
                 1000,
             )
-            .expect("outgoing")
-            .records
+            .expect("outgoing");
+        // What a pull sends as it is stored: each record's sealed form, withdrawals too.
+        let sealed: Vec<Vec<u8>> = out.records.iter().map(Record::to_sealed_bytes).collect();
+        assert_eq!(out.sealed, sealed);
+        out.records
             .iter()
             .map(|r| (r.origin.key_id(), r.deleted))
             .collect()

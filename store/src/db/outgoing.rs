@@ -12,6 +12,8 @@ use crate::leaving::{Lookup, Rule};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     pub records: Vec<Record>,
+    /// Each record's sealed form as the store holds it (what a pull sends: not encoded again).
+    pub sealed: Vec<Vec<u8>>,
     /// The last log sequence scanned: the cursor to resume from.
     pub last_seq: u64,
     /// The end of the log was reached.
@@ -131,6 +133,7 @@ impl Store {
         };
         let mut out = Outgoing {
             records: Vec::new(),
+            sealed: Vec::new(),
             last_seq: after_seq,
             done: true,
             filtered: 0,
@@ -151,26 +154,33 @@ impl Store {
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
             let (_, record) = self.decode_value(value.value())?;
+            let sealed = || value.value().get(8..).unwrap_or_default().to_vec();
             // The origin never needs its own records back, unless it lost them (a restore).
             if receiver == Some(&record.origin) {
                 if return_own {
+                    out.sealed.push(sealed());
                     out.records.push(record);
                 }
                 continue;
             }
             if rule.check(&record, &mut lookup)?.is_ok() {
+                out.sealed.push(sealed());
                 out.records.push(record);
                 continue;
             }
             let withdrawal = match withdrawals.get(kb.value()).map_err(|e| self.err(e))? {
-                Some(v) => Some(
+                Some(v) => Some((
                     Record::from_sealed_bytes(v.value())
                         .map_err(|e| self.corrupt(format!("withdrawal: {e}")))?,
-                ),
+                    v.value().to_vec(),
+                )),
                 None => None,
             };
             match withdrawal {
-                Some(w) if rule.check(&w, &mut lookup)?.is_ok() => out.records.push(w),
+                Some((w, sealed)) if rule.check(&w, &mut lookup)?.is_ok() => {
+                    out.sealed.push(sealed);
+                    out.records.push(w);
+                }
                 _ => out.filtered += 1,
             }
         }
