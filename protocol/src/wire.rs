@@ -245,15 +245,18 @@ impl Message {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
-        let bytes = postcard::to_allocvec(self)
+        // Sized first: a batch's half-megabyte frame is written into one allocation, not
+        // grown (and copied) ten times on the way, and a frame over the limit is not written.
+        let len = postcard::experimental::serialized_size(self)
             .map_err(|_| ProtocolError::Malformed("message does not encode"))?;
-        if bytes.len() > MAX_FRAME_LEN {
+        if len > MAX_FRAME_LEN {
             return Err(ProtocolError::TooLarge {
-                len: bytes.len(),
+                len,
                 max: MAX_FRAME_LEN,
             });
         }
-        Ok(bytes)
+        postcard::to_extend(self, Vec::with_capacity(len))
+            .map_err(|_| ProtocolError::Malformed("message does not encode"))
     }
 
     /// Decodes one frame. Lists are bounded while decoding ([`BATCH_RECORDS_MAX`] records,

@@ -230,6 +230,15 @@ fn comments_follow_their_request_into_and_out_of_the_offers() {
     assert_matches_scan(&store);
 }
 
+/// How many records of origin `o` the store offers an untrusted peer.
+fn untrusted_offer(store: &Store, o: &[u8; 32]) -> u64 {
+    store
+        .digests()
+        .expect("digests")
+        .get(o, Kind::ToUntrusted)
+        .count
+}
+
 /// Entries in `comment_index` and in `comment_pending`.
 fn comment_entries(store: &Store) -> (u64, u64) {
     use redb::ReadableTableMetadata;
@@ -290,14 +299,7 @@ fn comments_wait_in_pending_until_a_request_needs_them() {
     moved.sign(&other).expect("sign");
     store.apply_batch(&[moved], &opts).expect("apply");
     assert_eq!(comment_entries(&store), (0, 4));
-    assert_eq!(
-        store
-            .digests()
-            .expect("digests")
-            .get(&o, Kind::ToUntrusted)
-            .count,
-        3
-    );
+    assert_eq!(untrusted_offer(&store, &o), 3);
 
     // Hiding q looks up its comments: everything pending is folded in, the stale entry of
     // comment 2 on q dropped, and only comment 1 stops being offered.
@@ -308,24 +310,10 @@ fn comments_wait_in_pending_until_a_request_needs_them() {
     assert_eq!(d.get(&o, Kind::ToUntrusted).count, 2);
     assert_matches_scan(&store);
     put(&store, &me, Entity::Request, "r", Scope::Private, "");
-    assert_eq!(
-        store
-            .digests()
-            .expect("digests")
-            .get(&o, Kind::ToUntrusted)
-            .count,
-        0
-    );
+    assert_eq!(untrusted_offer(&store, &o), 0);
     assert_matches_scan(&store);
     put(&store, &me, Entity::Request, "q", Scope::Public, "");
-    assert_eq!(
-        store
-            .digests()
-            .expect("digests")
-            .get(&o, Kind::ToUntrusted)
-            .count,
-        1
-    );
+    assert_eq!(untrusted_offer(&store, &o), 1);
     assert_matches_scan(&store);
 }
 
@@ -368,14 +356,7 @@ fn version_2_digest_tables_are_kept_and_a_leftover_pending_table_dropped() {
     assert_eq!(comment_entries(&store), (1, 0));
     assert_eq!(store.digests().expect("digests"), kept);
     put(&store, &me, Entity::Request, "q", Scope::Private, "");
-    assert_eq!(
-        store
-            .digests()
-            .expect("digests")
-            .get(&o, Kind::ToUntrusted)
-            .count,
-        0
-    );
+    assert_eq!(untrusted_offer(&store, &o), 0);
     assert_matches_scan(&store);
     drop(dir);
 }
