@@ -317,6 +317,38 @@ fn comments_wait_in_pending_until_a_request_needs_them() {
     assert_matches_scan(&store);
 }
 
+/// A pending table whose next sequence would be the largest one is folded first, so no entry
+/// is ever written over.
+#[test]
+fn a_full_pending_sequence_folds_instead_of_overwriting() {
+    let me = SecretKey::from_bytes(&[1; 32]);
+    let other = SecretKey::from_bytes(&[2; 32]);
+    let (_dir, store) = temp_store(&me);
+    let o = *other.public().as_bytes();
+    put(&store, &me, Entity::Request, "q", Scope::Public, "");
+    {
+        let tx = store.write_tx().expect("tx");
+        tx.open_table(crate::db::COMMENT_PENDING)
+            .expect("pending")
+            .insert(u64::MAX - 1, b"a stale hint".as_slice())
+            .expect("insert");
+        tx.commit().expect("commit");
+    }
+    let q = format!("{}/q", me.public().to_hex());
+    let opts = ApplyOptions::new("peer", NOW);
+    for id in ["1", "2"] {
+        store
+            .apply_batch(&[comment_on(&other, id, &q)], &opts)
+            .expect("apply");
+    }
+    // The old entry went to `comment_index`; the two comments are pending from 0.
+    assert_eq!(comment_entries(&store), (1, 2));
+    put(&store, &me, Entity::Request, "q", Scope::Private, "");
+    assert_eq!(untrusted_offer(&store, &o), 0);
+    assert_eq!(comment_entries(&store), (3, 0));
+    assert_matches_scan(&store);
+}
+
 /// Digest tables of version 2 kept every comment in `comment_index`: they are taken as they
 /// are, and whatever `comment_pending` still holds (left by a newer wb before an older one
 /// rebuilt the tables without it) is dropped, not folded in.

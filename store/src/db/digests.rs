@@ -114,13 +114,18 @@ impl<'txn> CommentIndex<'txn> {
 
     /// Records that comment `ckb` points at request `qkb`.
     fn add(&mut self, store: &Store, qkb: &[u8], ckb: &[u8]) -> Result<()> {
-        let next = match self.next {
+        let mut next = match self.next {
             Some(n) => n,
             None => match self.pending.last().map_err(|e| store.err(e))? {
                 Some((k, _)) => k.value().saturating_add(1),
                 None => 0,
             },
         };
+        if next == u64::MAX {
+            // Never overwrite the last entry: fold, and start again from 0.
+            self.fold(store)?;
+            next = 0;
+        }
         self.pending
             .insert(next, index_key(qkb, ckb).as_slice())
             .map_err(|e| store.err(e))?;
