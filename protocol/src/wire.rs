@@ -32,7 +32,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ProtocolError, Record};
+use crate::ProtocolError;
 
 /// ALPN of instance-to-instance (and instance-to-hub) sync.
 pub const SYNC_ALPN: &[u8] = b"wb-sync/1";
@@ -393,13 +393,8 @@ mod bounded {
     }
 }
 
-/// Splits records into batches under [`BATCH_RECORDS_MAX`] records and about
-/// [`BATCH_BYTES_MAX`] bytes, in order, as sealed bytes.
-pub fn seal_batches(records: &[Record]) -> Vec<Vec<Vec<u8>>> {
-    batches_of_sealed(records.iter().map(Record::to_sealed_bytes))
-}
-
-/// Splits records already sealed into batches, as [`seal_batches`] does.
+/// Splits sealed records into batches under [`BATCH_RECORDS_MAX`] records and about
+/// [`BATCH_BYTES_MAX`] bytes, in order.
 pub fn batches_of_sealed(records: impl IntoIterator<Item = Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
     let mut batches = Vec::new();
     let mut current: Vec<Vec<u8>> = Vec::new();
