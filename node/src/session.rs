@@ -13,7 +13,7 @@ use protocol::wire::{
     capability, code,
 };
 use protocol::{Audience, PublicKey};
-use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Store};
+use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Serving, Store};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -517,19 +517,22 @@ async fn serve_batches(
     after: u64,
     faults: Faults,
 ) -> Result<u64, NodeError> {
-    let read = |after: u64| {
+    // What the steps learn about requests is passed from one to the next (`store::Serving`).
+    let read = |after: u64, mut serving: Serving| {
         let s = store.clone();
-        tokio::task::spawn_blocking(move || next_batches(&s, &me, &to, epoch, after))
+        tokio::task::spawn_blocking(move || {
+            next_batches(&s, &mut serving, &me, &to, epoch, after).map(|step| (step, serving))
+        })
     };
     let mut sent = 0u64;
     let mut batches_sent = 0u64;
-    let mut reading = Some(read(after));
+    let mut reading = Some(read(after, Serving::default()));
     while let Some(step) = reading.take() {
-        let step = step
+        let (step, serving) = step
             .await
             .map_err(|e| NodeError::Internal(e.to_string()))??;
         if !step.done {
-            reading = Some(read(step.last_seq));
+            reading = Some(read(step.last_seq, serving));
         }
         for message in &step.messages {
             ch.send(message).await?;
@@ -565,16 +568,19 @@ pub struct ServeStep {
 }
 
 /// Reads our changes after log sequence `after` that `audience` may receive and cuts them into
-/// `Batch` messages: what [`serve_pull`] sends next (blocking: reads the store). Public so the
-/// sync benchmark measures its stages on exactly the bytes a pull moves.
+/// `Batch` messages: what [`serve_pull`] sends next (blocking: reads the store). `serving` is
+/// what the previous steps of the same pull learned. Public so the sync benchmark measures its
+/// stages on exactly the bytes a pull moves.
 pub fn next_batches(
     store: &Store,
+    serving: &mut Serving,
     me: &PublicKey,
     to: &Receiver,
     epoch: [u8; 16],
     after: u64,
 ) -> Result<ServeStep, NodeError> {
-    let out = store.outgoing_with(
+    let out = store.outgoing_serving(
+        serving,
         me,
         Some(&to.key),
         to.return_own,

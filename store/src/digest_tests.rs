@@ -8,9 +8,9 @@ use protocol::{Entity, PublicKey, Record, Scope, SecretKey, Version};
 use crate::digest::{Kind, entry_hash};
 use crate::*;
 
-const NOW: u64 = 1_800_000_000_000;
+pub(crate) const NOW: u64 = 1_800_000_000_000;
 
-fn temp_store(me: &SecretKey) -> (tempfile::TempDir, Store) {
+pub(crate) fn temp_store(me: &SecretKey) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_or_create(&dir.path().join("store.redb")).expect("store");
     store.set_instance_key(&me.public()).expect("instance key");
@@ -31,7 +31,14 @@ fn fields(entity: &Entity, request: &str) -> Vec<(String, String)> {
     }
 }
 
-fn put(store: &Store, key: &SecretKey, entity: Entity, id: &str, scope: Scope, request: &str) {
+pub(crate) fn put(
+    store: &Store,
+    key: &SecretKey,
+    entity: Entity,
+    id: &str,
+    scope: Scope,
+    request: &str,
+) {
     store
         .update_local::<StoreError>(key, entity.clone(), id, NOW, |_| {
             Ok(Draft {
@@ -44,7 +51,7 @@ fn put(store: &Store, key: &SecretKey, entity: Entity, id: &str, scope: Scope, r
         .expect("local write");
 }
 
-fn incoming(
+pub(crate) fn incoming(
     key: &SecretKey,
     entity: Entity,
     id: &str,

@@ -31,10 +31,17 @@ pub(crate) trait Lookup {
     fn record(&mut self, key: &RecordKey) -> Result<Option<Record>>;
     /// Whether the operator let this record's `Contact-*` values leave.
     fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool>;
+    /// Whether a request is held here and does not go to `rule`'s audience as itself.
+    fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
+        Ok(match self.record(key)? {
+            Some(request) => !rule.by_scope(&request),
+            None => false,
+        })
+    }
 }
 
 /// The rule for one audience.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Rule {
     /// This instance's key.
     pub sender: PublicKey,
@@ -62,8 +69,7 @@ impl Rule {
             return Ok(Err(Withheld::Scope));
         }
         if let Some(request) = r.commented_request()
-            && let Some(request) = lookup.record(&request)?
-            && !self.by_scope(&request)
+            && lookup.request_hidden(self, &request)?
         {
             return Ok(Err(Withheld::HiddenRequest));
         }

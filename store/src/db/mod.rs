@@ -21,6 +21,7 @@ mod provenance;
 mod prune;
 mod records;
 mod rotation;
+mod serving;
 mod tables;
 mod withdrawals;
 
@@ -40,6 +41,7 @@ pub use peer_state::PeerState;
 pub use provenance::Provenance;
 pub use prune::PruneReport;
 pub use records::{Draft, ListFilter, LocalChange};
+pub use serving::Serving;
 pub(crate) use tables::*;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,9 @@ pub struct Store {
     epoch: Epoch,
     /// Write transactions begun through this handle (each commit is one sync to disk).
     writes: std::sync::atomic::AtomicU64,
+    /// Removals of records without new log entries (prunes) begun through this handle
+    /// (`serving`).
+    removals: std::sync::atomic::AtomicU64,
 }
 
 /// A read-write handle, or a read-only one that never changes the file (redb records its
@@ -138,6 +143,7 @@ impl Store {
             path: path.to_path_buf(),
             epoch,
             writes: std::sync::atomic::AtomicU64::new(0),
+            removals: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -152,6 +158,7 @@ impl Store {
                 path: path.to_path_buf(),
                 epoch,
                 writes: std::sync::atomic::AtomicU64::new(0),
+                removals: std::sync::atomic::AtomicU64::new(0),
             });
         }
         let tx = db.begin_write().map_err(|e| err(&e))?;
@@ -199,6 +206,7 @@ impl Store {
             path: path.to_path_buf(),
             epoch,
             writes: std::sync::atomic::AtomicU64::new(0),
+            removals: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

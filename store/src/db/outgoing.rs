@@ -4,6 +4,7 @@
 use protocol::{Audience, PublicKey, Record, RecordKey};
 use redb::{ReadTransaction, ReadableTable};
 
+use super::serving::Serving;
 use super::*;
 use crate::error::Result;
 use crate::leaving::{Lookup, Rule};
@@ -28,6 +29,7 @@ struct TableLookup<'a, T: ReadableTable<&'static [u8], &'static [u8]>> {
     records: &'a T,
     /// `None`: the store has no such table yet (nothing was allowed).
     contact_allowed: Option<&'a T>,
+    serving: &'a mut Serving,
 }
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, T> {
@@ -50,6 +52,18 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, 
                 .map_err(|e| self.store.err(e))?
                 .is_some()),
         }
+    }
+
+    fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
+        if let Some(hidden) = self.serving.get(key) {
+            return Ok(hidden);
+        }
+        let hidden = match self.record(key)? {
+            Some(request) => !rule.by_scope(&request),
+            None => false,
+        };
+        self.serving.learn(key, hidden, true);
+        Ok(hidden)
     }
 }
 
@@ -109,7 +123,35 @@ impl Store {
         limit: usize,
         scan_max: usize,
     ) -> Result<Outgoing> {
+        self.outgoing_serving(
+            &mut Serving::default(),
+            sender,
+            receiver,
+            return_own,
+            audience,
+            after_seq,
+            limit,
+            scan_max,
+        )
+    }
+
+    /// One step of serving a pull: [`Store::outgoing_with`], remembering in `serving` what it
+    /// learned about requests for the next steps of the same pull (see [`Serving`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn outgoing_serving(
+        &self,
+        serving: &mut Serving,
+        sender: &PublicKey,
+        receiver: Option<&PublicKey>,
+        return_own: bool,
+        audience: Audience,
+        after_seq: u64,
+        limit: usize,
+        scan_max: usize,
+    ) -> Result<Outgoing> {
         let tx = self.read_tx()?;
+        // After the transaction began: a prune it sees has been counted (`serving`).
+        let removals = self.removals();
         let log = tx.open_table(LOG).map_err(|e| self.err(e))?;
         let records = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
         let withdrawals = tx.open_table(WITHDRAWALS).map_err(|e| self.err(e))?;
@@ -125,11 +167,13 @@ impl Store {
             audience,
             owed,
         };
+        serving.renew(self, &rule, removals, &log)?;
         let allowed = contact_allowed_table(self, &tx)?;
         let mut lookup = TableLookup {
             store: self,
             records: &records,
             contact_allowed: allowed.as_ref(),
+            serving,
         };
         let mut out = Outgoing {
             records: Vec::new(),
@@ -154,6 +198,7 @@ impl Store {
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupt(format!("log entry {} has no record", seq.value())))?;
             let (_, record) = self.decode_value(value.value())?;
+            lookup.serving.learn_scanned(&rule, &record);
             let sealed = || value.value().get(8..).unwrap_or_default().to_vec();
             // The origin never needs its own records back, unless it lost them (a restore).
             if receiver == Some(&record.origin) {

@@ -241,6 +241,8 @@ impl Store {
         withdrawals: &mut redb::Table<&[u8], &[u8]>,
         victims: &[Pruned],
     ) -> Result<()> {
+        // Before the commit: a pull being served forgets what it learned (`serving`).
+        self.count_removal();
         let mut digesting = Digesting::begin(self, tx)?;
         {
             let allowed = tx.open_table(CONTACT_ALLOWED).map_err(|e| self.err(e))?;

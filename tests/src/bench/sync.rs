@@ -536,13 +536,14 @@ fn frames_of(source: &Source, receiver: &PublicKey) -> Result<Frames> {
         record_bytes: 0,
     };
     let mut after = 0;
+    let mut serving = store::Serving::default();
     loop {
         let to = Receiver {
             key: *receiver,
             audience: Audience { trusted: false },
             return_own: false,
         };
-        let step = next_batches(&source.store, &me, &to, epoch, after)?;
+        let step = next_batches(&source.store, &mut serving, &me, &to, epoch, after)?;
         for message in &step.messages {
             if let Message::Batch { records, .. } = message {
                 out.record_bytes += records.iter().map(|r| r.len() as u64).sum::<u64>();
