@@ -13,7 +13,7 @@ use protocol::wire::{
     capability, code,
 };
 use protocol::{Audience, PublicKey};
-use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Serving, Store};
+use store::{ApplyOptions, ApplyReport, CheckedBatch, PeerState, Receiving, Serving, Store};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -729,6 +729,8 @@ fn apply_queued(
 ) -> Result<PullStats, store::StoreError> {
     let mut stats = PullStats::default();
     let mut group: Vec<Checked> = Vec::with_capacity(BATCHES_PER_COMMIT_MAX);
+    // What the pull's transactions learn about requests, from one to the next (`Receiving`).
+    let mut receiving = Receiving::default();
     let mut open = true;
     while open {
         let Some(first) = waiting.blocking_recv() else {
@@ -749,7 +751,7 @@ fn apply_queued(
         }
         if let Some((_, opts)) = group.last() {
             let batches: Vec<&CheckedBatch> = group.iter().map(|(b, _)| b).collect();
-            stats.add_report(&store.apply_checked_all(&batches, opts)?);
+            stats.add_report(&store.apply_pulled(&batches, opts, &mut receiving)?);
         }
         group.clear();
     }

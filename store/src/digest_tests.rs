@@ -547,6 +547,9 @@ enum Op {
     Prune(u8),
     /// A peer served trusted records is no longer trusted: ours are re-versioned.
     Untrust,
+    /// What the peer (trusted or not) is sent from the start of the log, served with the
+    /// verdicts remembered since the first operation (`Serving`) and without.
+    Serve(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -566,6 +569,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop::collection::vec(incoming, 1..6).prop_map(Op::Import),
         1 => (0u8..2).prop_map(Op::Prune),
         1 => Just(Op::Untrust),
+        2 => any::<bool>().prop_map(Op::Serve),
     ]
 }
 
@@ -585,6 +589,10 @@ struct World {
     me: SecretKey,
     others: [SecretKey; 2],
     peer: PublicKey,
+    /// Kept over all the operations, as if they happened while one pull was served and
+    /// another applied: a stale verdict would change what is sent, or the digests.
+    serving: [std::cell::RefCell<Serving>; 2],
+    receiving: std::cell::RefCell<Receiving>,
 }
 
 impl World {
@@ -629,9 +637,23 @@ impl World {
             }
             Op::Apply(o, e, i, s, ms, d, q) => {
                 let r = self.incoming((*o, *e, *i, *s, *ms, *d, *q));
+                let opts = ApplyOptions::new("peer", NOW + 60_000);
+                let checked = CheckedBatch::check(vec![r], &opts);
                 store
-                    .apply_batch(&[r], &ApplyOptions::new("peer", NOW + 60_000))
+                    .apply_pulled(&[&checked], &opts, &mut self.receiving.borrow_mut())
                     .expect("apply");
+            }
+            Op::Serve(trusted) => {
+                let audience = protocol::Audience { trusted: *trusted };
+                let mut serving = self.serving[usize::from(*trusted)].borrow_mut();
+                let (me, peer) = (self.me.public(), Some(&self.peer));
+                let remembered = store
+                    .outgoing_serving(&mut serving, &me, peer, false, audience, 0, 1000, 1000)
+                    .expect("outgoing");
+                let fresh = store
+                    .outgoing(&me, peer, audience, 0, 1000, 1000)
+                    .expect("outgoing");
+                assert_eq!(remembered, fresh, "served with remembered verdicts");
             }
             Op::Import(items) => {
                 let opts = ApplyOptions::new("bundle", NOW + 60_000);
@@ -682,6 +704,8 @@ proptest! {
             me: SecretKey::from_bytes(&[1; 32]),
             others: [SecretKey::from_bytes(&[2; 32]), SecretKey::from_bytes(&[3; 32])],
             peer: SecretKey::from_bytes(&[4; 32]).public(),
+            serving: Default::default(),
+            receiving: Default::default(),
         };
         let (_dir, store) = temp_store(&world.me);
         for op in &ops {

@@ -24,7 +24,7 @@ pub mod time;
 pub use db::format;
 pub use db::{
     ApplyOptions, ApplyReport, Change, CheckedBatch, Conflict, Draft, Epoch, ListFilter,
-    LocalChange, Outgoing, PeerState, Provenance, PruneReport, Serving, Store, counter,
+    LocalChange, Outgoing, PeerState, Provenance, PruneReport, Receiving, Serving, Store, counter,
 };
 pub use digest::{DigestDifference, DigestOutcome, Kind as DigestKind, PeerDigests, StoreDigests};
 pub use error::{Rejection, Result, StoreError};

@@ -9,6 +9,7 @@ use protocol::{PublicKey, Record, RecordKey, Version};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::serving::Receiving;
 use super::*;
 
 use crate::error::{Rejection, Result, StoreError};
@@ -198,9 +199,24 @@ impl Applying<'_> {
         Ok(())
     }
 
+    /// Uses a pull's verdicts on requests in this transaction (see [`Receiving`]).
+    pub(crate) fn receive(&mut self, receiving: Receiving) -> Result<()> {
+        let store = self.store;
+        // After the transaction began: a prune committed before it has been counted.
+        let removals = store.removals();
+        let log = self.tx.open_table(LOG).map_err(|e| store.err(e))?;
+        self.digesting.receive(store, receiving, removals, &log)
+    }
+
     /// Ends the transaction: comments of widened requests logged again, sequence, counters,
     /// cursor and provenance written, committed.
     pub(crate) fn commit(self) -> Result<ApplyReport> {
+        self.commit_receiving().map(|(report, _)| report)
+    }
+
+    /// [`Applying::commit`], handing back the pull's verdicts (see [`Applying::receive`]) as
+    /// the committed transaction left them.
+    pub(crate) fn commit_receiving(self) -> Result<(ApplyReport, Option<Receiving>)> {
         let Self {
             store,
             opts,
@@ -211,9 +227,10 @@ impl Applying<'_> {
             seq,
             widened,
             own_newest,
-            digesting,
+            mut digesting,
             ..
         } = self;
+        let mut memo = digesting.take_memo();
         digesting.write(store, &tx)?;
         {
             let mut records = tx.open_table(RECORDS).map_err(|e| store.err(e))?;
@@ -221,6 +238,12 @@ impl Applying<'_> {
             let mut meta = tx.open_table(META).map_err(|e| store.err(e))?;
             let mut counters = tx.open_table(COUNTERS).map_err(|e| store.err(e))?;
             let seq = store.relog_comments(&mut records, &mut log, &widened, seq)?;
+            if let Some(memo) = memo.as_mut() {
+                memo.memo.log_end = match log.last().map_err(|e| store.err(e))? {
+                    Some((last, _)) => last.value(),
+                    None => 0,
+                };
+            }
             if own_newest > Version::ZERO {
                 let clock = meta
                     .get(META_CLOCK)
@@ -258,7 +281,7 @@ impl Applying<'_> {
             }
         }
         tx.commit().map_err(|e| store.err(e))?;
-        Ok(report)
+        Ok((report, memo))
     }
 }
 
@@ -484,6 +507,27 @@ impl Store {
         batches: &[&CheckedBatch],
         opts: &ApplyOptions,
     ) -> Result<ApplyReport> {
+        self.apply_checked_all_with(batches, opts, None)
+    }
+
+    /// [`Store::apply_checked_all`] for one transaction of a pull: `receiving` is what its
+    /// earlier transactions learned about requests, and what this one learns is added (it is
+    /// left empty if this one fails; see [`Receiving`]).
+    pub fn apply_pulled(
+        &self,
+        batches: &[&CheckedBatch],
+        opts: &ApplyOptions,
+        receiving: &mut Receiving,
+    ) -> Result<ApplyReport> {
+        self.apply_checked_all_with(batches, opts, Some(receiving))
+    }
+
+    fn apply_checked_all_with(
+        &self,
+        batches: &[&CheckedBatch],
+        opts: &ApplyOptions,
+        receiving: Option<&mut Receiving>,
+    ) -> Result<ApplyReport> {
         if opts.all_or_nothing {
             let mut before = 0;
             for batch in batches {
@@ -498,10 +542,20 @@ impl Store {
             }
         }
         let mut applying = self.begin_apply(opts)?;
+        let Some(receiving) = receiving else {
+            for batch in batches {
+                applying.apply(batch)?;
+            }
+            return applying.commit();
+        };
+        // Taken: whatever fails below leaves the pull's verdicts empty.
+        applying.receive(std::mem::take(receiving))?;
         for batch in batches {
             applying.apply(batch)?;
         }
-        applying.commit()
+        let (report, memo) = applying.commit_receiving()?;
+        *receiving = memo.unwrap_or_default();
+        Ok(report)
     }
 
     /// Starts applying batches one after another in one write transaction: what

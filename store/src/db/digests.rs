@@ -8,6 +8,7 @@ use protocol::wire::Digest;
 use protocol::{Audience, Entity, PublicKey, Record, RecordKey, Scope};
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use super::serving::Receiving;
 use super::*;
 use crate::digest::{
     Kind, StoreDigests, add_entry, combine, entry_hash, entry_hash_of_signing, is_zero,
@@ -36,6 +37,8 @@ struct EnvLookup<'a, 'e, T: ReadableTable<&'static [u8], &'static [u8]>> {
     /// The last record read: a comment's two rule checks (untrusted and trusted audience)
     /// read its request once.
     last: Option<(RecordKey, Option<Record>)>,
+    /// A pull's verdicts on requests, when one is being applied (`serving`).
+    memo: Option<&'e mut Receiving>,
 }
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for EnvLookup<'_, '_, T> {
@@ -58,6 +61,43 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for EnvLookup<'_, '_
                 .map_err(|e| self.store.err(e))?
                 .is_some()),
         }
+    }
+
+    fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
+        // Which of the pull's two rules this is (both, whatever the record).
+        let which = match self.memo.as_deref() {
+            Some(Receiving {
+                rules: Some((untrusted, trusted)),
+                ..
+            }) if untrusted == rule => Some(false),
+            Some(Receiving {
+                rules: Some((untrusted, trusted)),
+                ..
+            }) if trusted == rule => Some(true),
+            _ => None,
+        };
+        let pick = |(u, t): (bool, bool), trusted: bool| if trusted { t } else { u };
+        let Some(trusted) = which else {
+            return Ok(match self.record(key)? {
+                Some(request) => !rule.by_scope(&request),
+                None => false,
+            });
+        };
+        if let Some(memo) = self.memo.as_deref_mut()
+            && let Some(verdict) = memo.memo.get(key)
+        {
+            return Ok(pick(verdict, trusted));
+        }
+        let request = self.record(key)?;
+        let Some(memo) = self.memo.as_deref_mut() else {
+            return Ok(false);
+        };
+        let verdict = match (&request, &memo.rules) {
+            (Some(q), Some((u, t))) => (!u.by_scope(q), !t.by_scope(q)),
+            _ => (false, false),
+        };
+        memo.memo.learn(key, verdict, true);
+        Ok(pick(verdict, trusted))
     }
 }
 
@@ -203,6 +243,8 @@ pub(crate) struct Digesting {
     /// instance key (it offers nothing).
     rules: Option<(Rule, Rule)>,
     delta: HashMap<([u8; 32], Kind), Digest>,
+    /// A pull's verdicts on requests, while one is being applied (`serving`).
+    memo: Option<Receiving>,
 }
 
 impl Digesting {
@@ -236,7 +278,29 @@ impl Digesting {
         Ok(Self {
             rules: me.map(|me| (rule(false, me), rule(true, me))),
             delta: HashMap::new(),
+            memo: None,
         })
+    }
+
+    /// Uses a pull's verdicts on requests in this transaction, brought to the state it sees:
+    /// `removals` read after it began, `log` its change log (`serving`).
+    pub(crate) fn receive(
+        &mut self,
+        store: &Store,
+        mut receiving: Receiving,
+        removals: u64,
+        log: &impl ReadableTable<u64, &'static [u8]>,
+    ) -> Result<()> {
+        let same = receiving.rules.is_some() && receiving.rules == self.rules;
+        receiving.memo.renew(store, same, removals, log)?;
+        receiving.rules = self.rules.clone();
+        self.memo = Some(receiving);
+        Ok(())
+    }
+
+    /// The pull's verdicts, as this transaction leaves them (valid once it commits).
+    pub(crate) fn take_memo(&mut self) -> Option<Receiving> {
+        self.memo.take()
     }
 
     fn add(&mut self, origin: &PublicKey, kind: Kind, hash: &[u8; 32], negate: bool) {
@@ -289,26 +353,27 @@ impl Digesting {
         let Some((untrusted, trusted)) = self.rules.clone() else {
             return Ok(());
         };
-        let mut lookup = EnvLookup {
-            store,
-            env,
-            last: None,
-        };
-        for (rule, is_trusted) in [(&untrusted, false), (&trusted, true)] {
-            let form = if rule.check(r, &mut lookup)?.is_ok() {
-                Some((r.effective_scope(), own_hash(r)))
-            } else {
-                None
+        let mut offered = [false; 2];
+        {
+            let mut lookup = EnvLookup {
+                store,
+                env,
+                last: None,
+                memo: self.memo.as_mut(),
             };
-            let kind = match (form.as_ref().map(|f| f.0), is_trusted) {
+            for (i, rule) in [&untrusted, &trusted].into_iter().enumerate() {
+                offered[i] = rule.check(r, &mut lookup)?.is_ok();
+            }
+        }
+        for (is_trusted, offered) in [(false, offered[0]), (true, offered[1])] {
+            let kind = match (offered.then(|| r.effective_scope()), is_trusted) {
                 (Some(Scope::Public), false) => Kind::ToUntrusted,
                 (Some(Scope::Public), true) => Kind::ToTrustedPublic,
                 (Some(Scope::Trusted), true) => Kind::ToTrustedTrusted,
                 _ => continue,
             };
-            if let Some((_, h)) = form {
-                self.add(&r.origin, kind, &h, negate);
-            }
+            let h = own_hash(r);
+            self.add(&r.origin, kind, &h, negate);
         }
         Ok(())
     }
@@ -369,6 +434,14 @@ impl Digesting {
         signing: Option<&[u8]>,
         comments: Vec<Vec<u8>>,
     ) -> Result<()> {
+        // The request is written: the comments' offers below, and the pull's next lookups of
+        // it, see its new verdict.
+        if self.memo.is_some() {
+            let verdict = self.hidden(new);
+            if let Some(memo) = self.memo.as_mut() {
+                memo.memo.learn_written(kb, verdict);
+            }
+        }
         if let Some(new) = new {
             self.contribute(store, env, new, signing, false)?;
             if let Some(q) = new.commented_request() {

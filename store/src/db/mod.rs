@@ -41,7 +41,7 @@ pub use peer_state::PeerState;
 pub use provenance::Provenance;
 pub use prune::PruneReport;
 pub use records::{Draft, ListFilter, LocalChange};
-pub use serving::Serving;
+pub use serving::{Receiving, Serving};
 pub(crate) use tables::*;
 
 use std::path::{Path, PathBuf};

@@ -55,14 +55,14 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, 
     }
 
     fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
-        if let Some(hidden) = self.serving.get(key) {
+        if let Some(hidden) = self.serving.memo.get(key) {
             return Ok(hidden);
         }
         let hidden = match self.record(key)? {
             Some(request) => !rule.by_scope(&request),
             None => false,
         };
-        self.serving.learn(key, hidden, true);
+        self.serving.memo.learn(key, hidden, true);
         Ok(hidden)
     }
 }

@@ -1,8 +1,11 @@
-//! What serving one peer remembers between the steps of a pull ([`Serving`]): whether each
-//! request met so far is hidden from the peer's audience, so that a comment on it does not read
-//! the request again (`leaving`: a comment goes only where its request goes).
+//! What a pull remembers about requests between its transactions, so that a comment on a
+//! request met before does not read the request again (`leaving`: a comment goes only where its
+//! request goes; comments on random requests made these reads random, one page each):
+//! - serving one peer ([`Serving`]): whether each request is hidden from the peer's audience;
+//! - applying a pull ([`Receiving`]): whether each is hidden from an untrusted and from a
+//!   trusted audience, which decides where the state digests count a comment on it.
 //!
-//! Each step reads the store in its own read transaction. A verdict learned in one is used in
+//! Each step (or group of batches) has its own transaction. A verdict learned in one is used in
 //! the next only if the request cannot have changed in between:
 //! - every write of a record appends a log entry with a sequence above every earlier one, so
 //!   the entries after the last sequence the previous step saw name every key written since,
@@ -12,6 +15,9 @@
 //!   forgets everything (the counter is read after the step's transaction began, so a prune the
 //!   transaction sees is always counted);
 //! - a different rule (our key replaced, the peer owed withdrawals) forgets everything too.
+//!
+//! A pull being applied also learns each request it writes, in its own transaction, as it writes
+//! it; its log end is read at commit, and a transaction that fails leaves the memo empty.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -42,36 +48,24 @@ const ORIGINS_MAX: usize = 1 << 16;
 #[derive(Debug, Default)]
 pub struct Serving {
     /// Request slot → the request is held and hidden from the audience.
-    verdicts: HashMap<u64, bool>,
-    origins: HashMap<[u8; 32], u16>,
-    /// What the verdicts were decided for: the rule, the removal counter and the last log
-    /// sequence of the transaction that decided them.
+    pub(crate) memo: Verdicts<bool>,
+    /// The rule the verdicts were decided with.
     rule: Option<Rule>,
-    removals: u64,
-    log_end: u64,
-    /// Lookups answered from the memo, and requests read (for tests and benchmarks).
-    hits: u64,
-    misses: u64,
 }
 
 impl Serving {
     /// Lookups answered by the memo and lookups that read the store, over the whole pull.
     pub fn lookups(&self) -> (u64, u64) {
-        (self.hits, self.misses)
+        (self.memo.hits, self.memo.misses)
     }
 
     /// Verdicts held now.
     pub fn len(&self) -> usize {
-        self.verdicts.len()
+        self.memo.verdicts.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.verdicts.is_empty()
-    }
-
-    fn forget(&mut self) {
-        self.verdicts.clear();
-        self.origins.clear();
+        self.memo.verdicts.is_empty()
     }
 
     /// Brings the memo to the state a new step's read transaction sees: `removals` read after
@@ -83,11 +77,94 @@ impl Serving {
         removals: u64,
         log: &impl ReadableTable<u64, &'static [u8]>,
     ) -> Result<()> {
+        let same = self.rule.as_ref() == Some(rule);
+        self.memo.renew(store, same, removals, log)?;
+        self.rule = Some(rule.clone());
+        Ok(())
+    }
+
+    /// Remembers the verdict on a request read by the step's scan of the log.
+    pub(crate) fn learn_scanned(&mut self, rule: &Rule, record: &Record) {
+        if record.entity == Entity::Request {
+            self.memo
+                .learn(&record.key(), !rule.by_scope(record), false);
+        }
+    }
+}
+
+/// What applying one pull remembers between its transactions (see the module documentation):
+/// whether each request met is held and hidden from an untrusted and from a trusted audience,
+/// which decides where the state digests count a comment on it. Learned from the requests the
+/// pull writes and from those read for a comment; the pull's own writes are learned as they
+/// are made, and what others wrote between two of its transactions is found in the log as
+/// for [`Serving`]. A transaction that fails leaves it empty. Start one per pull
+/// ([`Receiving::default`]) and pass it to each of its transactions
+/// ([`Store::apply_pulled`]).
+#[derive(Debug, Default)]
+pub struct Receiving {
+    pub(crate) memo: Verdicts<(bool, bool)>,
+    /// The rules for an untrusted and a trusted audience the verdicts were decided with.
+    pub(crate) rules: Option<(Rule, Rule)>,
+}
+
+impl Receiving {
+    /// Lookups answered by the memo and lookups that read the store, over the whole pull.
+    pub fn lookups(&self) -> (u64, u64) {
+        self.memo.lookups()
+    }
+}
+
+/// Verdicts on requests (`V`: what is known of each), by slot, and what they were decided on
+/// (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct Verdicts<V> {
+    verdicts: HashMap<u64, V>,
+    origins: HashMap<[u8; 32], u16>,
+    /// The removal counter and the last log sequence of the transaction that decided them.
+    removals: u64,
+    pub(crate) log_end: u64,
+    /// Lookups answered from the memo, and requests read (for tests and benchmarks).
+    hits: u64,
+    misses: u64,
+}
+
+impl<V> Default for Verdicts<V> {
+    fn default() -> Self {
+        Self {
+            verdicts: HashMap::new(),
+            origins: HashMap::new(),
+            removals: 0,
+            log_end: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+}
+
+impl<V: Copy> Verdicts<V> {
+    pub(crate) fn lookups(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.verdicts.clear();
+        self.origins.clear();
+    }
+
+    /// Brings the verdicts to the state a new transaction sees: `same_rule` if they were decided
+    /// with the rule(s) it uses, `removals` read after it began, `log` its change log.
+    pub(crate) fn renew(
+        &mut self,
+        store: &Store,
+        same_rule: bool,
+        removals: u64,
+        log: &impl ReadableTable<u64, &'static [u8]>,
+    ) -> Result<()> {
         let end = match log.last().map_err(|e| store.err(e))? {
             Some((seq, _)) => seq.value(),
             None => 0,
         };
-        if self.rule.as_ref() != Some(rule) || self.removals != removals || end < self.log_end {
+        if !same_rule || self.removals != removals || end < self.log_end {
             self.forget();
         } else if end > self.log_end && !self.verdicts.is_empty() {
             let mut changed = Vec::new();
@@ -109,14 +186,13 @@ impl Serving {
                 }
             }
         }
-        self.rule = Some(rule.clone());
         self.removals = removals;
         self.log_end = end;
         Ok(())
     }
 
     /// The verdict on a request, if remembered (counted as a hit).
-    pub(crate) fn get(&mut self, key: &RecordKey) -> Option<bool> {
+    pub(crate) fn get(&mut self, key: &RecordKey) -> Option<V> {
         let slot = self.existing_slot(key.origin.as_bytes(), &key.entity, &key.id)?;
         let verdict = self.verdicts.get(&slot).copied();
         if verdict.is_some() {
@@ -125,8 +201,8 @@ impl Serving {
         verdict
     }
 
-    /// Remembers whether a request is hidden (`hidden`), `read` when the store was read for it.
-    pub(crate) fn learn(&mut self, key: &RecordKey, hidden: bool, read: bool) {
+    /// Remembers the verdict on a request, `read` when the store was read for it.
+    pub(crate) fn learn(&mut self, key: &RecordKey, verdict: V, read: bool) {
         if read {
             self.misses += 1;
         }
@@ -134,14 +210,22 @@ impl Serving {
             return;
         }
         if let Some(slot) = self.new_slot(key.origin.as_bytes(), &key.entity, &key.id) {
-            self.verdicts.insert(slot, hidden);
+            self.verdicts.insert(slot, verdict);
         }
     }
 
-    /// Remembers the verdict on a request read by the step's scan of the log.
-    pub(crate) fn learn_scanned(&mut self, rule: &Rule, record: &Record) {
-        if record.entity == Entity::Request {
-            self.learn(&record.key(), !rule.by_scope(record), false);
+    /// Remembers the verdict on a record just written under `kb` (`tables::key_bytes`), if it
+    /// is a request; one the memo cannot hold is forgotten.
+    pub(crate) fn learn_written(&mut self, kb: &[u8], verdict: V) {
+        let Some((origin, id)) = request_parts(kb) else {
+            return;
+        };
+        if self.verdicts.len() < VERDICTS_MAX
+            && let Some(slot) = self.new_slot(origin, &Entity::Request, id)
+        {
+            self.verdicts.insert(slot, verdict);
+        } else if let Some(slot) = self.existing_slot(origin, &Entity::Request, id) {
+            self.verdicts.remove(&slot);
         }
     }
 
@@ -169,13 +253,18 @@ impl Serving {
 
     /// The slot of a stored key (`tables::key_bytes`), if it is a request the memo may hold.
     fn slot_of_key_bytes(&self, key: &[u8]) -> Option<u64> {
-        let origin: &[u8; 32] = key.get(..32)?.try_into().ok()?;
-        let rest = key.get(32..)?;
-        let name = Entity::Request.as_str().as_bytes();
-        let id = rest.strip_prefix(name)?.strip_prefix(&[0u8])?;
-        let id = std::str::from_utf8(id).ok()?;
+        let (origin, id) = request_parts(key)?;
         self.existing_slot(origin, &Entity::Request, id)
     }
+}
+
+/// The origin and id of a stored request key (`tables::key_bytes`); `None` for other entities.
+fn request_parts(key: &[u8]) -> Option<(&[u8; 32], &str)> {
+    let origin: &[u8; 32] = key.get(..32)?.try_into().ok()?;
+    let rest = key.get(32..)?;
+    let name = Entity::Request.as_str().as_bytes();
+    let id = rest.strip_prefix(name)?.strip_prefix(&[0u8])?;
+    Some((origin, std::str::from_utf8(id).ok()?))
 }
 
 fn slot(origin_index: u16, id: u64) -> u64 {
