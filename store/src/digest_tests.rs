@@ -260,7 +260,7 @@ fn comment_entries(store: &Store) -> (u64, u64) {
     (index.len().expect("len"), pending)
 }
 
-fn comment_on(from: &SecretKey, id: &str, request: &str) -> Record {
+pub(crate) fn comment_on(from: &SecretKey, id: &str, request: &str) -> Record {
     incoming(
         from,
         Entity::Comment,

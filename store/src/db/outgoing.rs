@@ -105,29 +105,11 @@ impl Store {
         limit: usize,
         scan_max: usize,
     ) -> Result<Outgoing> {
-        self.outgoing_with(
-            sender, receiver, false, audience, after_seq, limit, scan_max,
-        )
-    }
-
-    /// Like [`Store::outgoing`]; with `return_own`, the receiver's own records are sent back
-    /// to it as they are (it was restored from a backup and recovers what it signed since).
-    #[allow(clippy::too_many_arguments)]
-    pub fn outgoing_with(
-        &self,
-        sender: &PublicKey,
-        receiver: Option<&PublicKey>,
-        return_own: bool,
-        audience: Audience,
-        after_seq: u64,
-        limit: usize,
-        scan_max: usize,
-    ) -> Result<Outgoing> {
         self.outgoing_serving(
             &mut Serving::default(),
             sender,
             receiver,
-            return_own,
+            false,
             audience,
             after_seq,
             limit,
@@ -135,8 +117,10 @@ impl Store {
         )
     }
 
-    /// One step of serving a pull: [`Store::outgoing_with`], remembering in `serving` what it
-    /// learned about requests for the next steps of the same pull (see [`Serving`]).
+    /// One step of serving a pull: [`Store::outgoing`], remembering in `serving` what it
+    /// learned about requests for the next steps of the same pull (see [`Serving`]). With
+    /// `return_own`, the receiver's own records are sent back to it as they are (it was
+    /// restored from a backup and recovers what it signed since).
     #[allow(clippy::too_many_arguments)]
     pub fn outgoing_serving(
         &self,

@@ -305,7 +305,7 @@ mod tests {
 
     use super::*;
     use crate::ApplyOptions;
-    use crate::digest_tests::{NOW, incoming, put, temp_store};
+    use crate::digest_tests::{NOW, comment_on, incoming, put, temp_store};
 
     /// One step of serving `to` as an untrusted peer: the log entry after `after` only.
     fn step(
@@ -346,24 +346,8 @@ mod tests {
         put(&store, &me, Entity::Request, "7", Scope::Public, "");
         let on_7 = format!("{}/7", me.public().to_hex());
         let comments = [
-            incoming(
-                &other,
-                Entity::Comment,
-                "1",
-                Scope::Public,
-                NOW,
-                false,
-                &on_7,
-            ),
-            incoming(
-                &other,
-                Entity::Comment,
-                "2",
-                Scope::Public,
-                NOW,
-                false,
-                &on_7,
-            ),
+            comment_on(&other, "1", &on_7),
+            comment_on(&other, "2", &on_7),
         ];
         store
             .apply_batch(&comments, &ApplyOptions::new("peer", NOW))
@@ -397,15 +381,7 @@ mod tests {
         let on_7 = format!("{}/7", owner.public().to_hex());
         let batch = [
             incoming(&owner, Entity::Request, "7", Scope::Trusted, NOW, false, ""),
-            incoming(
-                &commenter,
-                Entity::Comment,
-                "1",
-                Scope::Public,
-                NOW,
-                false,
-                &on_7,
-            ),
+            comment_on(&commenter, "1", &on_7),
         ];
         store
             .apply_batch(&batch, &ApplyOptions::new("peer", NOW))
