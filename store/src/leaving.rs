@@ -31,12 +31,10 @@ pub(crate) trait Lookup {
     fn record(&mut self, key: &RecordKey) -> Result<Option<Record>>;
     /// Whether the operator let this record's `Contact-*` values leave.
     fn contact_allowed(&mut self, key: &RecordKey) -> Result<bool>;
-    /// Whether a request is held here and does not go to `rule`'s audience as itself.
+    /// Whether a request is held here and does not go to `rule`'s audience as itself (a lookup
+    /// may answer from what it remembers: `db::serving`).
     fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
-        Ok(match self.record(key)? {
-            Some(request) => !rule.by_scope(&request),
-            None => false,
-        })
+        Ok(rule.hides(self.record(key)?.as_ref()))
     }
 }
 
@@ -80,6 +78,12 @@ impl Rule {
             return Ok(Err(Withheld::Contact));
         }
         Ok(Ok(()))
+    }
+
+    /// Whether `request` (the stored version of a request, if held) keeps its comments from
+    /// the audience: it is held and does not go to it as itself.
+    pub(crate) fn hides(&self, request: Option<&Record>) -> bool {
+        request.is_some_and(|q| !self.by_scope(q))
     }
 
     /// The part of the rule that reads nothing but the record: `protocol::may_receive` (and,

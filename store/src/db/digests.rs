@@ -64,40 +64,27 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for EnvLookup<'_, '_
     }
 
     fn request_hidden(&mut self, rule: &Rule, key: &RecordKey) -> Result<bool> {
-        // Which of the pull's two rules this is (both, whatever the record).
-        let which = match self.memo.as_deref() {
-            Some(Receiving {
-                rules: Some((untrusted, trusted)),
-                ..
-            }) if untrusted == rule => Some(false),
-            Some(Receiving {
-                rules: Some((untrusted, trusted)),
-                ..
-            }) if trusted == rule => Some(true),
-            _ => None,
+        // Which of the pull's two rules this is; another rule reads the request.
+        let trusted = match self.memo.as_deref().and_then(|m| m.rules.as_ref()) {
+            Some((untrusted, _)) if untrusted == rule => false,
+            Some((_, trusted)) if trusted == rule => true,
+            _ => return Ok(rule.hides(self.record(key)?.as_ref())),
         };
-        let pick = |(u, t): (bool, bool), trusted: bool| if trusted { t } else { u };
-        let Some(trusted) = which else {
-            return Ok(match self.record(key)? {
-                Some(request) => !rule.by_scope(&request),
-                None => false,
-            });
-        };
-        if let Some(memo) = self.memo.as_deref_mut()
-            && let Some(verdict) = memo.memo.get(key)
-        {
-            return Ok(pick(verdict, trusted));
+        let pick = |(u, t): (bool, bool)| if trusted { t } else { u };
+        if let Some(verdict) = self.memo.as_deref_mut().and_then(|m| m.memo.get(key)) {
+            return Ok(pick(verdict));
         }
         let request = self.record(key)?;
-        let Some(memo) = self.memo.as_deref_mut() else {
-            return Ok(false);
+        let Some(Receiving {
+            memo,
+            rules: Some((u, t)),
+        }) = self.memo.as_deref_mut()
+        else {
+            return Ok(rule.hides(request.as_ref()));
         };
-        let verdict = match (&request, &memo.rules) {
-            (Some(q), Some((u, t))) => (!u.by_scope(q), !t.by_scope(q)),
-            _ => (false, false),
-        };
-        memo.memo.learn(key, verdict, true);
-        Ok(pick(verdict, trusted))
+        let verdict = (u.hides(request.as_ref()), t.hides(request.as_ref()));
+        memo.learn(key, verdict, true);
+        Ok(pick(verdict))
     }
 }
 

@@ -58,10 +58,7 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> Lookup for TableLookup<'_, 
         if let Some(hidden) = self.serving.memo.get(key) {
             return Ok(hidden);
         }
-        let hidden = match self.record(key)? {
-            Some(request) => !rule.by_scope(&request),
-            None => false,
-        };
+        let hidden = rule.hides(self.record(key)?.as_ref());
         self.serving.memo.learn(key, hidden, true);
         Ok(hidden)
     }
