@@ -56,7 +56,7 @@ pub struct Serving {
 impl Serving {
     /// Lookups answered by the memo and lookups that read the store, over the whole pull.
     pub fn lookups(&self) -> (u64, u64) {
-        (self.memo.hits, self.memo.misses)
+        self.memo.lookups()
     }
 
     /// Verdicts held now.
@@ -87,7 +87,7 @@ impl Serving {
     pub(crate) fn learn_scanned(&mut self, rule: &Rule, record: &Record) {
         if record.entity == Entity::Request {
             self.memo
-                .learn(&record.key(), !rule.by_scope(record), false);
+                .learn(&record.key(), rule.hides(Some(record)), false);
         }
     }
 }
@@ -105,13 +105,6 @@ pub struct Receiving {
     pub(crate) memo: Verdicts<(bool, bool)>,
     /// The rules for an untrusted and a trusted audience the verdicts were decided with.
     pub(crate) rules: Option<(Rule, Rule)>,
-}
-
-impl Receiving {
-    /// Lookups answered by the memo and lookups that read the store, over the whole pull.
-    pub fn lookups(&self) -> (u64, u64) {
-        self.memo.lookups()
-    }
 }
 
 /// Verdicts on requests (`V`: what is known of each), by slot, and what they were decided on
